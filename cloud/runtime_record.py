@@ -1,0 +1,29 @@
+"""The file deploy.py writes and client.py reads: which runtime to talk to."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+RECORD_PATH = Path(os.environ.get("AGENTCORE_RUNTIME_FILE", ".agentcore/runtime.json"))
+
+
+def write_record(arn: str, runtime_id: str, region: str, path: Path = RECORD_PATH) -> Path:
+    """Record the deployed runtime atomically, so a killed deploy never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    body = json.dumps({"agentRuntimeArn": arn, "agentRuntimeId": runtime_id, "region": region}, indent=2)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".runtime-")
+    with os.fdopen(fd, "w") as f:
+        f.write(body + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def read_arn(path: Path = RECORD_PATH) -> str | None:
+    """The recorded runtime ARN, or None when nothing was deployed from here."""
+    try:
+        return json.loads(path.read_text())["agentRuntimeArn"]
+    except (FileNotFoundError, KeyError, json.JSONDecodeError):
+        return None
