@@ -1,0 +1,57 @@
+"""Every environment variable the service reads, in one place, read once at start-up."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent.parent
+# The seed's model: Claude Sonnet 4 through its US cross-region inference profile.
+DEFAULT_MODEL_ID = "us.anthropic.claude-sonnet-4-20250514-v1:0"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The service's configuration. Build it with `Settings.from_env()` at the edge."""
+
+    workspace: Path = Path("/mnt/workspace")
+    port: int = 8080
+    host: str = "127.0.0.1"
+    model_provider: str = "bedrock"
+    model_id: str = DEFAULT_MODEL_ID
+    scripted_plan: Path = HERE / "demo" / "plan.json"
+    region: str | None = None
+    openai_base_url: str | None = None
+    openai_api_key: str = field(default="none", repr=False)  # a secret: never in logs or reprs
+    ollama_host: str = "http://127.0.0.1:11434"
+    shell_timeout: int = 120
+    max_prompt_chars: int = 100_000
+    max_tool_output_chars: int = 20_000
+    max_warm_conversations: int = 32
+
+    @property
+    def sessions_dir(self) -> Path:
+        """Where FileSessionManager keeps conversation history: inside session storage."""
+        return self.workspace / ".sessions"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
+        """Read the environment. No I/O: the session-storage mount is not ready at import time."""
+        plan = Path(env.get("SCRIPTED_PLAN", str(cls.scripted_plan)))
+        return cls(
+            workspace=Path(env.get("WORKSPACE_DIR", str(cls.workspace))),
+            port=int(env.get("PORT", cls.port)),
+            # AgentCore reaches the container from outside; locally, stay on loopback.
+            host="0.0.0.0" if env.get("DOCKER_CONTAINER") else cls.host,
+            model_provider=env.get("MODEL_PROVIDER", cls.model_provider).strip().lower(),
+            model_id=env.get("MODEL_ID") or DEFAULT_MODEL_ID,
+            scripted_plan=plan if plan.is_absolute() else HERE / plan,
+            region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION"),
+            openai_base_url=env.get("OPENAI_BASE_URL"),
+            # Local servers (vLLM, llama.cpp, LM Studio) accept any key; the client insists on one.
+            openai_api_key=env.get("OPENAI_API_KEY", "none"),
+            ollama_host=env.get("OLLAMA_HOST", cls.ollama_host),
+            shell_timeout=int(env.get("SHELL_TIMEOUT", cls.shell_timeout)),
+        )

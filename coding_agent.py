@@ -1,0 +1,134 @@
+"""The coding agent: a Strands agent with a shell and a file editor, served by BedrockAgentCoreApp.
+
+Everything it builds and its conversation history live in WORKSPACE_DIR (on AgentCore,
+the session-storage mount /mnt/workspace), so a stopped session resumes with both.
+Contract: SPEC section 1. The supporting pieces are one import away, in agent/.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncGenerator
+from functools import cache
+from typing import Any
+
+from bedrock_agentcore.runtime import BedrockAgentCoreApp
+from starlette.responses import JSONResponse
+from strands import Agent
+from strands.session.file_session_manager import FileSessionManager
+from strands.vended_tools import file_editor, shell
+
+from agent import history, protocol, workspace
+from agent.conversations import Busy, Conversation, Conversations
+from agent.hooks import OutputLimit
+from agent.providers import build_model
+from agent.settings import Settings
+
+SYSTEM_PROMPT = """You are a coding agent. Your workspace is {workspace}; it persists across sessions.
+Before you act, look at what the workspace already holds and build on it instead of starting over.
+Use `shell` for commands: each call starts fresh in the workspace with no input, so pass flags such
+as --yes rather than waiting for a prompt. Use `file_editor` with absolute paths under {workspace}.
+Answer briefly: what you changed, and how to run it."""
+
+log = logging.getLogger("coding_agent")
+settings = Settings.from_env()
+app = BedrockAgentCoreApp()
+# Nothing here touches the workspace: AgentCore mounts session storage after the import.
+
+
+@cache
+def model():
+    """One model for every conversation, built on first use (providers are slow to import)."""
+    return build_model(settings)
+
+
+def open_conversation(conversation_id: str) -> tuple[Agent, FileSessionManager, list[str]]:
+    """The agent factory: restore a conversation's Agent from session storage."""
+
+    def build() -> tuple[Agent, FileSessionManager]:
+        sessions = FileSessionManager(session_id=conversation_id, storage_dir=str(settings.sessions_dir))
+        agent = Agent(
+            model=model(),
+            tools=[shell, file_editor],
+            sandbox=workspace.WorkspaceSandbox(settings.workspace, settings.shell_timeout),
+            system_prompt=SYSTEM_PROMPT.format(workspace=settings.workspace),
+            session_manager=sessions,
+            hooks=[OutputLimit(settings.max_tool_output_chars)],
+            callback_handler=None,
+        )
+        return agent, sessions
+
+    (agent, sessions), quarantined = history.open_with_quarantine(
+        settings.sessions_dir, conversation_id, build
+    )
+    return agent, sessions, quarantined
+
+
+conversations = Conversations(open_conversation, limit=settings.max_warm_conversations)
+
+
+async def run_turn(conversation: Conversation, prompt: str) -> AsyncGenerator[dict[str, Any], None]:
+    """One turn as service events; the last is `done` or `error`. Releases the conversation at the end."""
+    busy = app.add_async_task("turn")  # /ping says HealthyBusy until complete_async_task
+    started = time.perf_counter()
+    try:
+        snapshot = workspace.snapshot(settings.workspace)
+        agent = conversations.open(conversation).agent
+        interrupted = history.close_interrupted_turn(agent, conversation.session_manager)
+        messages_before = len(agent.messages)
+        tool_names: dict[str, str] = {}
+        result = None
+        # The snapshot goes in as its own block, so the model notices earlier work even unasked.
+        async for event in agent.stream_async([{"text": snapshot.describe()}, {"text": prompt}]):
+            for out in protocol.events_of(event, tool_names):
+                yield out
+            result = event.get("result", result)
+        yield {
+            "type": "done",
+            **protocol.answer(
+                str(result).strip(),
+                conversation.id,
+                {"path": str(snapshot.path), "restored": snapshot.restored, "entries": len(snapshot.entries)},
+                messages_before,
+                conversation.quarantined,
+                interrupted,
+            ),
+        }
+        conversation.quarantined = []  # reported once
+        log.info("conversation_id=<%s> | turn done in %.3fs", conversation.id, time.perf_counter() - started)
+    except Exception as error:  # the model or a provider failed: say so, keep serving
+        log.warning(
+            "conversation_id=<%s> | turn failed: %s", conversation.id, error, exc_info=log.isEnabledFor(10)
+        )
+        yield {"type": "error", "message": f"the turn failed: {error}"}
+    finally:
+        Conversations.end(conversation)
+        app.complete_async_task(busy)
+
+
+@app.entrypoint
+async def invoke(payload: Any, context: Any) -> Any:
+    """POST /invocations: validate, claim the conversation, run one turn (as JSON or as SSE)."""
+    try:
+        request = protocol.parse_request(payload, context.session_id, settings.max_prompt_chars)
+        conversation = conversations.begin(request.conversation_id)
+    except protocol.BadRequest as error:
+        return JSONResponse({"error": str(error)}, status_code=error.status)
+    except Busy as error:
+        return JSONResponse({"error": str(error)}, status_code=409)
+    turn = run_turn(conversation, request.prompt)
+    if request.stream:
+        return turn
+    async for event in turn:
+        if event["type"] == "done":
+            return {key: value for key, value in event.items() if key != "type"}
+        if event["type"] == "error":
+            return JSONResponse({"error": event["message"]}, status_code=500)
+    return JSONResponse({"error": "the turn ended without an answer"}, status_code=500)
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s | %(message)s")
+    logging.getLogger("bedrock_agentcore").propagate = False  # it logs JSON lines through its own handler
+    app.run(port=settings.port, host=settings.host)
