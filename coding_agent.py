@@ -84,22 +84,23 @@ async def run_turn(conversation: Conversation, prompt: str) -> AsyncGenerator[di
             for out in protocol.events_of(event, tool_names):
                 yield out
             result = event.get("result", result)
-        yield {
-            "type": "done",
-            **protocol.answer(
-                str(result).strip(),
-                conversation.id,
-                {"path": str(snapshot.path), "restored": snapshot.restored, "entries": len(snapshot.entries)},
-                messages_before,
-                conversation.quarantined,
-                interrupted,
-            ),
-        }
+        done = protocol.answer(
+            str(result).strip(),
+            conversation.id,
+            {"path": str(snapshot.path), "restored": snapshot.restored, "entries": len(snapshot.entries)},
+            messages_before,
+            conversation.quarantined,
+            interrupted,
+        )
         conversation.quarantined = []  # reported once
         log.info("conversation_id=<%s> | turn done in %.3fs", conversation.id, time.perf_counter() - started)
+        yield {"type": "done", **done}
     except Exception as error:  # the model or a provider failed: say so, keep serving
         log.warning(
-            "conversation_id=<%s> | turn failed: %s", conversation.id, error, exc_info=log.isEnabledFor(10)
+            "conversation_id=<%s> | turn failed: %s",
+            conversation.id,
+            error,
+            exc_info=log.isEnabledFor(logging.DEBUG),
         )
         yield {"type": "error", "message": f"the turn failed: {error}"}
     finally:
@@ -120,12 +121,12 @@ async def invoke(payload: Any, context: Any) -> Any:
     turn = run_turn(conversation, request.prompt)
     if request.stream:
         return turn
-    async for event in turn:
-        if event["type"] == "done":
-            return {key: value for key, value in event.items() if key != "type"}
-        if event["type"] == "error":
-            return JSONResponse({"error": event["message"]}, status_code=500)
-    return JSONResponse({"error": "the turn ended without an answer"}, status_code=500)
+    last: dict[str, Any] = {}
+    async for event in turn:  # run it to the end, so the conversation is released before we answer
+        last = event
+    if last.get("type") == "done":
+        return {key: value for key, value in last.items() if key != "type"}
+    return JSONResponse({"error": last.get("message", "the turn ended without an answer")}, status_code=500)
 
 
 if __name__ == "__main__":

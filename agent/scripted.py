@@ -11,6 +11,8 @@ Texts may quote what the model really observed:
     {workspace}    the workspace path (also replaced inside tool inputs)
     {prompt}       the prompt itself
 
+A step {"fail": MESSAGE} raises instead, to rehearse a provider failure.
+
 Every final text starts with "[offline scripted model]" so nobody mistakes it for an LLM.
 """
 
@@ -36,6 +38,10 @@ class PlanError(ValueError):
     """The plan file is missing or malformed."""
 
 
+class ScriptedFailure(RuntimeError):
+    """A planned model failure (a {"fail": ...} step)."""
+
+
 @dataclass(frozen=True)
 class Rule:
     pattern: re.Pattern[str]
@@ -54,7 +60,7 @@ def load_plan(path: Path) -> list[Rule]:
     except (json.JSONDecodeError, KeyError, TypeError, re.error) as e:
         raise PlanError(f"SCRIPTED_PLAN {path} is not a valid plan ({e}); see demo/plan.json") from e
     for rule in rules:
-        if not rule.steps or "text" not in rule.steps[-1]:
+        if not rule.steps or not ({"text", "fail"} & rule.steps[-1].keys()):
             raise PlanError(f"SCRIPTED_PLAN {path}: rule {rule.pattern.pattern!r} must end with a text step")
     return rules
 
@@ -135,6 +141,8 @@ class ScriptedModel(Model):
                 text = text.replace(key, value)
             return text
 
+        if "fail" in step:
+            raise ScriptedFailure(step["fail"])
         yield {"messageStart": {"role": "assistant"}}
         if "tool" in step:
             tool_input = json.loads(fill(json.dumps(step.get("input", {}))))

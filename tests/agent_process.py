@@ -1,0 +1,96 @@
+"""Run the real coding_agent.py as a child process on a free port, for end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+REPO = Path(__file__).resolve().parent.parent
+TEST_PLAN = Path(__file__).resolve().parent / "plans" / "service.json"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class AgentProcess:
+    """coding_agent.py with MODEL_PROVIDER=scripted (the offline test double) on a temporary workspace."""
+
+    def __init__(self, workspace: Path, plan: Path = TEST_PLAN, **env: str) -> None:
+        self.workspace = workspace
+        self.port = free_port()
+        self.env = {
+            **os.environ,
+            "WORKSPACE_DIR": str(workspace),
+            "PORT": str(self.port),
+            "MODEL_PROVIDER": "scripted",
+            "SCRIPTED_PLAN": str(plan),
+            "BYPASS_TOOL_CONSENT": "true",
+            "STRANDS_NON_INTERACTIVE": "true",
+            **env,
+        }
+        self.env.pop("DOCKER_CONTAINER", None)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.http = httpx.Client(base_url=self.url, timeout=60)
+
+    def start(self, timeout: float = 30) -> float:
+        """Start and wait for a Healthy /ping. Returns the seconds it took."""
+        started = time.perf_counter()
+        self.proc = subprocess.Popen(
+            [sys.executable, str(REPO / "coding_agent.py")],
+            cwd=REPO,
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        while time.perf_counter() - started < timeout:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"coding_agent.py exited: {self.proc.stderr.read().decode()[-2000:]}")
+            try:
+                if self.http.get("/ping").json()["status"] == "Healthy":
+                    return time.perf_counter() - started
+            except httpx.TransportError:
+                time.sleep(0.05)
+        raise TimeoutError("coding_agent.py did not answer /ping in time")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def kill(self) -> None:
+        """kill -9: what an out-of-memory kill or a crashed microVM does."""
+        self.stop(signal.SIGKILL)
+
+    def invoke(
+        self, prompt: Any = None, headers: dict[str, str] | None = None, **fields: Any
+    ) -> httpx.Response:
+        body = {"prompt": prompt, **fields} if prompt is not None else fields
+        return self.http.post("/invocations", json=body, headers=headers or {})
+
+    def stream(self, prompt: str, **fields: Any) -> list[dict[str, Any]]:
+        """POST with "stream": true; the parsed SSE events in arrival order."""
+        import json
+
+        events = []
+        with self.http.stream("POST", "/invocations", json={"prompt": prompt, "stream": True, **fields}) as r:
+            assert r.headers["content-type"].startswith("text/event-stream")
+            for line in r.iter_lines():
+                if line.startswith("data: "):
+                    events.append(json.loads(line[6:]))
+        return events
