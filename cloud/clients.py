@@ -33,3 +33,9 @@ def control_plane(region: str | None = None):
     """A bedrock-agentcore-control client; standard retries are safe (idempotent calls, clientToken)."""
     config = Config(retries={"mode": "standard", "max_attempts": 5})
     return boto3.client("bedrock-agentcore-control", region_name=resolve_region(region), config=config)
+
+
+def aws(service: str, region: str | None = None):
+    """Any other boto3 client (ecr, iam, sts) in the resolved region, with standard retries."""
+    config = Config(retries={"mode": "standard", "max_attempts": 5})
+    return boto3.client(service, region_name=resolve_region(region), config=config)

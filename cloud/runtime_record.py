@@ -27,3 +27,11 @@ def read_arn(path: Path = RECORD_PATH) -> str | None:
         return json.loads(path.read_text())["agentRuntimeArn"]
     except (FileNotFoundError, KeyError, json.JSONDecodeError):
         return None
+
+
+def forget_record(arn: str, path: Path = RECORD_PATH) -> bool:
+    """Remove the record if it names this runtime (after a delete); True when removed."""
+    if read_arn(path) != arn:
+        return False
+    path.unlink()
+    return True
