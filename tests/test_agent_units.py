@@ -1,0 +1,225 @@
+"""Unit tests of the agent service's pure parts: wire contract, workspace guard, history repair, models."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+from strands import Agent
+from strands.session.file_session_manager import FileSessionManager
+
+from agent import history, protocol
+from agent.providers import ModelConfigError, build_model
+from agent.scripted import BANNER, PlanError, ScriptedModel, load_plan
+from agent.settings import DEFAULT_MODEL_ID, Settings
+from agent.workspace import OutsideWorkspace, WorkspaceSandbox, snapshot
+
+
+def test_settings_come_from_the_environment_with_spec_defaults():
+    s = Settings.from_env({})
+    assert (s.workspace, s.port, s.host, s.model_provider) == (
+        Path("/mnt/workspace"),
+        8080,
+        "127.0.0.1",
+        "bedrock",
+    )
+    assert s.model_id == DEFAULT_MODEL_ID
+    s = Settings.from_env(
+        {"PORT": "9000", "DOCKER_CONTAINER": "1", "WORKSPACE_DIR": "/w", "MODEL_PROVIDER": "Scripted"}
+    )
+    assert (s.port, s.host, s.workspace, s.model_provider) == (9000, "0.0.0.0", Path("/w"), "scripted")
+    assert s.sessions_dir == Path("/w/.sessions")
+
+
+def test_settings_never_show_the_api_key():
+    assert "sk-secret" not in repr(Settings.from_env({"OPENAI_API_KEY": "sk-secret"}))
+
+
+def test_runtime_session_ids_that_break_file_names_become_a_stable_digest():
+    assert protocol.default_conversation_id(None) == "default"
+    assert protocol.default_conversation_id("a" * 40) == "a" * 40
+    odd = "x" * 200  # valid for AgentCore (up to 256) but too long for a conversation id
+    assert protocol.default_conversation_id(odd) == protocol.default_conversation_id(odd)
+    assert protocol.CONVERSATION_ID.fullmatch(protocol.default_conversation_id(odd))
+
+
+def test_prompt_limit_is_413_and_other_problems_are_400():
+    with pytest.raises(protocol.BadRequest) as e:
+        protocol.parse_request({"prompt": "x" * 11}, None, max_prompt_chars=10)
+    assert e.value.status == 413
+    with pytest.raises(protocol.BadRequest) as e:
+        protocol.parse_request({"prompt": "ok", "conversation_id": "a b"}, None, max_prompt_chars=10)
+    assert e.value.status == 400
+
+
+def test_sandbox_refuses_parent_escapes_and_symlinks_out(tmp_path: Path):
+    root, outside = tmp_path / "ws", tmp_path / "outside"
+    root.mkdir(), outside.mkdir()
+    (root / "link").symlink_to(outside)
+    sandbox = WorkspaceSandbox(root)
+    for path in ("../x.txt", "sub/../../x.txt", str(outside / "x.txt"), "link/x.txt", "~/x.txt"):
+        with pytest.raises(OutsideWorkspace):
+            asyncio.run(sandbox.write_text(path, "no"))
+    assert list(outside.iterdir()) == []
+    asyncio.run(sandbox.write_text("inside/ok.txt", "yes"))
+    assert (root / "inside" / "ok.txt").read_text() == "yes"
+
+
+def test_shell_falls_back_to_the_workspace_when_asked_for_a_missing_directory(tmp_path: Path):
+    result = asyncio.run(WorkspaceSandbox(tmp_path).execute("pwd", cwd="no/such/dir"))
+    assert result.stdout.strip() == str(tmp_path.resolve())
+
+
+def test_snapshot_lists_the_top_level_without_the_history(tmp_path: Path):
+    (tmp_path / ".sessions").mkdir()
+    (tmp_path / "src").mkdir()
+    (tmp_path / "a.txt").write_text("x")
+    snap = snapshot(tmp_path)
+    assert snap.entries == ["a.txt", "src/"] and snap.restored
+    assert "a.txt, src/" in snap.describe()
+    assert not snapshot(tmp_path / "empty").restored
+
+
+def _conversation(storage: Path, cid: str, model) -> tuple[Agent, FileSessionManager]:
+    sessions = FileSessionManager(session_id=cid, storage_dir=str(storage))
+    return Agent(model=model, session_manager=sessions, callback_handler=None), sessions
+
+
+@pytest.fixture
+def plan(tmp_path: Path) -> Path:
+    path = tmp_path / "plan.json"
+    path.write_text(json.dumps({"rules": [{"match": ".", "steps": [{"text": "seen {history}"}]}]}))
+    return path
+
+
+def test_damage_is_the_bad_message_and_everything_after_it(tmp_path: Path, plan: Path):
+    model = ScriptedModel(plan, tmp_path)
+    agent, _ = _conversation(tmp_path, "c", model)
+    agent("one")
+    agent("two")
+    root = history.session_dir(tmp_path, "c")
+    messages = root / "agents" / "agent_default" / "messages"
+    (messages / "message_1.json").write_text("{")
+    (messages / "message_backup.json").write_text("{}")
+    damaged = {p.name for p in history.find_damage(root)}
+    assert damaged == {"message_1.json", "message_2.json", "message_3.json", "message_backup.json"}
+
+
+def test_open_with_quarantine_keeps_the_clean_prefix(tmp_path: Path, plan: Path):
+    model = ScriptedModel(plan, tmp_path)
+    agent, _ = _conversation(tmp_path, "c", model)
+    agent("one")
+    agent("two")
+    messages = history.session_dir(tmp_path, "c") / "agents" / "agent_default" / "messages"
+    (messages / "message_3.json").write_text(json.dumps({"not": "a message"}))
+    (agent, _), moved = history.open_with_quarantine(
+        tmp_path, "c", lambda: _conversation(tmp_path, "c", model)
+    )
+    assert moved == ["agents/agent_default/messages/message_3.json"]
+    assert [m["role"] for m in agent.messages] == ["user", "assistant", "user"]
+
+
+def test_corrupt_session_file_is_replaced_and_history_kept(tmp_path: Path, plan: Path):
+    model = ScriptedModel(plan, tmp_path)
+    agent, _ = _conversation(tmp_path, "c", model)
+    agent("one")
+    (history.session_dir(tmp_path, "c") / "session.json").write_text("garbage")
+    (agent, _), moved = history.open_with_quarantine(
+        tmp_path, "c", lambda: _conversation(tmp_path, "c", model)
+    )
+    assert moved == ["session.json"] and len(agent.messages) == 2
+
+
+def test_interrupted_tool_call_is_closed_and_persisted(tmp_path: Path, plan: Path):
+    model = ScriptedModel(plan, tmp_path)
+    agent, sessions = _conversation(tmp_path, "c", model)
+    agent.messages.append({"role": "user", "content": [{"text": "go"}]})
+    sessions.append_message(agent.messages[-1], agent)
+    tool_use = {"toolUse": {"toolUseId": "t1", "name": "shell", "input": {}}}
+    agent.messages.append({"role": "assistant", "content": [tool_use]})
+    sessions.append_message(agent.messages[-1], agent)
+    assert history.close_interrupted_turn(agent, sessions) is True
+    assert history.close_interrupted_turn(agent, sessions) is False  # now at a turn boundary
+    restored, _ = _conversation(tmp_path, "c", model)
+    assert [m["role"] for m in restored.messages] == ["user", "assistant", "user", "assistant"]
+    assert restored.messages[2]["content"][0]["toolResult"]["status"] == "error"
+    assert restored.messages[3]["content"][0]["text"] == history.INTERRUPTED_NOTE
+
+
+def test_scripted_model_plays_tool_steps_then_quotes_what_it_saw(tmp_path: Path):
+    path = tmp_path / "plan.json"
+    rule = {
+        "match": "^list",
+        "steps": [
+            {"tool": "shell", "input": {"command": "echo in {workspace}"}},
+            {"text": "got {last_result}"},
+        ],
+    }
+    path.write_text(json.dumps({"rules": [rule]}))
+    from strands.vended_tools import shell
+
+    agent = Agent(model=ScriptedModel(path, tmp_path), tools=[shell], callback_handler=None)
+    answer = str(agent("list please")).strip()
+    assert answer.startswith(BANNER)
+    assert f"in {tmp_path}" in answer  # the tool really ran and its output was quoted
+
+
+def test_scripted_model_says_when_no_rule_matches(tmp_path: Path):
+    path = tmp_path / "plan.json"
+    path.write_text(json.dumps({"rules": [{"match": "^never$", "steps": [{"text": "x"}]}]}))
+    agent = Agent(model=ScriptedModel(path, tmp_path), callback_handler=None)
+    assert "No rule of plan.json matches" in str(agent("hello"))
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        (None, "does not exist"),
+        ("{", "is not a valid plan"),
+        ('{"rules": [{"match": "(", "steps": [{"text": "x"}]}]}', "is not a valid plan"),
+        ('{"rules": [{"match": "a", "steps": [{"tool": "shell"}]}]}', "must end with a text step"),
+    ],
+)
+def test_bad_plan_files_get_one_clear_line(tmp_path: Path, content: str | None, says: str):
+    path = tmp_path / "plan.json"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(PlanError, match=says):
+        load_plan(path)
+
+
+def test_the_shipped_demo_plan_is_valid():
+    rules = load_plan(Path(__file__).resolve().parent.parent / "demo" / "plan.json")
+    assert rules[0].pattern.search("Add POST /echo, check the workspace first")
+    assert rules[1].pattern.search("Create a Node.js REST API with GET /health")
+
+
+@pytest.mark.parametrize(
+    ("env", "says"),
+    [
+        ({"MODEL_PROVIDER": "gpt"}, "is not one of bedrock, scripted, openai, ollama"),
+        ({"MODEL_PROVIDER": "openai"}, "needs OPENAI_BASE_URL"),
+        (
+            {"MODEL_PROVIDER": "openai", "OPENAI_BASE_URL": "http://127.0.0.1:1"},
+            "pip install 'strands-agents[openai]'",
+        ),
+        ({"MODEL_PROVIDER": "ollama"}, "pip install 'strands-agents[ollama]'"),
+    ],
+)
+def test_unusable_providers_say_what_to_install_or_set(env: dict[str, str], says: str):
+    with pytest.raises(ModelConfigError, match=says.replace("[", r"\[").replace("]", r"\]")):
+        build_model(Settings.from_env(env))
+
+
+def test_bedrock_without_credentials_says_what_to_set(monkeypatch: pytest.MonkeyPatch):
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(name)
+    with pytest.raises(ModelConfigError, match="found no AWS credentials"):
+        build_model(Settings.from_env({"MODEL_PROVIDER": "bedrock"}))
+
+
+def test_bedrock_with_credentials_builds_the_configured_model():
+    model = build_model(Settings.from_env({"MODEL_PROVIDER": "bedrock", "AWS_REGION": "us-west-2"}))
+    assert model.get_config()["model_id"] == DEFAULT_MODEL_ID
