@@ -36,11 +36,63 @@ sandbox-tools:
 test: setup  ## run the test suite
 	$(BIN)/pytest -q
 
-lint: setup  ## ruff check + ruff format --check
+lint: setup  ## ruff check + ruff format --check + hadolint
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/hadolint Dockerfile
 
 # --- the agent service (coding_agent.py) --------------------------------------
 
 run: setup  ## serve coding_agent.py on 127.0.0.1:$${PORT:-8080}
 	$(BIN)/python coding_agent.py
+
+# --- the path to AWS ----------------------------------------------------------
+# make role build push deploy: the execution role, the arm64 image in ECR, the runtime.
+# Override any variable: make deploy REGION=us-east-1 TAG=v2 DEPLOY_FLAGS=--yes
+.PHONY: build push deploy destroy role aws-credentials docker-buildx
+
+REGION       ?= $(or $(AWS_REGION),$(AWS_DEFAULT_REGION),us-west-2)
+REPOSITORY   ?= coding-agent
+# A new tag per commit, so `deploy` sees a new image (re-pushing one tag is not a change).
+TAG          ?= $(shell git describe --always --dirty 2>/dev/null || echo latest)
+RUNTIME_NAME ?= coding_agent
+ROLE_NAME    ?= AgentCoreRuntime-$(RUNTIME_NAME)
+DEPLOY_FLAGS ?=
+DESTROY_FLAGS ?=
+# Looked up once, and only by the targets that use it: the aws CLI if present, else boto3.
+ACCOUNT      ?= $(eval ACCOUNT := $(shell aws sts get-caller-identity --query Account --output text 2>/dev/null || \
+  $(BIN)/python -c "import boto3; print(boto3.client('sts').get_caller_identity()['Account'])" 2>/dev/null))$(ACCOUNT)
+REGISTRY      = $(ACCOUNT).dkr.ecr.$(REGION).amazonaws.com
+IMAGE         = $(REGISTRY)/$(REPOSITORY):$(TAG)
+ROLE_ARN      = arn:aws:iam::$(ACCOUNT):role/$(ROLE_NAME)
+
+aws-credentials:
+	@test -n "$(ACCOUNT)" || { echo "no AWS credentials: run 'aws configure' or 'aws sso login' (or export AWS_PROFILE), then retry" >&2; exit 1; }
+
+docker-buildx:
+	@command -v docker >/dev/null 2>&1 || { echo "docker is not installed: see https://docs.docker.com/get-docker/" >&2; exit 1; }
+	@docker buildx version >/dev/null 2>&1 || { echo "docker buildx is missing: install the buildx plugin (https://github.com/docker/buildx#installing)" >&2; exit 1; }
+	@docker info >/dev/null 2>&1 || { echo "the docker engine is not running: start Docker, then retry" >&2; exit 1; }
+
+build: docker-buildx  ## build the linux/arm64 image REPOSITORY:TAG
+	docker buildx build --platform linux/arm64 -t $(REPOSITORY):$(TAG) --load .
+
+push: docker-buildx aws-credentials  ## push REPOSITORY:TAG to ECR, creating the repository when missing
+	@command -v aws >/dev/null 2>&1 || { echo "the aws CLI is missing: see https://aws.amazon.com/cli/" >&2; exit 1; }
+	aws ecr describe-repositories --region $(REGION) --repository-names $(REPOSITORY) >/dev/null 2>&1 || \
+	  aws ecr create-repository --region $(REGION) --repository-name $(REPOSITORY) \
+	    --image-scanning-configuration scanOnPush=true >/dev/null
+	aws ecr get-login-password --region $(REGION) | docker login --username AWS --password-stdin $(REGISTRY)
+	docker tag $(REPOSITORY):$(TAG) $(IMAGE)
+	docker push $(IMAGE)
+
+deploy: setup aws-credentials  ## create or update the runtime with the pushed image (deploy.py ensure)
+	$(BIN)/python deploy.py ensure --name $(RUNTIME_NAME) --region $(REGION) \
+	  --image $(IMAGE) --role-arn $(ROLE_ARN) $(DEPLOY_FLAGS)
+
+destroy: setup  ## delete the runtime and every session's storage (deploy.py delete)
+	$(BIN)/python deploy.py delete --name $(RUNTIME_NAME) --region $(REGION) $(DESTROY_FLAGS)
+
+role: setup aws-credentials  ## create or update the runtime's execution role from iam/
+	$(BIN)/python deploy.py role --name $(RUNTIME_NAME) --role-name $(ROLE_NAME) \
+	  --repository $(REPOSITORY) --region $(REGION)
