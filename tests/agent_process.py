@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -47,16 +48,18 @@ class AgentProcess:
     def start(self, timeout: float = 30) -> float:
         """Start and wait for a Healthy /ping. Returns the seconds it took."""
         started = time.perf_counter()
+        # A file, not a pipe: nobody reads a pipe during the test, and a full one would block the server.
+        self.log = tempfile.NamedTemporaryFile(prefix="coding_agent-", suffix=".log", delete=False)  # noqa: SIM115
         self.proc = subprocess.Popen(
             [sys.executable, str(REPO / "coding_agent.py")],
             cwd=REPO,
             env=self.env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
         )
         while time.perf_counter() - started < timeout:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"coding_agent.py exited: {self.proc.stderr.read().decode()[-2000:]}")
+                raise RuntimeError(f"coding_agent.py exited: {Path(self.log.name).read_text()[-2000:]}")
             try:
                 if self.http.get("/ping").json()["status"] == "Healthy":
                     return time.perf_counter() - started
