@@ -190,6 +190,10 @@ def _check_image(args: argparse.Namespace, ctx: Context, uri: str) -> None:
     if args.skip_arch_check:
         ctx.say("architecture check skipped (--skip-arch-check)")
         return
+    endpoint = ctx.control.meta.endpoint_url
+    if ".amazonaws.com" not in endpoint:  # agentcore_local: it never pulls from ECR, so do not ask real ECR
+        ctx.say(f"architecture check skipped: the control plane at {endpoint} is not AWS")
+        return
     ctx.say(image_arch.check_arm64(uri, lambda region: ctx.client("ecr", region), ctx.fetch))
 
 
@@ -237,10 +241,17 @@ def build_parser() -> argparse.ArgumentParser:
         "-y", "--yes", action="store_true", help="do not ask before resetting or deleting storage"
     )
     confirm.add_argument(
-        "--wait", action=argparse.BooleanOptionalAction, default=True, help="wait until done"
+        "--wait",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="wait until READY, or gone (default: wait)",
     )
     confirm.add_argument(
-        "--wait-timeout", type=int, default=900, metavar="S", help="give up waiting after S seconds"
+        "--wait-timeout",
+        type=int,
+        default=900,
+        metavar="S",
+        help="give up waiting after S seconds (default: %(default)s)",
     )
 
     config = argparse.ArgumentParser(add_help=False)

@@ -505,6 +505,21 @@ def test_arch_check_says_to_push_an_image_ecr_does_not_have(
     assert "push it first" in capsys.readouterr().err
 
 
+def test_arch_check_is_skipped_against_a_local_control_plane(
+    aws: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(
+        "AWS_ENDPOINT_URL_BEDROCK_AGENTCORE_CONTROL", "http://127.0.0.1:8787"
+    )  # as agentcore_local
+    local = clients.control_plane(REGION)
+    aws.ctx.control = local
+    with Stubber(local) as stub:  # no ECR response is stubbed: a call to it would fail the test
+        stub.add_response("create_agent_runtime", created(), CREATE_REQUEST)
+        assert aws.run("create", "--image", IMAGE, "--role-arn", ROLE, "--no-wait") == 0
+        stub.assert_no_pending_responses()
+    assert "control plane at http://127.0.0.1:8787 is not AWS" in aws.out.getvalue()
+
+
 # --- errors -------------------------------------------------------------------------------------------
 
 

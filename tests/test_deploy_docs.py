@@ -1,0 +1,37 @@
+"""The `deploy.py --help` text shown in the docs is what deploy.py prints today."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+# The lead merges docs/deploy.md into the README; check the README too once it shows the help.
+DOCS = [p for p in (ROOT / "docs" / "deploy.md", ROOT / "README.md") if p.exists()]
+HELP_BLOCK = re.compile(r"```text\n\$ python (deploy\.py[^\n]*--help)\n(.*?)```", re.S)
+
+
+def help_blocks() -> list[tuple[Path, str, str]]:
+    return [
+        (path, command, shown) for path in DOCS for command, shown in HELP_BLOCK.findall(path.read_text())
+    ]
+
+
+def test_the_deploy_docs_show_the_help_of_deploy_and_ensure() -> None:
+    commands = {command for path, command, _ in help_blocks() if path.name == "deploy.md"}
+    assert commands == {"deploy.py --help", "deploy.py ensure --help"}
+
+
+@pytest.mark.parametrize(("path", "command", "shown"), help_blocks(), ids=lambda v: str(v)[:40])
+def test_help_shown_in_the_docs_is_what_deploy_py_prints(path: Path, command: str, shown: str) -> None:
+    env = {**os.environ, "COLUMNS": "80"}  # argparse wraps to the terminal width; the docs use 80
+    printed = subprocess.run(
+        [sys.executable, *shlex.split(command)], cwd=ROOT, env=env, capture_output=True, text=True, check=True
+    ).stdout
+    assert shown == printed, f"{path.name}: regenerate the `{command}` block"
