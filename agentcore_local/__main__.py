@@ -1,0 +1,144 @@
+"""`python -m agentcore_local serve | env`: the local AgentCore Runtime, and the exports that reach it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+from .settings import DEFAULT_PORT, Settings, parse_size
+
+DEFAULT_STATE_DIR = Path(".agentcore/local")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m agentcore_local",
+        description="AgentCore Runtime with Session Storage on this machine: the same boto3 calls as AWS, "
+        "answered locally, each session's agent in its own sandbox.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser(
+        "serve",
+        help="run the local runtime until Ctrl-C",
+        description="Serve the bedrock-agentcore data plane and the bedrock-agentcore-control runtime "
+        "operations. "
+        "Registers a runtime named coding_agent (this checkout's coding_agent.py) and prints its ARN. "
+        "MODEL_PROVIDER, MODEL_ID and SCRIPTED_PLAN from this environment reach the agent unless the "
+        "runtime's environmentVariables set them.",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    serve.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help="port; 0 picks a free one (default: %(default)s)"
+    )
+    serve.add_argument(
+        "--state-dir",
+        type=Path,
+        default=DEFAULT_STATE_DIR,
+        help="runtimes, session storage and logs (default: %(default)s)",
+    )
+    serve.add_argument(
+        "--sandbox",
+        choices=["auto", "bwrap", "process", "docker"],
+        default="auto",
+        help="auto: bwrap where it works, else process (NOT isolated); docker: the built image "
+        "(default: auto)",
+    )
+    serve.add_argument(
+        "--storage-quota",
+        type=parse_size,
+        default=None,
+        help="session storage per session, e.g. 1G or 500M (default: 1G; AWS's figure is unconfirmed)",
+    )
+    serve.add_argument(
+        "--docker-image", default=None, help="image for --sandbox docker (default: coding-agent:latest)"
+    )
+    serve.add_argument("-v", "--verbose", action="store_true", help="log every session start and stop")
+
+    env = sub.add_parser(
+        "env",
+        help="print the export lines that point boto3 (and client.py) here",
+        description="Print shell export lines: the two endpoint variables, a region, dummy credentials, and "
+        'AGENT_ARN when --state-dir names a running server. Use: eval "$(python -m agentcore_local env)"',
+    )
+    env.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help="port of the server (default: %(default)s)"
+    )
+    env.add_argument(
+        "--state-dir", type=Path, default=None, help="read URL and ARN from this server's state dir"
+    )
+    env.add_argument(
+        "--wait", type=float, default=0.0, metavar="SECONDS", help="wait this long for the server to start"
+    )
+    return parser
+
+
+def env_lines(url: str, arn: str | None, region: str) -> list[str]:
+    lines = [
+        f"export AWS_ENDPOINT_URL_BEDROCK_AGENTCORE={url}",
+        f"export AWS_ENDPOINT_URL_BEDROCK_AGENTCORE_CONTROL={url}",
+        f"export AWS_REGION={region}",
+        f"export AWS_DEFAULT_REGION={region}",
+        "export AWS_ACCESS_KEY_ID=agentcore-local",
+        "export AWS_SECRET_ACCESS_KEY=agentcore-local",
+    ]
+    if arn:
+        lines.append(f"export AGENT_ARN={arn}")
+    return lines
+
+
+def read_endpoint(state_dir: Path, wait: float) -> dict | None:
+    """The endpoint file a running `serve` wrote, polled for up to `wait` seconds."""
+    import urllib.request
+
+    deadline = time.monotonic() + wait
+    delay = 0.05
+    while True:
+        try:
+            endpoint = json.loads((state_dir / "endpoint.json").read_text())
+            with urllib.request.urlopen(endpoint["url"] + "/_local/health", timeout=2):
+                return endpoint
+        except (OSError, ValueError, KeyError):
+            pass
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(delay)
+        delay = min(delay * 2, 0.5)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = Settings.from_env()
+    if args.command == "env":
+        url, arn = f"http://127.0.0.1:{args.port}", None
+        if args.state_dir is not None:
+            endpoint = read_endpoint(args.state_dir, args.wait)
+            if endpoint is None:
+                print(f"agentcore_local: no server answers for state dir {args.state_dir}", file=sys.stderr)
+                return 1
+            url, arn = endpoint["url"], endpoint.get("agentRuntimeArn")
+        print("\n".join(env_lines(url, arn, settings.region)))
+        return 0
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s | %(message)s",
+    )
+    from .server import serve
+
+    settings = Settings.from_env(
+        host=args.host,
+        port=args.port,
+        state_dir=args.state_dir,
+        sandbox=args.sandbox,
+        storage_quota_bytes=args.storage_quota,
+        docker_image=args.docker_image,
+    )
+    serve(settings)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

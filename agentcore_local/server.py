@@ -1,0 +1,171 @@
+"""The application: backends wired together, a reaper for idle sessions, clean shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import socket
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+
+from cloud.runtime_record import write_record
+
+from .exceptions import AgentCoreError
+from .responses import render_error, unknown_operation
+from .runtimes import RuntimeRegistry
+from .sandbox import Launcher, choose
+from .sessions import SessionBackend
+from .settings import DEFAULT_MOUNT_PATH, Settings
+from .urls import routes
+
+log = logging.getLogger("agentcore_local")
+logging.getLogger("httpx").setLevel(logging.WARNING)
+Clock = Callable[[], float]
+ENDPOINT_FILE = "endpoint.json"
+RUNTIME_FILE = "runtime.json"
+
+
+def default_runtime_request(settings: Settings, name: str) -> dict:
+    """The runtime `serve` registers: the local coding_agent.py with session storage at /mnt/workspace."""
+    return {
+        "agentRuntimeName": name,
+        "agentRuntimeArtifact": {
+            "containerConfiguration": {
+                "containerUri": f"{settings.account}.dkr.ecr.{settings.region}.amazonaws.com/"
+                "coding-agent:latest"
+            }
+        },
+        "roleArn": f"arn:aws:iam::{settings.account}:role/AgentCoreRuntimeRole",
+        "networkConfiguration": {"networkMode": "PUBLIC"},
+        "protocolConfiguration": {"serverProtocol": "HTTP"},
+        "filesystemConfigurations": [{"sessionStorage": {"mountPath": DEFAULT_MOUNT_PATH}}],
+        "description": "coding_agent.py from this checkout, served by agentcore_local",
+    }
+
+
+def create_app(settings: Settings, clock: Clock = time.time, launcher: Launcher | None = None) -> Starlette:
+    """The ASGI app. Tests pass their own clock; `launcher` defaults to the --sandbox choice."""
+    state_dir = settings.state_dir.resolve()
+    state_dir.mkdir(parents=True, exist_ok=True)
+    if launcher is None:
+        hidden = (Path.home(), state_dir)  # the user's secrets, then every session's storage
+        launcher = choose(
+            settings.sandbox, settings.python, settings.agent_script, hidden, settings.docker_image
+        )
+    settings_abs = dataclasses.replace(settings, state_dir=state_dir)
+    registry = RuntimeRegistry(
+        settings.region, settings.account, clock, settings.provision_seconds, state_dir / "runtimes.json"
+    )
+    registry.load()
+    sessions = SessionBackend(settings_abs, registry, launcher, clock)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if settings.default_runtime:
+            runtime = registry.find_by_name(settings.default_runtime) or registry.create(
+                default_runtime_request(settings, settings.default_runtime), ready_now=True
+            )
+            app.state.default_runtime = runtime
+            write_record(runtime.arn, runtime.id, settings.region, path=state_dir / RUNTIME_FILE)
+        reaper = asyncio.create_task(reap_forever(sessions, settings.reaper_interval))
+        try:
+            yield
+        finally:
+            reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reaper
+            await sessions.shutdown()
+            log.info("all sessions stopped")
+
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={
+            AgentCoreError: render_error,
+            Exception: render_error,
+            HTTPException: unknown_operation,
+        },
+    )
+    app.state.registry = registry
+    app.state.sessions = sessions
+    app.state.settings = settings_abs
+    app.state.default_runtime = None
+    return app
+
+
+async def reap_forever(sessions: SessionBackend, interval: float) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await sessions.reap()
+        except Exception:  # one bad session must not end the reaper
+            log.exception("reaper failed")
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """Bind before serving, so --port 0 picks a free port with no race."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(128)
+    sock.set_inheritable(True)
+    return sock
+
+
+def write_endpoint(state_dir: Path, url: str, arn: str | None) -> None:
+    """What `agentcore_local env --state-dir` reads: the URL and the default runtime's ARN."""
+    body = json.dumps({"url": url, "agentRuntimeArn": arn, "pid": os.getpid()})
+    fd, tmp = tempfile.mkstemp(dir=state_dir, prefix=".endpoint-")
+    with os.fdopen(fd, "w") as f:
+        f.write(body)
+    os.replace(tmp, state_dir / ENDPOINT_FILE)
+
+
+class Server(uvicorn.Server):
+    """uvicorn, announcing the endpoint once it listens and removing the file when it stops."""
+
+    def __init__(self, config: uvicorn.Config, app: Starlette, url: str) -> None:
+        super().__init__(config)
+        self._app, self._url = app, url
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            state = self._app.state
+            arn = state.default_runtime.arn if state.default_runtime else None
+            write_endpoint(state.settings.state_dir, self._url, arn)
+            launcher = state.sessions.launcher
+            isolation = (
+                "isolated" if launcher.isolated else "NOT isolated: sessions can see each other's files"
+            )
+            print(
+                f"agentcore_local listening on {self._url} (sandbox: {launcher.name}, {isolation})",
+                flush=True,
+            )
+            if arn:
+                print(f"default runtime {state.default_runtime.name}: {arn}", flush=True)
+                print(f"export AGENT_ARN={arn}", flush=True)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            (self._app.state.settings.state_dir / ENDPOINT_FILE).unlink()
+        await super().shutdown(sockets)
+
+
+def serve(settings: Settings) -> None:
+    """Run until SIGINT/SIGTERM; then stop every session's compute cleanly."""
+    app = create_app(settings)
+    sock = bind(settings.host, settings.port)
+    url = f"http://{settings.host}:{sock.getsockname()[1]}"
+    config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=3, lifespan="on")
+    Server(config, app, url).run(sockets=[sock])
