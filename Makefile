@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help setup sandbox-tools test lint run
+.PHONY: help setup sandbox-tools test lint run bench
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
@@ -45,6 +45,9 @@ lint: setup  ## ruff check + ruff format --check + hadolint
 
 run: setup  ## serve coding_agent.py on 127.0.0.1:$${PORT:-8080}
 	$(BIN)/python coding_agent.py
+
+bench: setup  ## measure cold start, turn overhead, history growth, stop/resume, scale; writes bench/results.json
+	$(BIN)/python bench/bench.py $(BENCH_FLAGS)
 
 # --- the path to AWS ----------------------------------------------------------
 # make role build push deploy: the execution role, the arm64 image in ECR, the runtime.
