@@ -8,10 +8,12 @@ import dataclasses
 import json
 import logging
 import os
+import signal
 import socket
 import tempfile
+import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import uvicorn
@@ -155,6 +157,19 @@ class Server(uvicorn.Server):
             if arn:
                 print(f"default runtime {state.default_runtime.name}: {arn}", flush=True)
                 print(f"export AGENT_ARN={arn}", flush=True)
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        """SIGINT/SIGTERM start the clean shutdown; unlike uvicorn's, not re-raised after it: exit 0."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         with contextlib.suppress(FileNotFoundError):
