@@ -99,3 +99,26 @@ destroy: setup  ## delete the runtime and every session's storage (deploy.py del
 role: setup aws-credentials  ## create or update the runtime's execution role from iam/
 	$(BIN)/python deploy.py role --name $(RUNTIME_NAME) --role-name $(ROLE_NAME) \
 	  --repository $(REPOSITORY) --region $(REGION)
+
+# --- the local runtime (agentcore_local) ----------------------------------------
+# AgentCore Runtime with session storage on this machine (docs/local-runtime.md).
+.PHONY: demo serve-local
+
+LOCAL_PORT ?= 8787
+
+# Offline: a throwaway agentcore_local on a free port, the scripted model, client.py demo,
+# and the server stopped (with every session) however the demo ends.
+demo: setup  ## build, stop, resume, inspect: the session-storage demo, offline on agentcore_local
+	@state=$$(mktemp -d); \
+	MODEL_PROVIDER=scripted SCRIPTED_PLAN= $(BIN)/python -m agentcore_local serve --port 0 \
+	  --state-dir "$$state" >"$$state/serve.log" 2>&1 & server=$$!; \
+	trap 'kill $$server 2>/dev/null; wait $$server 2>/dev/null; rm -rf "$$state"' EXIT; \
+	trap 'exit 130' INT TERM; \
+	if ! exports=$$($(BIN)/python -m agentcore_local env --state-dir "$$state" --wait 60); then \
+	  echo "agentcore_local did not start; the end of its log:" >&2; tail -n 20 "$$state/serve.log" >&2; exit 1; \
+	fi; \
+	eval "$$exports"; unset SESSION_ID; \
+	$(BIN)/python client.py demo
+
+serve-local: setup  ## run agentcore_local on 127.0.0.1:$(LOCAL_PORT) (MODEL_PROVIDER defaults to scripted)
+	MODEL_PROVIDER=$${MODEL_PROVIDER:-scripted} $(BIN)/python -m agentcore_local serve --port $(LOCAL_PORT)
