@@ -7,7 +7,9 @@ injected clock, moved by hand for idle timeouts and the 14-day storage expiry.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import re
 import threading
 import time
 import uuid
@@ -18,11 +20,13 @@ import httpx
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
-from local_runtime import LocalRuntime, invoke, local_runtime, run, wait_for
+from local_runtime import IMAGE, PLAN, ROLE, LocalRuntime, invoke, local_runtime, run, wait_for
 
 import client as client_cli
+import deploy
 from agentcore_local.lifecycle import DAY
 from agentcore_local.sandbox import bwrap_works
+from cloud.runtime_record import read_arn
 
 
 def new_id() -> str:
@@ -227,6 +231,33 @@ def test_a_runtime_without_session_storage_starts_every_compute_empty(local: Loc
     run(data, arn, session, "echo gone > gone.txt")
     data.stop_runtime_session(agentRuntimeArn=arn, runtimeSessionId=session)
     assert run(data, arn, session, "ls -A")[2] == ""
+
+
+def test_deploy_ensure_creates_then_updates_and_the_new_version_resets_storage(
+    local: LocalRuntime, data, tmp_path
+) -> None:
+    """deploy.py unchanged against the local control plane; its wait loop's sleeps move the server's clock."""
+    out = io.StringIO()
+    record = tmp_path / "runtime.json"
+    ctx = deploy.Context(
+        region="us-west-2", control=local.control(), out=out, sleep=local.clock.advance, record_path=record
+    )
+    first = ["ensure", "--name", "deployed_e2e", "--image", IMAGE, "--role-arn", ROLE, "--yes"]
+    assert deploy.main([*first, "--env", f"SCRIPTED_PLAN={PLAN}"], ctx) == 0, out.getvalue()
+    arn = read_arn(record)
+    assert arn and re.fullmatch(
+        r"arn:aws:bedrock-agentcore:us-west-2:123456789012:runtime/deployed_e2e-\w{10}", arn
+    )
+    session = new_id()
+    run(data, arn, session, "echo v1 > v1.txt")
+
+    assert deploy.main(["ensure", "--name", "deployed_e2e", "--env", "FOO=bar", "--yes"], ctx) == 0, (
+        out.getvalue()
+    )
+    got = local.control().get_agent_runtime(agentRuntimeId=arn.rsplit("/", 1)[1])
+    assert (got["agentRuntimeVersion"], got["status"]) == ("2", "READY")
+    wait_for(lambda: local.session_state(session) == "STOPPED", 20, "version 1's compute to stop")
+    assert run(data, arn, session, 'ls -A; echo "$FOO $SCRIPTED_PLAN"')[2] == f"bar {PLAN}\n"
 
 
 # --- racing a stop -----------------------------------------------------------------------------
