@@ -403,7 +403,6 @@ def build_parser() -> argparse.ArgumentParser:
         "SESSION_ID (33+ characters; make one with new-session-id). After a stop, the next call waits and "
         "retries while AgentCore says the session is still stopping; it never re-sends a turn that may "
         "have started.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--arn", help="runtime ARN (default: AGENT_ARN, then the file deploy.py wrote)")
@@ -447,7 +446,13 @@ def build_parser() -> argparse.ArgumentParser:
         "(starting the compute if needed). Output streams as it comes; exits with the command's exit code.",
     )
     p.add_argument("command", metavar="COMMAND")
-    p.add_argument("--timeout", type=int, default=300, help="seconds before the command is killed (1-3600)")
+    p.add_argument(
+        "--timeout",
+        type=int,
+        default=300,
+        metavar="SECONDS",
+        help="kill the command after this long (1-3600; default: 300)",
+    )
     p.set_defaults(func=cmd_exec)
 
     p = sub.add_parser(

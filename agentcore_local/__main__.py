@@ -37,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--state-dir",
         type=Path,
+        metavar="DIR",
         default=DEFAULT_STATE_DIR,
         help="runtimes, session storage and logs (default: %(default)s)",
     )
@@ -50,25 +51,34 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--storage-quota",
         type=parse_size,
+        metavar="SIZE",
         default=None,
         help="session storage per session, e.g. 1G or 500M (default: 1G; AWS's figure is unconfirmed)",
     )
     serve.add_argument(
-        "--docker-image", default=None, help="image for --sandbox docker (default: coding-agent:latest)"
+        "--docker-image",
+        metavar="IMAGE",
+        default=None,
+        help="image for --sandbox docker, e.g. what `make build` tagged (default: coding-agent:latest)",
     )
     serve.add_argument("-v", "--verbose", action="store_true", help="log every session start and stop")
 
     env = sub.add_parser(
         "env",
         help="print the export lines that point boto3 (and client.py) here",
-        description="Print shell export lines: the two endpoint variables, a region, dummy credentials, and "
-        'AGENT_ARN when --state-dir names a running server. Use: eval "$(python -m agentcore_local env)"',
+        description="Print shell export lines: the two endpoint variables, a region, dummy credentials, "
+        "and AGENT_ARN when the state dir belongs to a running server. "
+        'Use: eval "$(python -m agentcore_local env)"',
     )
     env.add_argument(
         "--port", type=int, default=DEFAULT_PORT, help="port of the server (default: %(default)s)"
     )
     env.add_argument(
-        "--state-dir", type=Path, default=None, help="read URL and ARN from this server's state dir"
+        "--state-dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help=f"read URL and ARN from a server's state dir (default: {DEFAULT_STATE_DIR} if in use)",
     )
     env.add_argument(
         "--wait", type=float, default=0.0, metavar="SECONDS", help="wait this long for the server to start"
@@ -114,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings.from_env()
     if args.command == "env":
         url, arn = f"http://127.0.0.1:{args.port}", None
+        if args.state_dir is None and (DEFAULT_STATE_DIR / "endpoint.json").exists():
+            args.state_dir = DEFAULT_STATE_DIR  # `make serve-local` in another terminal
         if args.state_dir is not None:
             endpoint = read_endpoint(args.state_dir, args.wait)
             if endpoint is None:
