@@ -1,0 +1,86 @@
+"""Sandbox command lines (pure), the `process` fallback, and the storage quota setting."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+from botocore.exceptions import ClientError
+from local_runtime import local_runtime, run
+
+from agentcore_local.sandbox import BwrapLauncher, DockerLauncher, LaunchSpec, ProcessLauncher
+
+PYTHON = "/usr/bin/python3"
+
+
+def spec(tmp_path: Path) -> LaunchSpec:
+    return LaunchSpec(
+        name="rt-abc",
+        storage_dir=tmp_path / "state" / "sessions" / "rt" / "abc" / "storage",
+        mount_path="/mnt/workspace",
+        port=18080,
+        env={"MODEL_PROVIDER": "scripted"},
+        scratch_dir=tmp_path / "scratch",
+    )
+
+
+def test_bwrap_binds_only_this_sessions_storage_and_hides_the_state_dir_and_home(tmp_path: Path) -> None:
+    home, state = tmp_path / "home", tmp_path / "state"
+    checkout = home / "src" / "project"
+    for path in (home, state, checkout):
+        path.mkdir(parents=True, exist_ok=True)
+    launcher = BwrapLauncher(PYTHON, checkout / "coding_agent.py", hidden=(home, state))
+    argv, env, _ = launcher.command(spec(tmp_path))
+    joined = " ".join(argv)
+    assert argv[:5] == ["bwrap", "--ro-bind", "/", "/", "--dev"]
+    assert f"--tmpfs {home}" in joined and f"--tmpfs {state}" in joined
+    assert f"--ro-bind {checkout} {checkout}" in joined  # the agent's code, shown again read-only
+    assert (
+        joined.index(f"--tmpfs {home}")
+        < joined.index(f"--ro-bind {checkout}")
+        < joined.index(f"--tmpfs {state}")
+    )
+    assert f"--bind {spec(tmp_path).storage_dir} /mnt/workspace" in joined
+    for flag in ("--unshare-pid", "--die-with-parent", "--tmpfs /tmp"):
+        assert flag in joined
+    assert "--unshare-net" not in joined  # npm install needs the registry
+    assert env["WORKSPACE_DIR"] == "/mnt/workspace" and env["PORT"] == "18080" and env["HOME"] == "/tmp"
+    assert env["BYPASS_TOOL_CONSENT"] == env["STRANDS_NON_INTERACTIVE"] == "true"
+    assert env["MODEL_PROVIDER"] == "scripted"
+
+
+def test_docker_runs_the_image_with_the_storage_mounted_and_the_port_published(tmp_path: Path) -> None:
+    argv, env, _ = DockerLauncher("coding-agent:v1").command(spec(tmp_path))
+    joined = " ".join(argv)
+    assert argv[:3] == ["docker", "run", "--rm"]
+    assert f"-v {spec(tmp_path).storage_dir}:/mnt/workspace" in joined
+    assert "-p 127.0.0.1:18080:8080" in joined and "coding-agent:v1" in argv
+    assert env["PORT"] == "8080" and "-e MODEL_PROVIDER" in joined
+    assert DockerLauncher("x").kill_argv(spec(tmp_path)) == ["docker", "kill", "agentcore-local-rt-abc"]
+
+
+def test_process_fallback_uses_the_storage_directory_itself(tmp_path: Path) -> None:
+    argv, env, _ = ProcessLauncher(PYTHON, Path("/repo/coding_agent.py")).command(spec(tmp_path))
+    assert argv[0] == PYTHON and "bwrap" not in argv
+    assert env["WORKSPACE_DIR"] == str(spec(tmp_path).storage_dir)
+    assert env["HOME"].startswith(str(tmp_path / "scratch"))
+
+
+def test_the_process_sandbox_works_and_says_it_is_not_isolated(tmp_path: Path) -> None:
+    with local_runtime(tmp_path, sandbox="process", storage_quota_bytes=1024 * 1024) as local:
+        assert httpx.get(f"{local.url}/_local/health").json()["isolated"] is False
+        client, session = local.data(), f"test-{uuid.uuid4().hex}"
+        code, _, out, _ = run(client, local.default_arn, session, "pwd; head -c 2000000 /dev/zero > big.bin")
+        assert code == 0 and out.strip().endswith("/storage")
+        with pytest.raises(ClientError) as caught:
+            client.invoke_agent_runtime(
+                agentRuntimeArn=local.default_arn,
+                runtimeSessionId=session,
+                payload=json.dumps({"prompt": "hi"}),
+            )
+        assert caught.value.response["Error"]["Code"] == "ServiceQuotaExceededException"
+        assert "quota of 1 MiB" in caught.value.response["Error"]["Message"]
+        assert run(client, local.default_arn, f"test-{uuid.uuid4().hex}", "true")[0] == 0  # others unaffected
