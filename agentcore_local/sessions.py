@@ -260,8 +260,9 @@ class SessionBackend:
         async with session.lock:
             now = self.clock()
             if session.lifecycle.state is State.STOPPED:
-                self._prepare_storage(session, runtime, now)
-            self._check_quota(session)
+                # Off the event loop: a reset may delete, and the quota walks, a whole node_modules.
+                await asyncio.to_thread(self._prepare_storage, session, runtime, now)
+            await asyncio.to_thread(self._check_quota, session)
             action = session.lifecycle.begin_call(now)  # RetryableConflictException while STOPPING
             if action is Action.START:
                 session.lifecycle.fire(Event.START, now)
