@@ -90,6 +90,7 @@ class ProcessLauncher(Launcher):
         return str(spec.storage_dir)  # no mount namespace: the agent uses the storage directory itself
 
     def command(self, spec: LaunchSpec) -> tuple[list[str], dict[str, str], str]:
+        shutil.rmtree(spec.scratch_dir, ignore_errors=True)  # fresh compute: nothing left from the last one
         home, tmp = spec.scratch_dir / "home", spec.scratch_dir / "tmp"
         home.mkdir(parents=True, exist_ok=True)
         tmp.mkdir(parents=True, exist_ok=True)

@@ -3,7 +3,9 @@ coding_agent.py) with a clock the test moves by hand, and boto3 clients pointed 
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -59,6 +61,19 @@ class LocalRuntime:
             "bedrock-agentcore-control", endpoint_url=self.url, region_name="us-west-2", config=cfg
         )
 
+    @property
+    def isolated(self) -> bool:
+        return self.app.state.sessions.launcher.isolated
+
+    def storage(self, arn: str, session: str) -> Path:
+        """Where a session's storage lives on the host."""
+        key = hashlib.sha256(session.encode()).hexdigest()[:32]
+        return self.state_dir / "sessions" / arn.rsplit("/", 1)[1] / key / "storage"
+
+    def workspace(self, arn: str, session: str) -> str:
+        """The path the agent and commands see: the mount path in a sandbox, the storage itself without."""
+        return "/mnt/workspace" if self.isolated else str(self.storage(arn, session))
+
     def sessions(self) -> list[dict[str, Any]]:
         return httpx.get(f"{self.url}/_local/sessions").json()["sessions"]
 
@@ -84,6 +99,8 @@ class LocalRuntime:
 def local_runtime(tmp: Path, **settings: Any) -> Iterator[LocalRuntime]:
     """agentcore_local in this process on a free port; every session stopped at exit."""
     clock = FakeClock()
+    # AGENTCORE_LOCAL_TEST_SANDBOX=process runs the suite on the fallback sandbox.
+    settings = {"sandbox": os.environ.get("AGENTCORE_LOCAL_TEST_SANDBOX", "auto"), **settings}
     config = Settings.from_env(
         {"MODEL_PROVIDER": "scripted", "SCRIPTED_PLAN": str(PLAN)},
         state_dir=tmp / "state",

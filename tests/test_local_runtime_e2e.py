@@ -57,7 +57,7 @@ def test_resume_after_stop_restores_files_and_history(local: LocalRuntime, data)
     arn, session = local.default_arn, new_id()
     first = invoke(data, arn, session, "write the note")
     assert first["history"]["messages_before"] == 0
-    assert first["workspace"] == {"path": "/mnt/workspace", "restored": False, "entries": 0}
+    assert first["workspace"] == {"path": local.workspace(arn, session), "restored": False, "entries": 0}
     first_pid = next(s["pid"] for s in local.sessions() if s["runtimeSessionId"] == session)
 
     stopped = data.stop_runtime_session(agentRuntimeArn=arn, runtimeSessionId=session)
@@ -92,7 +92,7 @@ def test_exec_runs_in_the_mount_path_and_streams_stdout_stderr_and_exit_code(
     session = new_id()
     code, status, out, err = run(data, local.default_arn, session, "pwd; echo out; echo err >&2; exit 7")
     assert (code, status) == (7, "COMPLETED")
-    assert out == "/mnt/workspace\nout\n"
+    assert out == f"{local.workspace(local.default_arn, session)}\nout\n"
     assert err == "err\n"
     assert local.session_state(session) == "READY"  # the command started the session's compute
 
@@ -147,6 +147,8 @@ def test_streamed_events_arrive_one_by_one_as_the_agent_sends_them(local: LocalR
 
 @pytest.mark.skipif(not bwrap_works(), reason="bubblewrap cannot create namespaces here")
 def test_two_sessions_cannot_see_each_others_files_even_through_the_shell(local: LocalRuntime, data) -> None:
+    if not local.isolated:
+        pytest.skip("this run uses the process sandbox (AGENTCORE_LOCAL_TEST_SANDBOX)")
     assert httpx.get(f"{local.url}/_local/health").json() == {
         "status": "ok",
         "sandbox": "bwrap",
@@ -362,7 +364,11 @@ def test_a_request_without_a_session_id_is_a_validation_error(local: LocalRuntim
 
 def test_odd_but_valid_session_ids_stay_inside_the_state_directory(local: LocalRuntime, data) -> None:
     for session in ("../../../../tmp/escape-" + "z" * 20, "a" * 256):
-        assert run(data, local.default_arn, session, "pwd")[2] == "/mnt/workspace\n"
+        assert (
+            run(data, local.default_arn, session, "pwd")[2]
+            == local.workspace(local.default_arn, session) + "\n"
+        )
+        assert local.storage(local.default_arn, session).is_relative_to(local.state_dir)
     assert not list(local.state_dir.parent.glob("**/escape-*"))
 
 
