@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-DOCS = [path for path in (ROOT / "docs" / "local-runtime.md", ROOT / "README.md") if path.exists()]
+DOCS = [ROOT / "README.md"]
 HELP_BLOCK = re.compile(r"```text\n\$ python ((?:client\.py|-m agentcore_local)[^\n]*--help)\n(.*?)```", re.S)
 
 
