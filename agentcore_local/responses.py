@@ -21,6 +21,7 @@ from .sessions import SESSION_HEADER, SessionBackend, validate_session_id
 
 log = logging.getLogger("agentcore_local.responses")
 MAX_PAYLOAD = 100_000_000  # InvokeAgentRuntime's payload limit in the service model
+MAX_JSON_BODY = 1_000_000  # the other operations' bodies (a command is at most 65,536 characters)
 COMMAND_TIMEOUT_DEFAULT, COMMAND_TIMEOUT_MIN, COMMAND_TIMEOUT_MAX = 300, 1, 3600
 
 
@@ -45,8 +46,26 @@ def sessions(request: Request) -> SessionBackend:
     return request.app.state.sessions
 
 
-async def json_body(request: Request) -> dict[str, Any]:
-    raw = await request.body()
+async def capped_body(request: Request, limit: int, name: str) -> bytes:
+    """The body, refused (ValidationException) as soon as it is known to exceed `limit` bytes.
+
+    A declared Content-Length over the limit is refused before a byte is read; a chunked body is
+    read only up to the limit, so an oversized request never sits whole in memory.
+    """
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise ValidationException(f"{name} is {int(declared)} bytes; the limit is {limit}", name)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ValidationException(f"{name} is over {limit} bytes, the limit", name)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def json_body(request: Request, limit: int = MAX_JSON_BODY) -> dict[str, Any]:
+    raw = await capped_body(request, limit, "body")
     if not raw:
         return {}
     try:
@@ -82,9 +101,7 @@ def _runtime_for_data_plane(request: Request):
 async def invoke_agent_runtime(request: Request) -> Response:
     runtime = _runtime_for_data_plane(request)
     session_id = validate_session_id(request.headers.get(SESSION_HEADER))
-    payload = await request.body()
-    if len(payload) > MAX_PAYLOAD:
-        raise ValidationException(f"payload is {len(payload)} bytes; the limit is {MAX_PAYLOAD}", "payload")
+    payload = await capped_body(request, MAX_PAYLOAD, "payload")
     content_type, body = await sessions(request).invoke(runtime, session_id, payload, dict(request.headers))
     return StreamingResponse(body, media_type=content_type, headers={SESSION_HEADER: session_id})
 
