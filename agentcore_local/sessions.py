@@ -37,13 +37,17 @@ from .lifecycle import Action, Event, SessionLifecycle, State
 from .runtimes import Runtime, RuntimeRegistry
 from .sandbox import Launcher, LaunchSpec
 from .settings import DEFAULT_MOUNT_PATH, Settings
+from .storage_limits import describe as describe_unsupported
+from .storage_limits import scan as scan_unsupported
 
 log = logging.getLogger("agentcore_local.sessions")
 Clock = Callable[[], float]
 
 SESSION_HEADER = "X-Amzn-Bedrock-AgentCore-Runtime-Session-Id"
 SESSION_ID_MIN, SESSION_ID_MAX = 33, 256
-PRINTABLE = re.compile(r"[!-~]+")  # visible ASCII: what an HTTP header carries intact
+# The alphabet of the SessionId shape in AgentCore's answers: an id outside it (a slash, a dot, a
+# space) could never be echoed back by AWS, so it is refused here rather than accepted locally only.
+SESSION_ID_CHARS = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_-]*")
 # Request headers the agent sees, as AgentCore forwards them.
 FORWARDED = {
     "content-type",
@@ -66,9 +70,10 @@ def validate_session_id(session_id: str | None) -> str:
             f"it must have {SESSION_ID_MIN} to {SESSION_ID_MAX}",
             "runtimeSessionId",
         )
-    if not PRINTABLE.fullmatch(session_id):
+    if not SESSION_ID_CHARS.fullmatch(session_id):
         raise ValidationException(
-            "runtimeSessionId must be printable ASCII without spaces (e.g. letters, digits, '-' and '_')",
+            "runtimeSessionId may hold only letters, digits, '-' and '_', starting with a letter or digit "
+            "(no '/', '.', spaces or control characters); make one with: python client.py new-session-id",
             "runtimeSessionId",
         )
     return session_id
@@ -118,6 +123,7 @@ class Session:
     compute_version: int | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     stop_task: asyncio.Task | None = None
+    storage_warning: str | None = None  # what AWS's session storage would not keep, found at the last stop
 
     @property
     def session_id(self) -> str:
@@ -147,6 +153,7 @@ class Session:
             "lastInvocationAt": self.lifecycle.last_invocation_at,
             "storageVersion": self.storage_version,
             "pid": self.compute.pid if self.compute else None,
+            "storageWarning": self.storage_warning,
         }
 
 
@@ -366,6 +373,7 @@ class SessionBackend:
             if session.compute is not None:
                 await session.compute.stop(self.settings.stop_grace)
             await asyncio.to_thread(syncfs, session.storage)
+            await asyncio.to_thread(self._warn_unsupported, session)
         finally:
             async with session.lock:
                 session.compute = None
@@ -373,6 +381,13 @@ class SessionBackend:
                 session.lifecycle.fire(Event.STOPPED, self.clock())
                 session.save()
             log.info("session_id=<%s> | stopped (%s)", session.session_id, reason)
+
+    def _warn_unsupported(self, session: Session) -> None:
+        """Log what the storage holds that AgentCore Session Storage would not keep: learn it here."""
+        found = scan_unsupported(session.storage) if session.storage.is_dir() else []
+        session.storage_warning = describe_unsupported(found) if found else None
+        if found:
+            log.warning("session_id=<%s> | storage holds %s", session.session_id, session.storage_warning)
 
     # --- time and change -----------------------------------------------------------------
 
