@@ -13,14 +13,12 @@ AWS_ENDPOINT_URL_BEDROCK_AGENTCORE variable points there (`python -m agentcore_l
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import sys
 import time
 import uuid
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from botocore.exceptions import (
     BotoCoreError,
@@ -33,21 +31,12 @@ from botocore.exceptions import (
 )
 
 from cloud.clients import data_plane
+from cloud.demo import Demo
 from cloud.runtime_record import RECORD_PATH, read_arn
+from cloud.session_calls import TurnFailed, error_code, invoke, run_command, stop
 
 SESSION_ID_MIN = 33
 SESSION_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{32,99}")
-# Errors AWS raises before a turn starts: sending the same turn again cannot run it twice.
-RETRYABLE = {"RetryableConflictException", "ThrottlingException"}
-RETRY_FIRST_DELAY, RETRY_MAX_DELAY, RETRY_BUDGET = 0.25, 8.0, 120.0
-
-BUILD_PROMPT = (
-    "Create a Node.js project in the workspace: package.json with express and dotenv as dependencies, "
-    "index.js with an Express app that has a GET /health endpoint, then run npm install."
-)
-RESUME_PROMPT = "Add a POST /echo endpoint to index.js. Check the workspace first: build on what is there."
-
-T = TypeVar("T")
 
 
 class UserError(Exception):
@@ -92,115 +81,11 @@ def endpoint_label() -> str:
     return f"{url} (local endpoint)" if url else "AWS"
 
 
-# --- calling AgentCore -------------------------------------------------------------------------
-
-
-def error_code(error: ClientError) -> str:
-    return error.response.get("Error", {}).get("Code", "")
-
-
-def with_retry(call: Callable[[], T], say: Callable[[str], None]) -> T:
-    """Run `call`; on errors AWS raises before a turn starts, wait with bounded exponential backoff.
-
-    Anything else (a read timeout above all) is not retried: that turn may be running.
-    """
-    delay, waited = RETRY_FIRST_DELAY, 0.0
-    while True:
-        try:
-            return call()
-        except ClientError as error:
-            code = error_code(error)
-            if code not in RETRYABLE or waited + delay > RETRY_BUDGET:
-                raise
-            message = error.response.get("Error", {}).get("Message", "")
-            say(f"waiting {delay:.2g}s: {code} ({message}); the turn has not started, retrying")
-            time.sleep(delay)
-            waited += delay
-            delay = min(delay * 2, RETRY_MAX_DELAY)
+# --- printing ----------------------------------------------------------------------------------
 
 
 def stderr_line(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
-
-
-def invoke(
-    client: Any,
-    arn: str,
-    session: str,
-    prompt: str,
-    stream: bool,
-    on_event: Callable[[dict[str, Any]], None] | None = None,
-    say: Callable[[str], None] = stderr_line,
-) -> dict[str, Any]:
-    """One turn. Streaming: every event goes to `on_event` as it arrives. Returns the answer object."""
-    payload = json.dumps({"prompt": prompt, "stream": stream}).encode()
-    response = with_retry(
-        lambda: client.invoke_agent_runtime(
-            agentRuntimeArn=arn,
-            runtimeSessionId=session,
-            payload=payload,
-            contentType="application/json",
-            accept="text/event-stream" if stream else "application/json",
-        ),
-        say,
-    )
-    body = response["response"]
-    if not response.get("contentType", "").startswith("text/event-stream"):
-        answer = json.loads(body.read())
-        if "error" in answer:
-            raise UserError(f"the agent answered with an error: {answer['error']}")
-        return answer
-    # chunk_size=1: botocore's default (1 KB) would hold small events back until the turn ends.
-    for line in body.iter_lines(chunk_size=1):
-        if not line.startswith(b"data: "):
-            continue
-        event = json.loads(line[6:])
-        if on_event:
-            on_event(event)
-        if event.get("type") == "done":
-            return {key: value for key, value in event.items() if key != "type"}
-        if event.get("type") == "error" or "error" in event:
-            raise UserError(f"the turn failed: {event.get('message') or event.get('error')}")
-    raise UserError("the answer stream ended without a done event (was the session stopped mid-turn?)")
-
-
-def stop(client: Any, arn: str, session: str) -> None:
-    client.stop_runtime_session(agentRuntimeArn=arn, runtimeSessionId=session)
-
-
-def run_command(
-    client: Any,
-    arn: str,
-    session: str,
-    command: str,
-    timeout: int = 300,
-    write: Callable[[str, str], None] | None = None,
-    say: Callable[[str], None] = stderr_line,
-) -> tuple[int, str, str]:
-    """InvokeAgentRuntimeCommand; output goes to `write(stream, text)` as it comes.
-
-    Returns (exit code, status, stdout).
-    """
-    response = with_retry(
-        lambda: client.invoke_agent_runtime_command(
-            agentRuntimeArn=arn, runtimeSessionId=session, body={"command": command, "timeout": timeout}
-        ),
-        say,
-    )
-    code, status, out = -1, "COMPLETED", []
-    for event in response["stream"]:
-        chunk = event.get("chunk", {})
-        for name, text in chunk.get("contentDelta", {}).items():
-            if name == "stdout":
-                out.append(text)
-            if write:
-                write(name, text)
-        if "contentStop" in chunk:
-            code, status = chunk["contentStop"]["exitCode"], chunk["contentStop"]["status"]
-    return code, status, "".join(out)
-
-
-# --- printing ----------------------------------------------------------------------------------
 
 
 def print_event(event: dict[str, Any]) -> None:
@@ -282,112 +167,10 @@ def cmd_exec(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    return Demo(args).run()
-
-
-class Demo:
-    """The seed's cycle: build, stop, resume, then look inside the session."""
-
-    def __init__(self, args: argparse.Namespace) -> None:
-        self.arn = resolve_arn(args.arn)
-        self.session = (
-            resolve_session(args.session) if (args.session or os.environ.get("SESSION_ID")) else None
-        )
-        self.session = self.session or new_session_id()
-        self.client = data_plane(args.region, read_timeout=args.read_timeout)
-        self.tools: list[tuple[str, str]] = []
-        self.first_event_at: float | None = None
-
-    def on_event(self, event: dict[str, Any]) -> None:
-        if self.first_event_at is None:
-            self.first_event_at = time.perf_counter()
-        if event.get("type") == "tool_use":
-            print(f"    -> {event.get('name')}: {str(event.get('input', ''))[:100]}", flush=True)
-        elif event.get("type") == "tool_result":
-            self.tools.append((event.get("name", "?"), event.get("status", "?")))
-            if event.get("status") != "success":
-                print(f"    <- {event.get('name')}: {event.get('status')}", flush=True)
-
-    def turn(self, prompt: str) -> dict[str, Any]:
-        self.tools, self.first_event_at = [], None
-        say = lambda line: print(f"    {line}", flush=True)  # noqa: E731
-        answer = invoke(self.client, self.arn, self.session, prompt, True, self.on_event, say)
-        print(f"    answer: {answer.get('response', '').strip()[:400]}", flush=True)
-        return answer
-
-    def show(self, command: str) -> tuple[int, str]:
-        print(f"    $ {command}", flush=True)
-        code, _, out = run_command(
-            self.client,
-            self.arn,
-            self.session,
-            command,
-            60,
-            lambda _s, text: print(indent(text), end="", flush=True),
-        )
-        return code, out
-
-    def run(self) -> int:
-        print("Session storage demo: files and conversation survive StopRuntimeSession")
-        print(f"  runtime  {self.arn}\n  session  {self.session}\n  endpoint {endpoint_label()}\n")
-
-        print(f"[1/4] build: {BUILD_PROMPT}", flush=True)
-        first = self.turn(BUILD_PROMPT)
-
-        print("\n[2/4] stop the session (StopRuntimeSession)", flush=True)
-        stop_started = time.perf_counter()
-        stop(self.client, self.arn, self.session)
-        stopped_in = time.perf_counter() - stop_started
-        print(f"    stopped in {stopped_in:.1f}s: compute gone, storage kept", flush=True)
-
-        print(f"\n[3/4] resume: {RESUME_PROMPT}", flush=True)
-        second = self.turn(RESUME_PROMPT)
-        resumed_in = (self.first_event_at or time.perf_counter()) - stop_started
-
-        print("\n[4/4] look inside the resumed session (InvokeAgentRuntimeCommand)", flush=True)
-        _, listing = self.show("ls -A")
-        self.show("cat package.json")
-        self.show("ls node_modules | head -n 5")
-        _, echo = self.show("grep -c \"app.post('/echo'\" index.js")
-        _, _, count = run_command(
-            self.client, self.arn, self.session, "ls node_modules 2>/dev/null | wc -l", 60
-        )
-        packages = int(count.strip() or 0)
-
-        files = [name for name in ("package.json", "index.js") if name in listing.split()]
-        history = second.get("history", {}).get("messages_before", 0)
-        restored = bool(second.get("workspace", {}).get("restored"))
-        print("\nSummary")
-        print(f"  {mark(len(files) == 2)} files survived the stop: {', '.join(files) or 'none'}")
-        print(f"  {mark(echo.strip() not in ('', '0'))} the resumed turn added POST /echo to index.js")
-        if packages:
-            print(f"  {mark(True)} node_modules survived too: {packages} packages")
-        else:
-            _, _, npm = run_command(self.client, self.arn, self.session, "command -v npm || true", 60)
-            why = "npm install could not reach the npm registry" if npm.strip() else "npm is not installed"
-            print(f"  --   no node_modules ({why}); the files above still prove persistence")
-        print(
-            f"  {mark(history > 0)} conversation survived: {history} messages of history "
-            "before the resumed turn"
-        )
-        print(f"  {mark(restored)} workspace.restored = {str(restored).lower()} in the resumed answer")
-        print(
-            f"  stop -> first resumed answer: {resumed_in:.1f}s (stop took {stopped_in:.1f}s; "
-            "the seed slept 15 s before even trying)"
-        )
-        print(
-            f"  session {self.session} "
-            f"(first turn: {first.get('history', {}).get('messages_before', 0)} messages)"
-        )
-        return 0 if len(files) == 2 and history > 0 and restored else 1
-
-
-def mark(ok: bool) -> str:
-    return "OK  " if ok else "FAIL"
-
-
-def indent(text: str) -> str:
-    return "".join(f"      {line}\n" for line in text.splitlines())
+    arn = resolve_arn(args.arn)
+    session = resolve_session(args.session) if (args.session or os.environ.get("SESSION_ID")) else None
+    client = data_plane(args.region, read_timeout=args.read_timeout)
+    return Demo(client, arn, session or new_session_id(), endpoint_label()).run()
 
 
 # --- the command line --------------------------------------------------------------------------
@@ -509,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except UserError as error:
+    except (UserError, TurnFailed) as error:
         stderr_line(f"client.py: {error}")
     except (BotoCoreError, ClientError) as error:
         stderr_line(f"client.py: {explain(error)}")

@@ -17,7 +17,7 @@ from botocore.exceptions import ClientError
 from botocore.response import StreamingBody
 from botocore.stub import Stubber
 
-import client as client_cli
+from cloud import session_calls
 from cloud.clients import data_plane
 
 REPO = Path(__file__).resolve().parent.parent
@@ -147,7 +147,7 @@ EXPECTED = {
 @pytest.fixture
 def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     slept: list[float] = []
-    monkeypatch.setattr(client_cli.time, "sleep", slept.append)
+    monkeypatch.setattr(session_calls.time, "sleep", slept.append)
     return slept
 
 
@@ -161,7 +161,7 @@ def test_retryable_conflicts_are_retried_with_exponential_backoff_and_a_waiting_
             )
         stub.add_client_error("invoke_agent_runtime", "ThrottlingException", "slow down", 429, EXPECTED)
         stub.add_response("invoke_agent_runtime", answer({"response": "ok"}), EXPECTED)
-        result = client_cli.invoke(client, ARN, SESSION, "hi", stream=False, say=said.append)
+        result = session_calls.invoke(client, ARN, SESSION, "hi", stream=False, say=said.append)
         stub.assert_no_pending_responses()
     assert result == {"response": "ok"}
     assert sleeps == [0.25, 0.5, 1.0, 2.0]
@@ -174,12 +174,12 @@ def test_errors_that_may_have_started_the_turn_are_not_retried(sleeps, code: str
     with Stubber(client) as stub:
         stub.add_client_error("invoke_agent_runtime", code, "no", 500, EXPECTED)
         with pytest.raises(ClientError):
-            client_cli.invoke(client, ARN, SESSION, "hi", stream=False, say=lambda _: None)
+            session_calls.invoke(client, ARN, SESSION, "hi", stream=False, say=lambda _: None)
     assert sleeps == []
 
 
 def test_retrying_is_bounded(sleeps, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(client_cli, "RETRY_BUDGET", 3.0)
+    monkeypatch.setattr(session_calls, "RETRY_BUDGET", 3.0)
     client = data_plane("us-west-2")
     with Stubber(client) as stub:
         for _ in range(10):
@@ -187,5 +187,5 @@ def test_retrying_is_bounded(sleeps, monkeypatch: pytest.MonkeyPatch) -> None:
                 "invoke_agent_runtime", "RetryableConflictException", "stopping", 409, EXPECTED
             )
         with pytest.raises(ClientError):
-            client_cli.invoke(client, ARN, SESSION, "hi", stream=False, say=lambda _: None)
+            session_calls.invoke(client, ARN, SESSION, "hi", stream=False, say=lambda _: None)
     assert sum(sleeps) <= 3.0 and len(sleeps) == 3
