@@ -223,3 +223,16 @@ def test_bedrock_without_credentials_says_what_to_set(monkeypatch: pytest.Monkey
 def test_bedrock_with_credentials_builds_the_configured_model():
     model = build_model(Settings.from_env({"MODEL_PROVIDER": "bedrock", "AWS_REGION": "us-west-2"}))
     assert model.get_config()["model_id"] == DEFAULT_MODEL_ID
+
+
+def test_importing_the_service_touches_no_workspace(tmp_path: Path):
+    """AgentCore mounts session storage after the module is imported: no workspace I/O at import time."""
+    import os
+    import subprocess
+    import sys
+
+    workspace = tmp_path / "not-mounted-yet"
+    env = {**os.environ, "WORKSPACE_DIR": str(workspace), "MODEL_PROVIDER": "scripted"}
+    repo = Path(__file__).resolve().parent.parent
+    subprocess.run([sys.executable, "-c", "import coding_agent"], cwd=repo, env=env, check=True)
+    assert not workspace.exists()
