@@ -114,6 +114,12 @@ class Compute:
                     await asyncio.wait_for(self._exited.wait(), delay)
                 delay = min(delay * 1.5, 0.25)
 
+    async def wait_exited(self, timeout: float) -> bool:
+        """True once the process has ended (within `timeout` seconds), else False."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._exited.wait(), timeout)
+        return self._exited.is_set()
+
     async def ping(self) -> str | None:
         """The agent's /ping status (Healthy, HealthyBusy), or None when it does not answer."""
         try:

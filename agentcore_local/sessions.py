@@ -242,15 +242,19 @@ class SessionBackend:
         session.compute, session.compute_version = compute, runtime.version
         log.info("session_id=<%s>, sandbox=<%s> | compute started", session.session_id, self.launcher.name)
 
+    def _settle_exit(self, session: Session, compute: Compute) -> None:
+        """The compute ended by itself (a crash, kill -9): the session is STOPPED, its storage kept."""
+        if session.compute is compute and session.lifecycle.state is State.READY:
+            log.warning("session_id=<%s> | compute exited by itself", session.session_id)
+            session.compute = None
+            syncfs(session.storage)
+            session.lifecycle.fire(Event.EXITED, self.clock())
+
     def _on_compute_exit(self, session: Session) -> Callable[[Compute], None]:
         def exited(compute: Compute) -> None:
             async def settle() -> None:
                 async with session.lock:
-                    if session.compute is compute and session.lifecycle.state is State.READY:
-                        log.warning("session_id=<%s> | compute exited by itself", session.session_id)
-                        session.compute = None
-                        syncfs(session.storage)
-                        session.lifecycle.fire(Event.EXITED, self.clock())
+                    self._settle_exit(session, compute)
 
             self._spawn(settle())
 
@@ -266,6 +270,8 @@ class SessionBackend:
         assert session is not None
         async with session.lock:
             now = self.clock()
+            if session.compute is not None and not session.compute.running:
+                self._settle_exit(session, session.compute)  # died since the last call: start afresh
             if session.lifecycle.state is State.STOPPED:
                 # Off the event loop: a reset may delete, and the quota walks, a whole node_modules.
                 await asyncio.to_thread(self._prepare_storage, session, runtime, now)
@@ -302,14 +308,27 @@ class SessionBackend:
             if k.lower() in FORWARDED or k.lower().startswith(FORWARDED_PREFIX)
         }
         forwarded[SESSION_HEADER] = session_id
-        try:
-            request = self.http.build_request(
-                "POST", f"{compute.url}/invocations", content=payload, headers=forwarded
-            )
-            answer = await self.http.send(request, stream=True)
-        except httpx.HTTPError as error:
-            self.release(session, compute)
-            raise RuntimeClientError(f"The agent did not answer: {error}") from error
+        for attempt in (1, 2):
+            try:
+                request = self.http.build_request(
+                    "POST", f"{compute.url}/invocations", content=payload, headers=forwarded
+                )
+                answer = await self.http.send(request, stream=True)
+                break
+            except httpx.HTTPError as error:
+                self.release(session, compute)
+                # The compute died under this request (kill -9, a crash): no agent is left to answer it,
+                # so send it once more, to new compute on the same storage.
+                if (
+                    attempt == 1
+                    and isinstance(error, httpx.TransportError)
+                    and await compute.wait_exited(5.0)
+                ):
+                    session = await self.acquire(runtime, session_id)
+                    compute = session.compute
+                    assert compute is not None
+                    continue
+                raise RuntimeClientError(f"The agent did not answer: {error}") from error
         if answer.status_code >= 400:
             body = (await answer.aread()).decode(errors="replace")[:2000]
             await answer.aclose()
