@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help setup sandbox-tools test lint run bench
+.PHONY: help setup sandbox-tools test soak lint run bench
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
@@ -35,6 +35,9 @@ sandbox-tools:
 
 test: setup  ## run the test suite
 	$(BIN)/pytest -q
+
+soak: setup  ## the long reliability runs: 100 stop/resume cycles through agentcore_local (a few minutes)
+	$(BIN)/pytest -q -s -m soak
 
 lint: setup  ## ruff check + ruff format --check + hadolint
 	$(BIN)/ruff check .
