@@ -79,6 +79,16 @@ def validate_session_id(session_id: str | None) -> str:
     return session_id
 
 
+def agent_error_message(body: bytes, limit: int = 2000) -> str:
+    """The agent's own words from an error answer: the `error` of its JSON body, else the body as text."""
+    text = body.decode(errors="replace")
+    with contextlib.suppress(ValueError):
+        parsed = json.loads(text)
+        if isinstance(parsed, dict) and isinstance(parsed.get("error"), str):
+            text = parsed["error"]
+    return text[:limit]
+
+
 def syncfs(path: Path) -> None:
     """Flush the filesystem holding `path` (syncfs(2); os.sync() where that is missing)."""
     try:
@@ -330,7 +340,7 @@ class SessionBackend:
                     continue
                 raise RuntimeClientError(f"The agent did not answer: {error}") from error
         if answer.status_code >= 400:
-            body = (await answer.aread()).decode(errors="replace")[:2000]
+            body = agent_error_message(await answer.aread())
             await answer.aclose()
             self.release(session, compute)
             raise RuntimeClientError(f"Received error ({answer.status_code}) from runtime: {body}")
