@@ -116,7 +116,9 @@ async def reap_forever(sessions: SessionBackend, interval: float) -> None:
 
 def bind(host: str, port: int) -> socket.socket:
     """Bind before serving, so --port 0 picks a free port with no race."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on accepted sockets whose proto says TCP.
+    # Without it a streamed answer's last chunk waited ~40 ms for the client's delayed ACK.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     sock.listen(128)
