@@ -11,10 +11,13 @@ import json
 import logging
 import os
 import random
+import shutil
 import socket
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -31,6 +34,7 @@ from faults import (
 from local_runtime import LocalRuntime, invoke, run, wait_for
 
 from agentcore_local.sandbox import bwrap_works
+from agentcore_local.settings import REPO
 from agentcore_local.storage_limits import kind_of, scan
 
 KILL_ROUNDS = 6  # kills at varied moments of a turn that writes ~40 history messages
@@ -38,9 +42,17 @@ KILL_BUDGET_S = 90
 
 
 @pytest.fixture(scope="module")
-def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRuntime]:
-    with reliability_runtime(tmp_path_factory.mktemp("faults")) as runtime:
-        yield runtime
+def local() -> Iterator[LocalRuntime]:
+    # Not under /tmp: bwrap gives every sandbox a private /tmp, which would hide the state
+    # directory even if agentcore_local forgot to; here only agentcore_local's own hiding counts.
+    scratch = REPO / ".agentcore"
+    scratch.mkdir(exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix="test-faults-", dir=scratch))
+    try:
+        with reliability_runtime(tmp) as runtime:
+            yield runtime
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 @pytest.fixture
