@@ -117,22 +117,21 @@ class BwrapLauncher(Launcher):
         return sorted(p.resolve() for p in paths)
 
     def command(self, spec: LaunchSpec) -> tuple[list[str], dict[str, str], str]:
-        argv = [self.bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
-        needed = self.needed_paths()
-        for hidden in self.hidden:
-            hidden = hidden.resolve()
-            if not hidden.is_dir() or hidden == Path("/"):
-                continue
-            argv += ["--tmpfs", str(hidden)]
-            for path in needed:  # e.g. the repository inside a hidden home: show it again, read-only
-                if (
-                    path != hidden
-                    and path.is_relative_to(hidden)
-                    and not any(
-                        path.is_relative_to(h.resolve()) for h in self.hidden if h.resolve() != hidden
-                    )
-                ):
-                    argv += ["--ro-bind", str(path), str(path)]
+        argv = [self.bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
+        # A private /tmp and the hidden directories (the state dir, the user's home) become empty...
+        covered = [Path("/tmp"), *(h.resolve() for h in self.hidden if h.resolve().is_dir())]
+        covered = [c for c in covered if c != Path("/")]
+        for path in covered:
+            argv += ["--tmpfs", str(path)]
+        # ...then what the agent needs from inside them (a checkout in /tmp or in a home) comes back
+        # read-only, and a hidden directory inside such a path (the state dir in the checkout) goes again.
+        shown = [p for p in self.needed_paths() if any(p != c and p.is_relative_to(c) for c in covered)]
+        shown = [p for p in shown if not any(p != q and p.is_relative_to(q) for q in shown)]
+        for path in shown:
+            argv += ["--ro-bind", str(path), str(path)]
+        for path in covered[1:]:
+            if any(path.is_relative_to(p) for p in shown):
+                argv += ["--tmpfs", str(path)]
         mount_root = Path(spec.mount_path).parent
         if mount_root.is_dir():
             argv += ["--tmpfs", str(mount_root)]  # nothing of the host's /mnt, only this session's storage

@@ -27,6 +27,17 @@ def spec(tmp_path: Path) -> LaunchSpec:
     )
 
 
+def test_a_checkout_in_tmp_is_shown_again_and_its_state_dir_hidden_after_it(tmp_path: Path) -> None:
+    """CI clones into /tmp, and the default state dir (.agentcore/local) lives in the checkout."""
+    checkout = tmp_path / "clone"
+    state = checkout / ".agentcore" / "local"
+    state.mkdir(parents=True)
+    launcher = BwrapLauncher(PYTHON, checkout / "coding_agent.py", hidden=(tmp_path / "home", state))
+    joined = " ".join(launcher.command(spec(tmp_path))[0])
+    assert joined.index("--tmpfs /tmp ") < joined.index(f"--ro-bind {checkout} {checkout}")
+    assert joined.index(f"--ro-bind {checkout} ") < joined.rindex(f"--tmpfs {state}")
+
+
 def test_bwrap_binds_only_this_sessions_storage_and_hides_the_state_dir_and_home(tmp_path: Path) -> None:
     home, state = tmp_path / "home", tmp_path / "state"
     checkout = home / "src" / "project"
@@ -38,11 +49,7 @@ def test_bwrap_binds_only_this_sessions_storage_and_hides_the_state_dir_and_home
     assert argv[:5] == ["bwrap", "--ro-bind", "/", "/", "--dev"]
     assert f"--tmpfs {home}" in joined and f"--tmpfs {state}" in joined
     assert f"--ro-bind {checkout} {checkout}" in joined  # the agent's code, shown again read-only
-    assert (
-        joined.index(f"--tmpfs {home}")
-        < joined.index(f"--ro-bind {checkout}")
-        < joined.index(f"--tmpfs {state}")
-    )
+    assert joined.index(f"--tmpfs {home}") < joined.index(f"--ro-bind {checkout}")
     assert f"--bind {spec(tmp_path).storage_dir} /mnt/workspace" in joined
     for flag in ("--unshare-pid", "--die-with-parent", "--tmpfs /tmp"):
         assert flag in joined
