@@ -45,6 +45,9 @@ Clock = Callable[[], float]
 
 SESSION_HEADER = "X-Amzn-Bedrock-AgentCore-Runtime-Session-Id"
 SESSION_ID_MIN, SESSION_ID_MAX = 33, 256
+# meta.json's lastInvocationAt only matters in days (the 14-day storage reset), and a write costs ~1 ms:
+# a call rewrites it when it starts compute or when the saved time is this old, not on every call.
+META_SAVE_INTERVAL = 60.0
 # The alphabet of the SessionId shape in AgentCore's answers: an id outside it (a slash, a dot, a
 # space) could never be echoed back by AWS, so it is refused here rather than accepted locally only.
 SESSION_ID_CHARS = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_-]*")
@@ -133,6 +136,7 @@ class Session:
     compute_version: int | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     stop_task: asyncio.Task | None = None
+    saved_at: float = float("-inf")  # clock time of the last acquire that wrote meta.json
     storage_warning: str | None = None  # what AWS's session storage would not keep, found at the last stop
 
     @property
@@ -295,7 +299,9 @@ class SessionBackend:
                     session.lifecycle.fire(Event.START_FAILED, self.clock())
                     raise
                 session.lifecycle.fire(Event.STARTED, self.clock())
-            session.save()
+            if action is Action.START or now - session.saved_at >= META_SAVE_INTERVAL:
+                session.save()
+                session.saved_at = now
         return session
 
     def release(self, session: Session, compute: Compute | None) -> None:
