@@ -1,0 +1,325 @@
+"""Sections 2, 4, 5, 6: through agentcore_local, as a user runs it (`python -m agentcore_local serve`)
+and reaches it (boto3): the proxy's cost per turn, stop -> resume, concurrent sessions, a big workspace.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import boto3
+import httpx
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from bench.measure import agent_port, children_by_parent, distribution_ms, percentile, timed, tree_rss_mib
+
+REPO = Path(__file__).resolve().parent.parent
+PLAN = Path(__file__).resolve().with_name("plan.json")
+SESSION_HEADER = "X-Amzn-Bedrock-AgentCore-Runtime-Session-Id"
+SEED_SLEEP_S = 15.0  # the seed's client: stop, time.sleep(15), invoke
+
+
+def new_session(label: str) -> str:
+    return f"bench-{label}-{uuid.uuid4().hex}"  # >= 33 characters, as AgentCore requires
+
+
+class LocalRuntime:
+    """agentcore_local as a child process on a free port, with the scripted model and bench/plan.json."""
+
+    def __init__(self, state_dir: Path, sandbox: str = "bwrap") -> None:
+        self.state_dir = state_dir
+        env = {**os.environ, "MODEL_PROVIDER": "scripted", "SCRIPTED_PLAN": str(PLAN)}
+        argv = [sys.executable, "-m", "agentcore_local", "serve", "--port", "0"]
+        argv += ["--state-dir", str(state_dir), "--sandbox", sandbox]
+        state_dir.mkdir(parents=True, exist_ok=True)
+        self.log = state_dir / "serve.log"
+        with open(self.log, "wb") as log:
+            self.proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+        endpoint = self._wait_for_endpoint(60)
+        self.url, self.arn = endpoint["url"], endpoint["agentRuntimeArn"]
+        self.invocations_url = f"{self.url}/runtimes/{urllib.parse.quote(self.arn, safe='')}/invocations"
+
+    def _wait_for_endpoint(self, timeout: float) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"agentcore_local exited: {self.log.read_text()[-2000:]}")
+            try:
+                return json.loads((self.state_dir / "endpoint.json").read_text())
+            except (OSError, ValueError):
+                time.sleep(0.05)
+        raise TimeoutError("agentcore_local did not start")
+
+    def client(self, pool: int = 10):
+        config = Config(
+            read_timeout=300, retries={"total_max_attempts": 1}, max_pool_connections=max(pool, 10)
+        )
+        return boto3.client(
+            "bedrock-agentcore",
+            endpoint_url=self.url,
+            region_name="us-west-2",
+            aws_access_key_id="agentcore-local",
+            aws_secret_access_key="agentcore-local",
+            config=config,
+        )
+
+    def invoke(self, client, session: str, prompt: str, conversation: str | None = None) -> dict:
+        body = {"prompt": prompt, **({"conversation_id": conversation} if conversation else {})}
+        answer = client.invoke_agent_runtime(
+            agentRuntimeArn=self.arn, runtimeSessionId=session, payload=json.dumps(body)
+        )
+        return json.loads(answer["response"].read())
+
+    def resume(self, client, session: str, prompt: str) -> dict:
+        """Invoke right after a stop, retrying RetryableConflict with backoff (what client.py does)."""
+        delay = 0.05
+        while True:
+            try:
+                return self.invoke(client, session, prompt)
+            except ClientError as error:
+                if error.response["Error"]["Code"] != "RetryableConflictException" or delay > 5:
+                    raise
+                time.sleep(delay)
+                delay *= 2
+
+    def stop(self, client, session: str) -> None:
+        client.stop_runtime_session(agentRuntimeArn=self.arn, runtimeSessionId=session)
+
+    def command(self, client, session: str, command: str, timeout: int = 300) -> tuple[int | None, str]:
+        answer = client.invoke_agent_runtime_command(
+            agentRuntimeArn=self.arn, runtimeSessionId=session, body={"command": command, "timeout": timeout}
+        )
+        out, code = [], None
+        for event in answer["stream"]:
+            chunk = event["chunk"]
+            out.append(chunk.get("contentDelta", {}).get("stdout", ""))
+            code = chunk.get("contentStop", {}).get("exitCode", code)
+        return code, "".join(out)
+
+    def compute_pids(self) -> dict[str, int]:
+        """Each running session's compute (its bwrap process), from agentcore_local's /_local/sessions."""
+        rows = httpx.get(f"{self.url}/_local/sessions").json()["sessions"]
+        return {row["runtimeSessionId"]: row["pid"] for row in rows if row["pid"]}
+
+    def close(self) -> None:
+        self.proc.terminate()  # serve stops every session's compute, then exits
+        try:
+            self.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def turn_overhead(rt: LocalRuntime, turns: int) -> dict:
+    """One session's agent, three ways, interleaved turn by turn so each sees the same load:
+    httpx straight to coding_agent.py in its sandbox, httpx through agentcore_local, boto3 through it."""
+    session, client = new_session("turns"), rt.client()
+    rt.invoke(client, session, "start the compute")
+    pid = rt.compute_pids().get(session)
+    port = agent_port(pid) if pid else None
+    assert port, "could not find the session's coding_agent.py port in /proc"
+    http = httpx.Client(timeout=60)
+    body = json.dumps({"prompt": "hi", "conversation_id": "bench-turns"}).encode()
+    headers = {SESSION_HEADER: session, "content-type": "application/json"}
+    ways = {
+        "direct": lambda: http.post(f"http://127.0.0.1:{port}/invocations", content=body, headers=headers),
+        "proxy_httpx": lambda: http.post(rt.invocations_url, content=body, headers=headers),
+        "proxy_boto3": lambda: rt.invoke(client, session, "hi", conversation="bench-turns"),
+    }
+    for call in ways.values():  # connections open, the window of 40 messages full
+        for _ in range(25):
+            call()
+    latencies: dict[str, list[float]] = {name: [] for name in ways}
+    for _ in range(turns):
+        for name, call in ways.items():
+            latencies[name].append(timed(call))
+    rows = {name: distribution_ms(values) for name, values in latencies.items()}
+    direct, proxied = rows["direct"]["p50_ms"], rows["proxy_httpx"]["p50_ms"]
+    return {
+        **rows,
+        "proxy_adds_p50_ms": proxied - direct,
+        "boto3_client_adds_p50_ms": rows["proxy_boto3"]["p50_ms"] - proxied,
+        "targets": "direct p50 <= 15 ms; the proxy adds <= 5 ms",
+    }
+
+
+def stop_resume(rt: LocalRuntime, repeats: int, run_seed_way: bool) -> dict:
+    """StopRuntimeSession to the first resumed answer, against the seed's stop + sleep(15) + invoke."""
+    session, client = new_session("resume"), rt.client()
+    rt.invoke(client, session, "write a line")
+    stops, resumes, totals, history = [], [], [], []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        rt.stop(client, session)
+        stopped = time.perf_counter()
+        answer = rt.resume(client, session, "write a line")
+        done = time.perf_counter()
+        stops.append(stopped - started)
+        resumes.append(done - stopped)
+        totals.append(done - started)
+        history.append(answer["history"]["messages_before"])
+    ours = statistics.median(totals)
+    if run_seed_way:
+        started = time.perf_counter()
+        rt.stop(client, session)
+        time.sleep(SEED_SLEEP_S)
+        rt.invoke(client, session, "write a line")
+        seed, how = time.perf_counter() - started, "measured: stop, sleep(15), invoke"
+    else:
+        seed = statistics.median(stops) + SEED_SLEEP_S + statistics.median(resumes)
+        how = "computed: measured stop + 15 s + measured resume invoke"
+    return {
+        "repeats": repeats,
+        "stop_s": statistics.median(stops),
+        "first_answer_after_stop_s": statistics.median(resumes),
+        "ours_s": ours,
+        "seed_s": seed,
+        "seed_how": how,
+        "speedup": seed / ours,
+        "history_kept": history == sorted(history) and history[0] > 0,
+        "target": "speedup >= 10",
+    }
+
+
+def scale(rt: LocalRuntime, sizes: tuple[int, ...], turns: int, deadline_s: float) -> dict:
+    """N sessions at once, each: a cold first turn, then `turns` turns appending to writes.txt."""
+    rows = {n: _sessions_at_once(rt, n, turns, deadline_s) for n in sizes}
+    return {"by_sessions": rows, "turns_per_session": turns + 1, "target": "0 errors at 20 sessions"}
+
+
+def _sessions_at_once(rt: LocalRuntime, n: int, turns: int, deadline_s: float) -> dict:
+    sessions = [new_session(f"scale{n}-{i}") for i in range(n)]
+    client = rt.client(pool=n)
+    peak: dict[str, float] = dict.fromkeys(sessions, 0.0)
+    sampling = threading.Event()
+    start_by = time.monotonic()
+
+    def sample_once() -> None:  # RSS of each session's process tree, from /proc
+        pids, children = rt.compute_pids(), children_by_parent()
+        for s in peak:
+            if pid := pids.get(s):
+                peak[s] = max(peak[s], tree_rss_mib(pid, children))
+
+    def sample() -> None:
+        while not sampling.wait(0.25):
+            sample_once()
+
+    def one_session(session: str) -> tuple[float | None, list[float], list[str]]:
+        errors, warm, cold = [], [], None
+        try:
+            cold = timed(lambda: rt.invoke(client, session, "write a line"))
+            for _ in range(turns):
+                if time.monotonic() > start_by + deadline_s:
+                    errors.append("over the time bound")
+                    break
+                started = time.perf_counter()
+                answer = rt.invoke(client, session, "write a line")
+                warm.append(time.perf_counter() - started)
+                if "wrote line" not in answer.get("response", ""):
+                    errors.append(f"unexpected answer: {answer}")
+        except Exception as error:  # counted, and the bench goes on
+            errors.append(f"{type(error).__name__}: {error}")
+        return cold, warm, errors
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    started = time.perf_counter()
+    with ThreadPoolExecutor(n) as pool:
+        results = list(pool.map(one_session, sessions))
+    wall = time.perf_counter() - started
+    sampling.set()
+    sampler.join()
+    sample_once()  # after the last turn, before the stop: the high-water mark of a short run
+    with ThreadPoolExecutor(n) as pool:
+        stop_errors = list(pool.map(lambda s: _stop_quietly(rt, client, s), sessions))
+    colds = [c for c, _, _ in results if c is not None]
+    warm = [w for _, ws, _ in results for w in ws]
+    errors = [e for _, _, es in results for e in es] + [e for e in stop_errors if e]
+    peaks = [p for p in peak.values() if p]
+    return {
+        "sessions": n,
+        "turns_done": len(warm) + len(colds),
+        "wall_s": wall,
+        "turns_per_s": (len(warm) + len(colds)) / wall,
+        "cold_first_turn": distribution_ms(colds) if colds else None,
+        "warm_turn": distribution_ms(warm) if warm else None,
+        "peak_rss_mib_per_session_median": statistics.median(peaks) if peaks else None,
+        "peak_rss_mib_per_session_max": max(peaks) if peaks else None,
+        "errors": len(errors),
+        "error_samples": errors[:3],
+    }
+
+
+def _stop_quietly(rt: LocalRuntime, client, session: str) -> str | None:
+    try:
+        rt.stop(client, session)
+    except ClientError as error:
+        return f"stop: {error}"
+    return None
+
+
+# A node_modules-like tree: 500 packages x 20 small files, each with its own content.
+MAKE_TREE = (
+    "for p in $(seq 1 {packages}); do d=node_modules/pkg-$p/lib; mkdir -p $d; "
+    'for f in $(seq 1 {per_package}); do echo "module.exports = \\"pkg-$p/$f\\";" > $d/f$f.js; done; done; '
+    "find node_modules -type f | wc -l"
+)
+HASH_TREE = "find node_modules -type f -print0 | sort -z | xargs -0 sha256sum"
+
+
+def workspace_size(rt: LocalRuntime, files: int, warm_turns: int) -> dict:
+    """Stop and resume a session holding `files` small files: how long, and does every file survive."""
+    session, client = new_session("bigws"), rt.client()
+    per_package = 20
+    small_stop, small_resume = _stop_resume_once(rt, client, session)  # the same session, still empty
+    make_tree = MAKE_TREE.format(packages=files // per_package, per_package=per_package)
+    code, out = rt.command(client, session, make_tree)
+    assert code == 0 and int(out.strip()) == files, f"could not build the tree: {code} {out[-300:]}"
+    _, listing = rt.command(client, session, HASH_TREE)
+    before = dict(line.split("  ", 1)[::-1] for line in listing.splitlines())
+    small = new_session("smallws")
+    warm_small = _warm_turns(rt, client, small, warm_turns)
+    rt.stop(client, small)
+    warm_big = _warm_turns(rt, client, session, warm_turns)
+    big_stop, big_resume = _stop_resume_once(rt, client, session)
+    _, listing = rt.command(client, session, HASH_TREE)
+    after = dict(line.split("  ", 1)[::-1] for line in listing.splitlines())
+    changed = sum(1 for path, digest in before.items() if after.get(path) != digest)
+    rt.stop(client, session)
+    return {
+        "files": len(before),
+        "files_after": len(after),
+        "files_changed_or_missing": changed,
+        "manifest_sha256": hashlib.sha256(json.dumps(sorted(before.items())).encode()).hexdigest()[:16],
+        "stop_s": big_stop,
+        "resume_s": big_resume,
+        "empty_workspace_stop_s": small_stop,
+        "empty_workspace_resume_s": small_resume,
+        "resume_ratio_vs_empty": big_resume / small_resume,
+        "warm_turn_p50_ms": 1000 * percentile(warm_big, 50),
+        "empty_workspace_warm_turn_p50_ms": 1000 * percentile(warm_small, 50),
+        "target": "every file's hash survives",
+    }
+
+
+def _stop_resume_once(rt: LocalRuntime, client, session: str) -> tuple[float, float]:
+    rt.invoke(client, session, "hi")  # compute running, with the workspace as it is now
+    stop = timed(lambda: rt.stop(client, session))
+    resume = timed(lambda: rt.resume(client, session, "hi"))
+    return stop, resume
+
+
+def _warm_turns(rt: LocalRuntime, client, session: str, turns: int) -> list[float]:
+    rt.invoke(client, session, "hi")
+    return [timed(lambda: rt.invoke(client, session, "hi")) for _ in range(turns)]

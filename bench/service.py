@@ -1,0 +1,152 @@
+"""Sections 1 and 3: coding_agent.py on its own (no agentcore_local): cold start and history growth."""
+
+from __future__ import annotations
+
+import cProfile
+import math
+import pstats
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.measure import percentile, timed
+from tests.agent_process import AgentProcess
+
+PLAN = Path(__file__).resolve().with_name("plan.json")
+WINDOW = 40  # SlidingWindowConversationManager's default window, which the service keeps
+
+# What coding_agent.py imports before it can serve: the floor a cold start cannot beat.
+FLOOR_IMPORTS = (
+    "import bedrock_agentcore.runtime, starlette.responses, strands, "
+    "strands.session.file_session_manager, strands.vended_tools"
+)
+
+
+def import_floor() -> float:
+    """Spawn to "imports done" of a bare interpreter (not to its exit: tearing down modules is slow)."""
+    started = time.perf_counter()
+    child = subprocess.Popen(
+        [sys.executable, "-c", FLOOR_IMPORTS + "; print('ready', flush=True)"], stdout=subprocess.PIPE
+    )
+    assert child.stdout is not None and child.stdout.readline().strip() == b"ready"
+    elapsed = time.perf_counter() - started
+    child.wait()
+    return elapsed
+
+
+def cold_start(runs: int) -> dict:
+    """Process start to the first Healthy /ping, against a bare interpreter importing the same packages."""
+    starts, floors = [], []
+    for _ in range(runs):  # alternated, so both see the same page cache and load
+        agent = AgentProcess(Path(tempfile.mkdtemp(prefix="bench-cold-")), plan=PLAN)
+        starts.append(agent.start())
+        agent.stop()
+        floors.append(import_floor())
+    start, floor = statistics.median(starts), statistics.median(floors)
+    return {
+        "runs": runs,
+        "start_s": start,
+        "import_floor_s": floor,
+        "ratio": start / floor,
+        "target": "<= 1.2x",
+    }
+
+
+def history_growth(workspace: Path, sizes: tuple[int, ...], samples: int) -> dict:
+    """Warm turn latency and cold restore (first turn after a restart) with N stored messages.
+
+    Every turn adds two messages. Above the sliding window (40) memory stays at 40 however many are
+    stored; below it, memory grows, so small sizes spread their warm turns over several conversations
+    of that size, 5 turns each, to keep memory near N.
+    """
+    plan = {size: (1 if size >= WINDOW else math.ceil(samples / 5)) for size in sizes}
+    agent = AgentProcess(workspace, plan=PLAN)
+    agent.start()
+    for size, conversations in plan.items():  # each "hi" turn stores two messages: prompt and answer
+        for c in range(conversations):
+            for _ in range(size // 2):
+                agent.invoke("hi", conversation_id=f"h{size}-{c}")
+    agent.stop()
+    rows = {}
+    for size, conversations in plan.items():
+        agent.start()
+        agent.invoke("warm up the process", conversation_id="other")  # the model and imports, not the restore
+        cold = timed(lambda: agent.invoke("hi", conversation_id=f"h{size}-0"))  # noqa: B023
+        warm, in_memory = [], []
+        for c in range(conversations):
+            if c:
+                agent.invoke("hi", conversation_id=f"h{size}-{c}")  # its restore: not a warm turn
+            for _ in range(samples // conversations):
+                started = time.perf_counter()
+                answer = agent.invoke("hi", conversation_id=f"h{size}-{c}").json()
+                warm.append(time.perf_counter() - started)
+                in_memory.append(answer["history"]["messages_before"])
+        agent.stop()
+        rows[size] = {
+            "cold_restore_turn_ms": 1000 * cold,
+            "warm_turn_p50_ms": 1000 * percentile(warm, 50),
+            "warm_turns": len(warm),
+            "messages_in_memory": [min(in_memory), max(in_memory)],  # what the window keeps, not stored
+        }
+    small, large = rows[sizes[0]], rows[sizes[-1]]
+    return {
+        "by_messages": rows,
+        "warm_ratio_largest_vs_smallest": large["warm_turn_p50_ms"] / small["warm_turn_p50_ms"],
+        "cold_restore_largest_ms": large["cold_restore_turn_ms"],
+        "breakdown": turn_breakdown(
+            (small["messages_in_memory"][0], large["messages_in_memory"][1]), max(samples, 30)
+        ),
+        "targets": "warm largest <= 1.2 x smallest; cold restore of 1,000 <= 300 ms",
+    }
+
+
+def turn_breakdown(in_memory: tuple[int, ...], turns: int) -> dict:
+    """Where a warm turn's time goes, by messages held in memory: Strands' deep copies and its tracer.
+
+    In this process, with the service's tools and the scripted model, cProfile on `turns` turns.
+    Per turn Strands deep-copies agent.messages (event_loop, streaming._normalize_messages) and the
+    tracer JSON-serialises them (tracer._add_event_messages) even with no exporter configured.
+    """
+    import asyncio
+    import copy
+
+    from strands import Agent
+    from strands.agent.conversation_manager import NullConversationManager
+    from strands.vended_tools import file_editor, shell
+
+    from agent.scripted import ScriptedModel
+
+    rows = {}
+    for count in sorted(set(in_memory)):
+        model = ScriptedModel(PLAN, Path(tempfile.gettempdir()))
+        history = []
+        for i in range(count // 2):  # the shape the service stores: the snapshot + prompt, then the answer
+            history.append({"role": "user", "content": [{"text": "Workspace: (empty)"}, {"text": f"hi {i}"}]})
+            history.append({"role": "assistant", "content": [{"text": f"echo: hi {i} ({2 * i} messages)"}]})
+        agent = Agent(
+            model=model,
+            tools=[shell, file_editor],
+            conversation_manager=NullConversationManager(),
+            callback_handler=None,
+        )
+        profile, total = cProfile.Profile(), 0.0
+        for _ in range(turns):
+            agent.messages = copy.deepcopy(history)  # the same memory before every turn
+            started = time.perf_counter()
+            profile.runcall(asyncio.run, agent.invoke_async("hi"))  # this thread: cProfile sees it
+            total += time.perf_counter() - started
+        stats = pstats.Stats(profile).stats  # type: ignore[attr-defined]
+        rows[count] = {
+            "turn_ms_profiled": 1000 * total / turns,
+            "deepcopy_ms": _cumulative_ms(stats, "copy.py", "deepcopy") / turns,
+            "tracer_messages_ms": _cumulative_ms(stats, "telemetry/tracer.py", "_add_event_messages") / turns,
+        }
+    return {"by_messages_in_memory": rows, "turns": turns, "note": "in-process, under cProfile (slower)"}
+
+
+def _cumulative_ms(stats: dict, filename_end: str, name: str) -> float:
+    """Cumulative time of a function in a cProfile run (recursion counted once)."""
+    return 1000 * sum(v[3] for k, v in stats.items() if k[0].endswith(filename_end) and k[2] == name)
