@@ -49,7 +49,7 @@ lint: setup  ## ruff check + ruff format --check + hadolint
 run: setup  ## serve coding_agent.py on 127.0.0.1:$${PORT:-8080}
 	$(BIN)/python coding_agent.py
 
-bench: setup  ## measure cold start, turn overhead, history growth, stop/resume, scale; writes bench/results.json
+bench: setup  ## measure cold start, turn overhead (direct, through agentcore_local), history, stop/resume, scale, a 10,000-file workspace; writes bench/results.json (BENCH_FLAGS=--quick: a smoke run)
 	$(BIN)/python bench/bench.py $(BENCH_FLAGS)
 
 # --- the path to AWS ----------------------------------------------------------
