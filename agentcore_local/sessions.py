@@ -138,6 +138,8 @@ class Session:
     stop_task: asyncio.Task | None = None
     saved_at: float = float("-inf")  # clock time of the last acquire that wrote meta.json
     storage_warning: str | None = None  # what AWS's session storage would not keep, found at the last stop
+    usage: int = 0  # bytes in storage at the last measure: at compute start, then after each call
+    measuring: bool = False
 
     @property
     def session_id(self) -> str:
@@ -233,7 +235,7 @@ class SessionBackend:
         session.save()
 
     def _check_quota(self, session: Session) -> None:
-        used = disk_usage(session.storage)
+        used = session.usage
         if used > self.settings.storage_quota_bytes:
             raise ServiceQuotaExceededException(
                 f"Session storage holds {used / 2**20:.0f} MiB, over its quota of "
@@ -289,7 +291,8 @@ class SessionBackend:
             if session.lifecycle.state is State.STOPPED:
                 # Off the event loop: a reset may delete, and the quota walks, a whole node_modules.
                 await asyncio.to_thread(self._prepare_storage, session, runtime, now)
-            await asyncio.to_thread(self._check_quota, session)
+                session.usage = await asyncio.to_thread(disk_usage, session.storage)
+            self._check_quota(session)  # the last measure: a walk per call costs ~6 us a file
             action = session.lifecycle.begin_call(now)  # RetryableConflictException while STOPPING
             if action is Action.START:
                 session.lifecycle.fire(Event.START, now)
@@ -308,6 +311,15 @@ class SessionBackend:
         """End an invocation (only on the compute it began on: a late stream of an old compute is ignored)."""
         if session.compute is compute:
             session.lifecycle.end_call(self.clock())
+        if not session.measuring:  # re-measure off the request path; the next call is checked against it
+            session.measuring = True
+            self._spawn(self._measure(session))
+
+    async def _measure(self, session: Session) -> None:
+        try:
+            session.usage = await asyncio.to_thread(disk_usage, session.storage)
+        finally:
+            session.measuring = False
 
     # --- the three data-plane operations -------------------------------------------------
 
