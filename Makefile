@@ -46,7 +46,7 @@ lint: setup  ## ruff check + ruff format --check + hadolint
 
 # --- the agent service (coding_agent.py) --------------------------------------
 
-run: setup  ## serve coding_agent.py on 127.0.0.1:$${PORT:-8080}
+run: setup  ## serve coding_agent.py on 127.0.0.1:8080 (PORT overrides)
 	$(BIN)/python coding_agent.py
 
 bench: setup  ## measure cold start, turn overhead (direct, through agentcore_local), history, stop/resume, scale, a 10,000-file workspace; writes bench/results.json (BENCH_FLAGS=--quick: a smoke run)
