@@ -16,6 +16,7 @@ from typing import Any
 from bedrock_agentcore.runtime import BedrockAgentCoreApp
 from starlette.responses import JSONResponse
 from strands import Agent
+from strands.models.model import Model
 from strands.session.file_session_manager import FileSessionManager
 from strands.vended_tools import file_editor, shell
 
@@ -38,7 +39,7 @@ app = BedrockAgentCoreApp()
 
 
 @cache
-def model():
+def model() -> Model:
     """One model for every conversation, built on first use (providers are slow to import)."""
     return build_model(settings)
 
