@@ -1,7 +1,7 @@
 """The control plane's backend: agent runtimes, their versions and their rules (no HTTP here).
 
 Create/Get/Update/List/Delete behave as `bedrock-agentcore-control` documents them: ids
-NAME-XXXXXXXXXX, ARNs arn:aws:bedrock-agentcore:REGION:ACCOUNT:runtime/ID, a new version on
+NAME-<10 letters or digits>, ARNs arn:aws:bedrock-agentcore:REGION:ACCOUNT:runtime/ID, a new version on
 every update, CREATING/UPDATING then READY after `provision_seconds`. Update is a PUT: what it
 omits is reset, as on AWS. The registry is saved to `runtimes.json` in the state directory.
 """
@@ -417,7 +417,7 @@ class RuntimeRegistry:
         else:
             raise ValidationException(
                 f"{arn_or_id!r} is not an agent runtime ARN "
-                "(arn:aws:bedrock-agentcore:REGION:ACCOUNT:runtime/NAME-XXXXXXXXXX)",
+                "(arn:aws:bedrock-agentcore:REGION:ACCOUNT:runtime/NAME-<10 letters or digits>)",
                 "agentRuntimeArn",
             )
         runtime = self.runtimes.get(runtime_id)

@@ -18,6 +18,7 @@ import os
 import shutil
 import subprocess
 import sys
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,7 +39,7 @@ class LaunchSpec:
     scratch_dir: Path  # host directory for HOME and TMPDIR when the sandbox has no private /tmp
 
 
-class Launcher:
+class Launcher(ABC):
     """Base: what every sandbox shares. Subclasses say how to wrap the command."""
 
     name = "base"
@@ -73,9 +74,9 @@ class Launcher:
     def init_argv(self, workspace: str) -> list[str]:
         return [self.python, str(SANDBOX_INIT), "--cwd", workspace, "--", self.python, str(self.agent_script)]
 
+    @abstractmethod
     def command(self, spec: LaunchSpec) -> tuple[list[str], dict[str, str], str]:
         """(argv, environment, working directory) that start this compute."""
-        raise NotImplementedError
 
     def kill_argv(self, spec: LaunchSpec) -> list[str] | None:
         """A command that kills the compute when its process will not die (docker), else None."""
