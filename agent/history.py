@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -93,7 +95,10 @@ def quarantine(storage: Path, conversation_id: str, paths: list[Path]) -> list[s
     if (root.exists() and not (root / "session.json").exists()) and paths:
         # FileSessionManager refuses an existing directory without session.json: give it a fresh one.
         fresh = Session(session_id=conversation_id, session_type=SessionType.AGENT)
-        (root / "session.json").write_text(json.dumps(fresh.to_dict()))
+        fd, tmp = tempfile.mkstemp(dir=root, prefix=".session-")  # atomic: this must survive a kill too
+        with os.fdopen(fd, "w") as f:
+            json.dump(fresh.to_dict(), f)
+        os.replace(tmp, root / "session.json")
     logger.warning(
         "conversation_id=<%s>, files=<%s> | quarantined damaged history to %s", conversation_id, moved, dest
     )
