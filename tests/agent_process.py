@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -14,14 +14,21 @@ from typing import Any
 
 import httpx
 
+from agentcore_local.compute import free_port
+
 REPO = Path(__file__).resolve().parent.parent
 TEST_PLAN = Path(__file__).resolve().parent / "plans" / "service.json"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def message_files(workspace: Path, conversation_id: str) -> list[Path]:
+    """A conversation's message files in index order (FileSessionManager's layout)."""
+    folder = workspace / ".sessions" / f"session_{conversation_id}" / "agents" / "agent_default" / "messages"
+    return sorted(folder.glob("message_*.json"), key=lambda p: int(p.stem.split("_")[1]))
+
+
+def history(workspace: Path, conversation_id: str) -> list[dict[str, Any]]:
+    """Every stored message, parsed (json.loads raises on a torn file: that is a failure)."""
+    return [json.loads(p.read_text())["message"] for p in message_files(workspace, conversation_id)]
 
 
 class AgentProcess:
@@ -88,8 +95,6 @@ class AgentProcess:
 
     def stream(self, prompt: str, **fields: Any) -> list[dict[str, Any]]:
         """POST with "stream": true; the parsed SSE events in arrival order."""
-        import json
-
         events = []
         with self.http.stream("POST", "/invocations", json={"prompt": prompt, "stream": True, **fields}) as r:
             assert r.headers["content-type"].startswith("text/event-stream")

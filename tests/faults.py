@@ -4,7 +4,6 @@ compute, and the conversation history read straight from the session's storage o
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import signal
 import uuid
@@ -13,6 +12,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
+from agent_process import history, message_files
 from local_runtime import LocalRuntime, local_runtime
 
 RELIABILITY_PLAN = Path(__file__).resolve().parent / "plans" / "reliability.json"
@@ -59,16 +59,6 @@ def kill_compute(pid: int) -> list[int]:
 
 def compute_pid(local: LocalRuntime, session: str) -> int | None:
     return next((s["pid"] for s in local.sessions() if s["runtimeSessionId"] == session), None)
-
-
-def message_files(storage: Path, conversation_id: str) -> list[Path]:
-    folder = storage / ".sessions" / f"session_{conversation_id}" / "agents" / "agent_default" / "messages"
-    return sorted(folder.glob("message_*.json"), key=lambda p: int(p.stem.split("_")[1]))
-
-
-def history(storage: Path, conversation_id: str) -> list[dict[str, Any]]:
-    """Every stored message, parsed (json.loads raises on a torn file: that is a failure)."""
-    return [json.loads(p.read_text())["message"] for p in message_files(storage, conversation_id)]
 
 
 def assert_history_consistent(storage: Path, conversation_id: str) -> list[dict[str, Any]]:

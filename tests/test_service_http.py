@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.agent_process import AgentProcess
+from tests.agent_process import AgentProcess, history
 
 SESSION_HEADER = "X-Amzn-Bedrock-AgentCore-Runtime-Session-Id"
 
@@ -30,14 +30,6 @@ def fresh(tmp_path: Path):
     agent = AgentProcess(tmp_path / "workspace")
     yield agent
     agent.stop()
-
-
-def history_files(workspace: Path, conversation_id: str) -> list[dict]:
-    messages = (
-        workspace / ".sessions" / f"session_{conversation_id}" / "agents" / "agent_default" / "messages"
-    )
-    files = sorted(messages.glob("message_*.json"), key=lambda p: int(p.stem.split("_")[1]))
-    return [json.loads(p.read_text())["message"] for p in files]
 
 
 def test_turn_writes_files_and_runs_the_shell_in_the_workspace(server: AgentProcess):
@@ -72,7 +64,7 @@ def test_killed_process_restarts_with_files_and_history(fresh: AgentProcess):
     assert body["history"]["messages_before"] == 6
     assert body["workspace"]["restored"] is True
     assert (fresh.workspace / "notes" / "a.txt").exists()
-    assert [m["role"] for m in history_files(fresh.workspace, "resume")][-2:] == ["user", "assistant"]
+    assert [m["role"] for m in history(fresh.workspace, "resume")][-2:] == ["user", "assistant"]
 
 
 def test_stream_sends_tool_events_then_text_then_done(server: AgentProcess):
@@ -144,7 +136,7 @@ def test_ping_is_busy_during_a_turn_and_a_second_turn_on_it_gets_409(server: Age
     after = server.http.get("/ping").json()
     assert after["status"] == "Healthy"
     assert after["time_of_last_update"] >= before["time_of_last_update"]
-    roles = [m["role"] for m in history_files(server.workspace, "busy")]
+    roles = [m["role"] for m in history(server.workspace, "busy")]
     assert roles == ["user", "assistant", "user", "assistant"]  # the refused turn left no trace
 
 
@@ -191,7 +183,7 @@ def test_shell_runs_in_the_workspace_and_never_waits_for_input(server: AgentProc
 
 def test_large_tool_output_is_capped_before_it_reaches_history(server: AgentProcess):
     assert server.invoke("big output", conversation_id="big").status_code == 200
-    stored = json.dumps(history_files(server.workspace, "big"))
+    stored = json.dumps(history(server.workspace, "big"))
     assert "more characters not shown" in stored
     assert len(stored) < 40_000  # the command printed 100,000 characters
 
@@ -242,7 +234,7 @@ def test_process_killed_mid_tool_resumes_cleanly(fresh: AgentProcess):
     body = r.json()
     assert body["history"]["previous_turn_interrupted"] is True
     assert body["history"]["messages_before"] == 4  # prompt, tool use, closed result, interruption note
-    roles = [m["role"] for m in history_files(fresh.workspace, "killed")]
+    roles = [m["role"] for m in history(fresh.workspace, "killed")]
     assert roles == ["user", "assistant", "user", "assistant", "user", "assistant"]
 
 
