@@ -104,7 +104,7 @@ role: setup aws-credentials  ## create or update the runtime's execution role fr
 	  --repository $(REPOSITORY) --region $(REGION)
 
 # --- the local runtime (agentcore_local) ----------------------------------------
-# AgentCore Runtime with session storage on this machine (docs/local-runtime.md).
+# AgentCore Runtime with session storage on this machine (the README, "The local runtime").
 .PHONY: demo serve-local
 
 LOCAL_PORT ?= 8787

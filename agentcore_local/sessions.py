@@ -219,7 +219,7 @@ class SessionBackend:
     # --- starting ------------------------------------------------------------------------
 
     def _prepare_storage(self, session: Session, runtime: Runtime, now: float) -> None:
-        """Before new compute: reset the storage when AWS would, then check the quota."""
+        """Before new compute: reset the storage when AWS would."""
         reason = None
         if session.storage_version is not None and session.storage_version != runtime.version:
             reason = f"the runtime changed from version {session.storage_version} to {runtime.version}"

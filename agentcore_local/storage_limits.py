@@ -2,8 +2,8 @@
 
 AWS's session storage replicates regular files, directories and symbolic links; hard links,
 device files, FIFOs and UNIX sockets are not supported (the AgentCore developer guide,
-"Persist session state across stop/resume with a filesystem configuration"; see
-docs/reliability.md). The local storage is a plain directory that keeps all of them, so a
+"Persist session state across stop/resume with a filesystem configuration"; see the
+README's Reliability section). The local storage is a plain directory that keeps all of them, so a
 workspace that resumes fine here could break on AWS. `scan` finds them, so `serve` can say so.
 """
 
