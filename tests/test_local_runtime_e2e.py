@@ -24,8 +24,8 @@ from local_runtime import IMAGE, PLAN, ROLE, LocalRuntime, invoke, local_runtime
 
 import client as client_cli
 import deploy
+from agentcore_local.bwrap_sandbox import bwrap_works
 from agentcore_local.lifecycle import DAY
-from agentcore_local.sandbox import bwrap_works
 from cloud.runtime_record import read_arn
 
 

@@ -11,7 +11,9 @@ import httpx
 from botocore.exceptions import ClientError
 from local_runtime import local_runtime, run
 
-from agentcore_local.sandbox import BwrapLauncher, DockerLauncher, LaunchSpec, ProcessLauncher
+from agentcore_local.bwrap_sandbox import BwrapLauncher
+from agentcore_local.docker_sandbox import DockerLauncher
+from agentcore_local.sandbox import LaunchSpec, ProcessLauncher
 
 PYTHON = "/usr/bin/python3"
 

@@ -33,7 +33,7 @@ from faults import (
 )
 from local_runtime import LocalRuntime, invoke, run, wait_for
 
-from agentcore_local.sandbox import bwrap_works
+from agentcore_local.bwrap_sandbox import bwrap_works
 from agentcore_local.settings import REPO
 from agentcore_local.storage_limits import kind_of, scan
 
