@@ -31,7 +31,8 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from .bedrock_runtime import BedrockRuntime, ModelBackend
+from .bedrock_runtime import BedrockRuntime, ModelBackend, ScriptedBackend
+from .openai_backend import OpenAIBackend
 
 log = logging.getLogger("agentcore_local.agent_services")
 SOCKET_NAME = "agent-services.sock"
@@ -45,6 +46,26 @@ _SCOPE = re.compile(r"Credential=[^/,\s]+/\d{8}/[^/,\s]+/([^/,\s]+)/aws4_request
 
 class AgentServicesError(RuntimeError):
     """The listener could not start; the message says what to change."""
+
+
+def backend_from_spec(
+    spec: str, scripted_plan: Path, model: str | None = None, api_key: str = "none"
+) -> ModelBackend | None:
+    """`serve --model-backend`: scripted[=PLAN] | openai=URL | ollama=URL | none (no bedrock-runtime)."""
+    kind, _, value = spec.partition("=")
+    kind = kind.strip().lower()
+    if kind == "none" and not value:
+        return None
+    if kind == "scripted":
+        return ScriptedBackend(Path(value) if value else scripted_plan)  # PlanError says what is wrong
+    if kind in ("openai", "ollama") and value.startswith(("http://", "https://")):
+        # Ollama serves the OpenAI chat-completions API under /v1, tool calls included.
+        base = value if kind == "openai" else value.rstrip("/") + "/v1"
+        return OpenAIBackend(base, model, api_key, name=kind)
+    raise ValueError(
+        f"--model-backend {spec!r}: use scripted, scripted=PLAN.json, openai=http://HOST:PORT/v1, "
+        "ollama=http://HOST:11434 or none"
+    )
 
 
 def signed_service(request: Request) -> str | None:

@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+import threading
 import uuid
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import boto3
@@ -18,7 +20,12 @@ from botocore.exceptions import ClientError
 from starlette.testclient import TestClient
 
 from agentcore_local import agent_services
-from agentcore_local.agent_services import IN_SANDBOX_PORT, AgentServices, start_agent_services
+from agentcore_local.agent_services import (
+    IN_SANDBOX_PORT,
+    AgentServices,
+    backend_from_spec,
+    start_agent_services,
+)
 from agentcore_local.bedrock_runtime import ScriptedBackend
 from scripted.plan import BANNER
 from tests.agent_process import REPO, AgentProcess
@@ -208,3 +215,167 @@ def test_the_real_bedrock_model_plays_the_demo_through_coding_agent(services: Ag
     assert second["history"]["messages_before"] == 10
     assert "I was given 10 messages of history" in second["response"]
     assert "app.post('/echo'" in (agent.workspace / "index.js").read_text()
+
+
+class FakeOpenAI:
+    """A TEST DOUBLE of an OpenAI-compatible server on 127.0.0.1: records requests, answers from a queue."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, dict]] = []
+        self.answers: list[tuple[int, dict]] = []
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+                fake.requests.append((self.path, body))
+                status, answer = fake.answers.pop(0)
+                raw = json.dumps(answer).encode()
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(raw)))
+                self.end_headers()
+                self.wfile.write(raw)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def completion(message: dict, finish: str, usage: tuple[int, int] = (7, 3)) -> dict:
+    tokens = {"prompt_tokens": usage[0], "completion_tokens": usage[1], "total_tokens": sum(usage)}
+    return {"choices": [{"index": 0, "message": message, "finish_reason": finish}], "usage": tokens}
+
+
+@pytest.fixture(scope="module")
+def openai_services() -> Iterator[tuple[AgentServices, FakeOpenAI]]:
+    fake = FakeOpenAI()
+    state = Path(tempfile.mkdtemp(prefix="svc-", dir="/tmp"))
+    running = start_agent_services(
+        state, backend_from_spec(f"ollama={fake.url}", DEMO_PLAN, "tiny"), "us-west-2"
+    )
+    yield running, fake
+    running.close()
+    fake.close()
+    shutil.rmtree(state)
+
+
+SHELL_SPEC = {
+    "toolSpec": {
+        "name": "shell",
+        "description": "run a command",
+        "inputSchema": {"json": {"type": "object", "properties": {"command": {"type": "string"}}}},
+    }
+}
+
+
+def test_a_converse_call_becomes_a_chat_completion_and_its_tool_call_a_tool_use(openai_services):
+    services, fake = openai_services
+    call = {
+        "id": "call_1",
+        "type": "function",
+        "function": {"name": "shell", "arguments": '{"command": "ls"}'},
+    }
+    fake.answers.append(
+        (200, completion({"role": "assistant", "content": None, "tool_calls": [call]}, "tool_calls"))
+    )
+    answer = client(services, "bedrock-runtime").converse(
+        modelId=MODEL_ID,
+        messages=[user("list the files")],
+        system=SYSTEM,
+        toolConfig={"tools": [SHELL_SPEC, {"cachePoint": {"type": "default"}}]},
+        inferenceConfig={"maxTokens": 100, "temperature": 0.2},
+    )
+    assert answer["stopReason"] == "tool_use"
+    assert answer["output"]["message"]["content"] == [
+        {"toolUse": {"toolUseId": "call_1", "name": "shell", "input": {"command": "ls"}}}
+    ]
+    assert answer["usage"] == {"inputTokens": 7, "outputTokens": 3, "totalTokens": 10}
+    path, sent = fake.requests[-1]
+    assert path == "/v1/chat/completions"  # ollama=URL uses Ollama's OpenAI-compatible API
+    assert sent["model"] == "tiny" and sent["max_tokens"] == 100 and sent["temperature"] == 0.2
+    assert sent["messages"] == [
+        {"role": "system", "content": SYSTEM[0]["text"]},
+        {"role": "user", "content": "list the files"},
+    ]
+    assert sent["tools"] == [
+        {
+            "type": "function",
+            "function": {
+                "name": "shell",
+                "description": "run a command",
+                "parameters": SHELL_SPEC["toolSpec"]["inputSchema"]["json"],
+            },
+        }
+    ]
+    assert sent["tool_choice"] == "auto"
+
+
+def test_tool_results_go_back_as_tool_messages_and_the_text_streams(openai_services):
+    services, fake = openai_services
+    fake.answers.append((200, completion({"role": "assistant", "content": "two files"}, "stop")))
+    tool_use = {"toolUse": {"toolUseId": "call_1", "name": "shell", "input": {"command": "ls"}}}
+    result = {"toolResult": {"toolUseId": "call_1", "content": [{"text": "a b"}], "status": "success"}}
+    messages = [
+        user("list the files"),
+        {"role": "assistant", "content": [{"text": "Looking."}, tool_use]},
+        {"role": "user", "content": [result]},
+    ]
+    stream = client(services, "bedrock-runtime").converse_stream(modelId=MODEL_ID, messages=messages)
+    events = list(stream["stream"])
+    text = "".join(e["contentBlockDelta"]["delta"]["text"] for e in events if "contentBlockDelta" in e)
+    assert text == "two files" and {"messageStop": {"stopReason": "end_turn"}} in events
+    assert fake.requests[-1][1]["messages"] == [
+        {"role": "user", "content": "list the files"},
+        {
+            "role": "assistant",
+            "content": "Looking.",
+            "tool_calls": [
+                {
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {"name": "shell", "arguments": '{"command": "ls"}'},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": "call_1", "content": "a b"},
+    ]
+
+
+@pytest.mark.parametrize(("status", "error"), [(429, "ThrottlingException"), (500, "ModelErrorException")])
+def test_server_errors_become_bedrock_errors_strands_understands(openai_services, status: int, error: str):
+    services, fake = openai_services
+    fake.answers.append((status, {"error": "busy"}))
+    runtime = client(services, "bedrock-runtime")
+    with pytest.raises(ClientError) as caught:
+        runtime.converse(modelId=MODEL_ID, messages=[user("hi")])
+    assert caught.value.response["Error"]["Code"] == error and "busy" in str(caught.value)
+
+
+def test_an_unreachable_server_is_a_model_error_that_says_so():
+    app = agent_services.create_app(
+        "http://127.0.0.1:1", backend_from_spec("openai=http://127.0.0.1:9/v1", DEMO_PLAN)
+    )
+    with TestClient(app) as http:
+        answer = http.post("/model/m.x/converse", json={"messages": [user("hi")]})
+    assert answer.status_code == 424 and "cannot reach the openai server" in answer.json()["message"]
+
+
+@pytest.mark.parametrize("spec", ["gpt", "openai=", "ollama=localhost:11434", "none=x"])
+def test_a_bad_model_backend_spec_is_one_line_that_lists_the_choices(spec: str):
+    with pytest.raises(ValueError, match=r"use scripted, scripted=PLAN\.json, openai="):
+        backend_from_spec(spec, DEMO_PLAN)
+
+
+def test_model_backend_specs_choose_the_backend():
+    assert backend_from_spec("none", DEMO_PLAN) is None
+    assert isinstance(backend_from_spec("scripted", DEMO_PLAN), ScriptedBackend)
+    ollama = backend_from_spec("ollama=http://127.0.0.1:11434/", DEMO_PLAN, "llama3.2")
+    assert ollama.url == "http://127.0.0.1:11434/v1/chat/completions" and ollama.model == "llama3.2"
