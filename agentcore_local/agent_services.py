@@ -18,6 +18,7 @@ import logging
 import os
 import re
 import socket
+import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -41,11 +42,14 @@ DUMMY_KEY = "agentcore-local"  # credentials the listener accepts; botocore insi
 S3_METHODS = ["GET", "HEAD", "PUT", "POST", "DELETE"]
 # Hop-by-hop headers (RFC 9110 7.6.1) stay on their own side of the proxy.
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-connection"}
+# moto answers these paths itself whatever the signature says (its reset/state API, a fake EC2
+# metadata service): a session must not reset everyone's backups. Buckets of these names are refused too.
+MOTO_PATHS = ("/moto-api", "/latest/", "/favicon.ico")
 _SCOPE = re.compile(r"Credential=[^/,\s]+/\d{8}/[^/,\s]+/([^/,\s]+)/aws4_request")
 
 
 class AgentServicesError(RuntimeError):
-    """The listener could not start; the message says what to change."""
+    """The listener could not start."""
 
 
 def backend_from_spec(
@@ -87,6 +91,8 @@ def create_app(s3_url: str, backend: ModelBackend | None) -> Starlette:
     state: dict[str, httpx.AsyncClient] = {}
 
     async def s3(request: Request) -> Response:
+        if request.url.path.startswith(MOTO_PATHS):
+            return _denied(f"{request.url.path} is moto's own API, not S3's; the listener does not serve it")
         service = signed_service(request)
         if service != "s3":
             what = f"signed for {service}" if service else "unsigned"
@@ -116,12 +122,16 @@ def create_app(s3_url: str, backend: ModelBackend | None) -> Starlette:
     return Starlette(routes=routes, lifespan=lifespan)
 
 
+def socket_path_for(state_dir: Path) -> Path:
+    """STATE_DIR/agent-services.sock, or one in a new short directory when that path is too long."""
+    path = state_dir.resolve() / SOCKET_NAME
+    if len(os.fsencode(path)) <= 107:  # sun_path holds 108 bytes with the terminating NUL
+        return path
+    return Path(tempfile.mkdtemp(prefix="agentcore-local-")) / SOCKET_NAME
+
+
 def unix_socket(path: Path) -> socket.socket:
     """A listening unix socket at `path` (an old one from a killed server is replaced)."""
-    if len(os.fsencode(path)) > 107:  # sun_path holds 108 bytes with the terminating NUL
-        raise AgentServicesError(
-            f"{path} is too long for a unix socket (107 bytes at most): use a shorter --state-dir"
-        )
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -178,6 +188,9 @@ class AgentServices:
         self._moto.stop()  # type: ignore[attr-defined]
         with contextlib.suppress(FileNotFoundError):
             self.socket_path.unlink()
+        if self.socket_path.parent.name.startswith("agentcore-local-"):  # the short directory made for it
+            with contextlib.suppress(OSError):
+                self.socket_path.parent.rmdir()
 
 
 def start_agent_services(
@@ -193,7 +206,7 @@ def start_agent_services(
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's server logs every request at INFO
     state_dir.mkdir(parents=True, exist_ok=True)
-    socket_path = state_dir.resolve() / SOCKET_NAME
+    socket_path = socket_path_for(state_dir)
     sockets = [unix_socket(socket_path), tcp_socket(host, port)]
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     moto.start()

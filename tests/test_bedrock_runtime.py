@@ -189,6 +189,25 @@ def test_requests_signed_for_other_services_are_refused(services: AgentServices)
     assert httpx.get(f"{services.tcp_url}/").status_code == 403  # unsigned
 
 
+@pytest.mark.parametrize("path", ["/moto-api/reset", "/latest/meta-data/iam/security-credentials/"])
+def test_motos_own_api_is_not_reachable_even_signed_for_s3(services: AgentServices, path: str):
+    """moto routes these before it reads the signature: a reset would wipe every session's backups."""
+    scope = (
+        "AWS4-HMAC-SHA256 Credential=AKID/20261201/us-west-2/s3/aws4_request, SignedHeaders=host, Signature=0"
+    )
+    answer = httpx.post(services.tcp_url + path, headers={"Authorization": scope})
+    assert answer.status_code == 403 and "moto's own API" in answer.text
+
+
+def test_a_state_dir_too_deep_for_a_unix_socket_gets_a_short_one(tmp_path: Path):
+    deep = tmp_path / ("d" * 100)
+    path = agent_services.socket_path_for(deep)
+    assert len(str(path)) <= 107 and path.name == agent_services.SOCKET_NAME
+    assert path.parent.is_dir()
+    path.parent.rmdir()
+    assert agent_services.socket_path_for(Path("/tmp/x")) == Path("/tmp/x/agent-services.sock")
+
+
 def test_agent_env_points_the_agents_aws_calls_at_the_listener(services: AgentServices):
     inside = services.agent_env(in_sandbox=True)
     assert inside["AWS_ENDPOINT_URL_BEDROCK_RUNTIME"] == inside["AWS_ENDPOINT_URL_S3"]
