@@ -216,6 +216,37 @@ def test_agent_env_points_the_agents_aws_calls_at_the_listener(services: AgentSe
     assert services.agent_env()["AWS_ENDPOINT_URL_BEDROCK_RUNTIME"] == services.tcp_url
 
 
+def test_bedrock_model_without_streaming_parses_converse_answers(services: AgentServices):
+    """BedrockModel(streaming=False) calls Converse; its tool calls reach the tools with their inputs."""
+    from strands import Agent, tool
+    from strands.models.bedrock import BedrockModel
+
+    calls: list[tuple[str, dict]] = []
+
+    @tool
+    def shell(command: str) -> str:
+        """Run a command."""
+        calls.append(("shell", {"command": command}))
+        return "exit 0"
+
+    @tool
+    def file_editor(command: str, path: str, old_str: str = "", new_str: str = "") -> str:
+        """Edit a file."""
+        calls.append(("file_editor", {"command": command, "path": path}))
+        return "edited"
+
+    model = BedrockModel(
+        model_id=MODEL_ID, streaming=False, endpoint_url=services.tcp_url, region_name="us-west-2"
+    )
+    agent = Agent(
+        model=model, tools=[shell, file_editor], system_prompt=SYSTEM[0]["text"], callback_handler=None
+    )
+    answer = str(agent(RESUME)).strip()
+    assert [name for name, _ in calls] == ["shell", "file_editor", "shell"]
+    assert calls[1][1] == {"command": "str_replace", "path": "/tmp/ws-test/index.js"}
+    assert answer.startswith(BANNER) and answer.endswith("Syntax check and route count: exit 0")
+
+
 def test_the_real_bedrock_model_plays_the_demo_through_coding_agent(services: AgentServices, tmp_path: Path):
     """The container's model path: MODEL_PROVIDER=bedrock, BedrockModel -> ConverseStream -> the listener."""
     agent = AgentProcess(tmp_path / "ws", plan=Path("/nonexistent"), **services.agent_env())
