@@ -73,12 +73,18 @@ def backend_from_spec(
 
 
 def signed_service(request: Request) -> str | None:
-    """The service a SigV4 request was signed for (header or presigned query), None if unsigned."""
-    match = _SCOPE.search(request.headers.get("authorization", ""))
+    """The service a request was signed for (SigV4 header or presigned query), None if unsigned."""
+    authorization = request.headers.get("authorization", "")
+    match = _SCOPE.search(authorization)
     if match:
         return match.group(1)
     parts = request.query_params.get("X-Amz-Credential", "").split("/")
-    return parts[3] if len(parts) == 5 else None
+    if len(parts) == 5:
+        return parts[3]
+    # Signature V2 survives only in S3 (boto3's presigned URLs still default to it).
+    if authorization.startswith("AWS ") or "AWSAccessKeyId" in request.query_params:
+        return "s3"
+    return None
 
 
 def _denied(message: str) -> Response:
@@ -117,7 +123,7 @@ def create_app(s3_url: str, backend: ModelBackend | None) -> Starlette:
             state["client"] = client
             yield
 
-    routes = BedrockRuntime(backend).routes() if backend is not None else []
+    routes = BedrockRuntime(backend).routes()
     routes.append(Route("/{path:path}", s3, methods=S3_METHODS))
     return Starlette(routes=routes, lifespan=lifespan)
 

@@ -58,6 +58,10 @@ class ModelError(BedrockRuntimeError):
     code, status = "ModelErrorException", 424
 
 
+class AccessDenied(BedrockRuntimeError):
+    code, status = "AccessDeniedException", 403
+
+
 class ModelBackend(Protocol):
     """What answers the model calls: the ConverseStream events of one assistant message."""
 
@@ -194,9 +198,9 @@ async def _request(request: Request, name: str) -> dict[str, Any]:
 
 
 class BedrockRuntime:
-    """The two operations' HTTP side; `backend` decides what the model says."""
+    """The two operations' HTTP side; `backend` decides what the model says (None: no model here)."""
 
-    def __init__(self, backend: ModelBackend) -> None:
+    def __init__(self, backend: ModelBackend | None) -> None:
         self.backend = backend
 
     def routes(self) -> list[Route]:
@@ -208,6 +212,11 @@ class BedrockRuntime:
 
     async def _events(self, request: Request, name: str) -> list[Event]:
         params = await _request(request, name)
+        if self.backend is None:
+            raise AccessDenied(
+                "agentcore_local serves no model (serve --model-backend none); start it with "
+                "--model-backend scripted, openai=URL or ollama=URL"
+            )
         try:
             return await self.backend.respond(params)
         except BedrockRuntimeError:

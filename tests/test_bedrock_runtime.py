@@ -179,6 +179,18 @@ def test_s3_put_and_get_go_through_the_listener_to_moto(services: AgentServices)
     assert s3.head_object(Bucket=bucket, Key="session/a/checkpoint-1.tar")["ContentLength"] == len(body)
     with pytest.raises(ClientError, match="NoSuchKey"):
         s3.get_object(Bucket=bucket, Key="missing")
+    presigned = s3.generate_presigned_url(
+        "get_object", Params={"Bucket": bucket, "Key": "session/a/checkpoint-1.tar"}
+    )
+    assert httpx.get(presigned).content == body
+
+
+def test_without_a_model_backend_converse_says_how_to_get_one():
+    app = agent_services.create_app("http://127.0.0.1:1", None)
+    with TestClient(app) as http:
+        answer = http.post("/model/m.x/converse", json={"messages": [user("hi")]})
+    assert answer.status_code == 403 and answer.headers["x-amzn-errortype"] == "AccessDeniedException"
+    assert "--model-backend scripted" in answer.json()["message"]
 
 
 def test_requests_signed_for_other_services_are_refused(services: AgentServices):
