@@ -87,8 +87,9 @@ _WORKSPACE = re.compile(r"\bworkspace(?: is)?:?\s+(/[^\s;,]*[^\s;,.])", re.IGNOR
 
 
 def workspace_in(request: dict[str, Any], default: str = DEFAULT_WORKSPACE) -> str:
-    """The workspace path the agent told the model about in its system prompt, as a model would read it."""
-    for block in request.get("system") or []:
+    """The workspace path the agent told the model about (system prompt first, then the messages)."""
+    blocks = [*(request.get("system") or []), *(b for m in request.get("messages", []) for b in m["content"])]
+    for block in blocks:
         match = _WORKSPACE.search(block.get("text", ""))
         if match:
             return match.group(1)
@@ -178,7 +179,13 @@ async def _request(request: Request, name: str) -> dict[str, Any]:
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > MAX_BODY:
         raise ValidationError(f"the request body is {declared} bytes; agentcore_local takes up to {MAX_BODY}")
-    raw = await request.body()
+    chunks, size = [], 0
+    async for chunk in request.stream():  # a chunked body is read only up to the limit
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise ValidationError(f"the request body is over {MAX_BODY} bytes, agentcore_local's limit")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
     try:
         body = json.loads(raw or b"{}")
     except (json.JSONDecodeError, UnicodeDecodeError) as error:

@@ -151,6 +151,27 @@ def test_bodies_no_sdk_would_send_are_validation_exceptions(services: AgentServi
     assert says in answer.json()["message"]
 
 
+def test_the_workspace_comes_from_the_system_prompt_else_the_messages_else_the_mount_path():
+    from agentcore_local.bedrock_runtime import workspace_in
+
+    assert workspace_in({"system": SYSTEM, "messages": []}) == "/tmp/ws-test"
+    assert workspace_in({"messages": [user("Workspace /srv/w is empty.", "hi")]}) == "/srv/w"
+    assert workspace_in({"messages": [user("hi")]}) == "/mnt/workspace"
+
+
+def test_a_body_over_the_limit_is_refused_before_it_is_read_whole(monkeypatch: pytest.MonkeyPatch):
+    from agentcore_local import bedrock_runtime
+
+    monkeypatch.setattr(bedrock_runtime, "MAX_BODY", 100)
+    app = agent_services.create_app("http://127.0.0.1:1", ScriptedBackend(DEMO_PLAN))
+    with TestClient(app) as http:
+        declared = http.post("/model/m.x/converse", json={"messages": [user("x" * 200)]})
+        chunked = http.post("/model/m.x/converse", content=iter([b"{" + b" " * 80, b" " * 80 + b"}"]))
+    assert declared.status_code == chunked.status_code == 400
+    assert "agentcore_local takes up to 100" in declared.json()["message"]
+    assert "over 100 bytes" in chunked.json()["message"]
+
+
 def test_a_planned_failure_is_a_model_error(tmp_path: Path):
     plan = tmp_path / "plan.json"
     plan.write_text(json.dumps({"rules": [{"match": ".", "steps": [{"fail": "rehearsed outage"}]}]}))
