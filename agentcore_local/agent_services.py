@@ -1,0 +1,237 @@
+"""The agent-facing listener: the AWS endpoints a session's agent calls, apart from the emulator's API.
+
+One ASGI app serves bedrock-runtime (bedrock_runtime.py: /model/{id}/converse[-stream]) and,
+for everything else, S3: a reverse proxy to moto in server mode, started here on a free
+loopback port and reachable only through this listener. Requests signed for any other
+service are refused, so a session reaches S3 and the model and nothing else of moto.
+
+The app listens on a unix socket in the state directory (sandboxes with their own network
+namespace forward 127.0.0.1:IN_SANDBOX_PORT inside to it) and on a loopback TCP port (for
+--sandbox process and docker). `start_agent_services` runs both in a thread of their own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import re
+import socket
+import tempfile
+import threading
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from .bedrock_runtime import BedrockRuntime, ModelBackend, ScriptedBackend
+from .openai_backend import OpenAIBackend
+
+log = logging.getLogger("agentcore_local.agent_services")
+SOCKET_NAME = "agent-services.sock"
+IN_SANDBOX_PORT = 8788  # where a sandbox with its own network sees the listener (next to serve's 8787)
+DUMMY_KEY = "agentcore-local"  # credentials the listener accepts; botocore insists on some
+S3_METHODS = ["GET", "HEAD", "PUT", "POST", "DELETE"]
+# Hop-by-hop headers (RFC 9110 7.6.1) stay on their own side of the proxy.
+HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-connection"}
+# moto answers these paths itself whatever the signature says (its reset/state API, a fake EC2
+# metadata service): a session must not reset everyone's backups. Buckets of these names are refused too.
+MOTO_PATHS = ("/moto-api", "/latest/", "/favicon.ico")
+_SCOPE = re.compile(r"Credential=[^/,\s]+/\d{8}/[^/,\s]+/([^/,\s]+)/aws4_request")
+
+
+class AgentServicesError(RuntimeError):
+    """The listener could not start."""
+
+
+def backend_from_spec(
+    spec: str, scripted_plan: Path, model: str | None = None, api_key: str = "none"
+) -> ModelBackend | None:
+    """`serve --model-backend`: scripted[=PLAN] | openai=URL | ollama=URL | none (no bedrock-runtime)."""
+    kind, _, value = spec.partition("=")
+    kind = kind.strip().lower()
+    if kind == "none" and not value:
+        return None
+    if kind == "scripted":
+        return ScriptedBackend(Path(value) if value else scripted_plan)  # PlanError says what is wrong
+    if kind in ("openai", "ollama") and value.startswith(("http://", "https://")):
+        # Ollama serves the OpenAI chat-completions API under /v1, tool calls included.
+        base = value if kind == "openai" else value.rstrip("/") + "/v1"
+        return OpenAIBackend(base, model, api_key, name=kind)
+    raise ValueError(
+        f"--model-backend {spec!r}: use scripted, scripted=PLAN.json, openai=http://HOST:PORT/v1, "
+        "ollama=http://HOST:11434 or none"
+    )
+
+
+def signed_service(request: Request) -> str | None:
+    """The service a request was signed for (SigV4 header or presigned query), None if unsigned."""
+    authorization = request.headers.get("authorization", "")
+    match = _SCOPE.search(authorization)
+    if match:
+        return match.group(1)
+    parts = request.query_params.get("X-Amz-Credential", "").split("/")
+    if len(parts) == 5:
+        return parts[3]
+    # Signature V2 survives only in S3 (boto3's presigned URLs still default to it).
+    if authorization.startswith("AWS ") or "AWSAccessKeyId" in request.query_params:
+        return "s3"
+    return None
+
+
+def _denied(message: str) -> Response:
+    body = f"<Error><Code>AccessDenied</Code><Message>{message}</Message></Error>"
+    return Response(body, 403, media_type="application/xml", headers={"x-amzn-ErrorType": "AccessDenied"})
+
+
+def create_app(s3_url: str, backend: ModelBackend | None) -> Starlette:
+    """The listener's ASGI app: bedrock-runtime when a backend is given, S3 (proxied to `s3_url`) always."""
+    state: dict[str, httpx.AsyncClient] = {}
+
+    async def s3(request: Request) -> Response:
+        if request.url.path.startswith(MOTO_PATHS):
+            return _denied(f"{request.url.path} is moto's own API, not S3's; the listener does not serve it")
+        service = signed_service(request)
+        if service != "s3":
+            what = f"signed for {service}" if service else "unsigned"
+            return _denied(f"this listener serves S3 and bedrock-runtime only; the request is {what}")
+        headers = [(k, v) for k, v in request.headers.raw if k.decode().lower() not in HOP_BY_HOP]
+        upstream = state["client"].build_request(
+            request.method,
+            s3_url
+            + request.scope["raw_path"].decode()
+            + ("?" + request.url.query if request.url.query else ""),
+            headers=headers,
+            content=request.stream(),
+        )
+        answer = await state["client"].send(upstream, stream=True)
+        kept = {k: v for k, v in answer.headers.items() if k.lower() not in HOP_BY_HOP}
+        return StreamingResponse(answer.aiter_raw(), answer.status_code, kept, background=None)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        # No retries, no proxies from the environment: the upstream is moto on loopback.
+        async with httpx.AsyncClient(timeout=300, trust_env=False) as client:
+            state["client"] = client
+            yield
+
+    routes = BedrockRuntime(backend).routes()
+    routes.append(Route("/{path:path}", s3, methods=S3_METHODS))
+    return Starlette(routes=routes, lifespan=lifespan)
+
+
+def socket_path_for(state_dir: Path) -> Path:
+    """STATE_DIR/agent-services.sock, or one in a new short directory when that path is too long."""
+    path = state_dir.resolve() / SOCKET_NAME
+    if len(os.fsencode(path)) <= 107:  # sun_path holds 108 bytes with the terminating NUL
+        return path
+    return Path(tempfile.mkdtemp(prefix="agentcore-local-")) / SOCKET_NAME
+
+
+def unix_socket(path: Path) -> socket.socket:
+    """A listening unix socket at `path` (an old one from a killed server is replaced)."""
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(str(path))
+    os.chmod(path, 0o666)  # the sandbox's user may not be ours (docker, user namespaces)
+    sock.listen(128)
+    return sock
+
+
+def tcp_socket(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(128)
+    return sock
+
+
+@dataclass
+class AgentServices:
+    """A running listener: where it is, what the agent needs to reach it, and how to stop it."""
+
+    socket_path: Path
+    tcp_url: str
+    s3_url: str  # moto itself, for the host side (tests, the emulator); sessions go through the listener
+    region: str
+    serves_model: bool
+    _server: uvicorn.Server = field(repr=False)
+    _thread: threading.Thread = field(repr=False)
+    _moto: object = field(repr=False)
+
+    @property
+    def forward(self) -> tuple[int, Path]:
+        """(port inside a sandbox, host unix socket): what LaunchSpec.forwards takes."""
+        return IN_SANDBOX_PORT, self.socket_path
+
+    def agent_env(self, in_sandbox: bool = False) -> dict[str, str]:
+        """Variables that send the agent's AWS calls here: forward port inside a sandbox network, else TCP."""
+        url = f"http://127.0.0.1:{IN_SANDBOX_PORT}" if in_sandbox else self.tcp_url
+        env = {
+            "AWS_ENDPOINT_URL_S3": url,
+            "AWS_ACCESS_KEY_ID": DUMMY_KEY,
+            "AWS_SECRET_ACCESS_KEY": DUMMY_KEY,
+            "AWS_REGION": self.region,
+            "AWS_DEFAULT_REGION": self.region,
+        }
+        if self.serves_model:
+            env |= {"MODEL_PROVIDER": "bedrock", "AWS_ENDPOINT_URL_BEDROCK_RUNTIME": url}
+        return env
+
+    def close(self) -> None:
+        """Stop serving, stop moto, remove the socket."""
+        self._server.should_exit = True
+        self._thread.join(10)
+        self._moto.stop()  # type: ignore[attr-defined]
+        with contextlib.suppress(FileNotFoundError):
+            self.socket_path.unlink()
+        if self.socket_path.parent.name.startswith("agentcore-local-"):  # the short directory made for it
+            with contextlib.suppress(OSError):
+                self.socket_path.parent.rmdir()
+
+
+def start_agent_services(
+    state_dir: Path,
+    backend: ModelBackend | None,
+    region: str,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    start_timeout: float = 10.0,
+) -> AgentServices:
+    """Start moto (S3) and the listener on `state_dir`/agent-services.sock and host:port (0: a free one)."""
+    from moto.server import ThreadedMotoServer  # heavy: imported only by the server that needs it
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's server logs every request at INFO
+    state_dir.mkdir(parents=True, exist_ok=True)
+    socket_path = socket_path_for(state_dir)
+    sockets = [unix_socket(socket_path), tcp_socket(host, port)]
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    moto.start()
+    moto_host, moto_port = moto.get_host_and_port()
+    s3_url = f"http://{moto_host}:{moto_port}"
+    config = uvicorn.Config(create_app(s3_url, backend), log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(
+        target=lambda: asyncio.run(server.serve(sockets=sockets)), name="agent-services", daemon=True
+    )
+    thread.start()
+    deadline = time.monotonic() + start_timeout
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            moto.stop()
+            raise AgentServicesError("the agent-facing listener did not start; run serve -v for its log")
+        time.sleep(0.01)
+    tcp_url = f"http://{host}:{sockets[1].getsockname()[1]}"
+    log.info(
+        "agent services on %s and %s (model: %s)", socket_path, tcp_url, backend.name if backend else "none"
+    )
+    return AgentServices(socket_path, tcp_url, s3_url, region, backend is not None, server, thread, moto)
