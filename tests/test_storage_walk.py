@@ -4,6 +4,7 @@ FIFOs, hard links, symlinks out, unreadable directories, and a tree moved mid-wa
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -35,11 +36,12 @@ def deep_chain(root: Path, depth: int = DEPTH) -> int:
 
 
 @pytest.fixture
-def chain(tmp_path: Path) -> Path:
+def chain(tmp_path: Path) -> Iterator[Path]:
     storage = tmp_path / "storage"
     storage.mkdir()
     os.close(deep_chain(storage))
-    return storage
+    yield storage
+    remove_tree(storage)  # pytest's own clean-up of old temp dirs would recurse into it and fail
 
 
 def test_a_chain_deeper_than_the_recursion_limit_and_path_max_is_counted(chain: Path) -> None:
