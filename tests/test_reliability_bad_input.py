@@ -166,13 +166,13 @@ CASES: list[tuple[str, Callable[[Probe], object], str, str]] = [
         "session id of 32 characters",
         lambda p: p.post("invocations", b"{}", session="s" * 32),
         "ValidationException",
-        "32 characters",
+        "length 32 at 'runtimeSessionId'",
     ),
     (
         "session id of 257 characters",
         lambda p: p.post("invocations", b"{}", session="s" * 257),
         "ValidationException",
-        "257 characters",
+        "length 257 at 'runtimeSessionId'",
     ),
     (
         "session id with slashes",
@@ -192,7 +192,7 @@ CASES: list[tuple[str, Callable[[Probe], object], str, str]] = [
         "no session id",
         lambda p: p.post("invocations", b"{}", session=""),
         "ValidationException",
-        "header is required",
+        "runtimeSessionId",
     ),
     # -- the runtime and the operation
     (
@@ -226,13 +226,23 @@ CASES: list[tuple[str, Callable[[Probe], object], str, str]] = [
         "not JSON",
     ),
     # -- InvokeAgentRuntimeCommand
-    ("exec with an empty command", boto_exec({"command": ""}), "ValidationException", "1 to 65536"),
-    ("exec with a non-string command", boto_exec({"command": ["ls"]}), "ValidationException", "1 to 65536"),
+    (
+        "exec with an empty command",
+        boto_exec({"command": ""}),
+        "ValidationException",
+        "greater than or equal to 1",
+    ),
+    (
+        "exec with a non-string command",
+        boto_exec({"command": ["ls"]}),
+        "ValidationException",
+        "must be a string",
+    ),
     (
         "exec with an oversized command",
         boto_exec({"command": "x" * 65_537}),
         "ValidationException",
-        "1 to 65536",
+        "less than or equal to 65536",
     ),
     ("exec with timeout 0", boto_exec({"command": "ls", "timeout": 0}), "ValidationException", "timeout"),
     (
