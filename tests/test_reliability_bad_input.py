@@ -225,6 +225,44 @@ CASES: list[tuple[str, Callable[[Probe], object], str, str]] = [
         "ValidationException",
         "not JSON",
     ),
+    # -- InvokeAgentRuntime's header and query members, held to the model's limits (issue 10)
+    *[
+        (
+            f"{header} of {size} characters",
+            http_invoke(b'{"prompt": "hi"}', **{header: "a" * size}),
+            "ValidationException",
+            f"length {size}",
+        )
+        for header, size in [
+            ("Content-Type", 257),
+            ("Accept", 257),
+            ("Mcp-Session-Id", 1025),
+            ("X-Amzn-Bedrock-AgentCore-Runtime-User-Id", 1025),
+            ("X-Amzn-Trace-Id", 129),
+            ("traceparent", 129),
+            ("tracestate", 513),
+        ]
+    ],
+    (
+        "accountId not 12 digits",
+        lambda p: httpx.post(
+            p.path("invocations") + "?accountId=12345", content=b"{}", headers={HEADER: p.session}
+        ),
+        "ValidationException",
+        "accountId",
+    ),
+    (
+        "stop with a clientToken of 32 characters",
+        lambda p: p.post("stopruntimesession", json.dumps({"clientToken": "c" * 32}).encode()),
+        "ValidationException",
+        "clientToken",
+    ),
+    (
+        "stop with a clientToken off its pattern",
+        lambda p: p.post("stopruntimesession", json.dumps({"clientToken": "_" * 40}).encode()),
+        "ValidationException",
+        "clientToken",
+    ),
     # -- InvokeAgentRuntimeCommand
     (
         "exec with an empty command",
