@@ -504,3 +504,16 @@ def test_sessions_run_the_version_their_endpoint_serves_and_a_stop_retry_gets_th
     code, _ = error_of(lambda: data.stop_runtime_session(agentRuntimeArn=arn, runtimeSessionId=latest))
     assert code == "ResourceNotFoundException"  # a new token is a new request
     data.stop_runtime_session(agentRuntimeArn=arn, runtimeSessionId=pinned, qualifier="v1")
+
+
+def test_env_prints_the_starter_toolkits_endpoint_variables_too() -> None:
+    from agentcore_local.__main__ import env_lines
+
+    lines = env_lines("http://127.0.0.1:9999", None, "us-west-2")
+    for name in (
+        "AWS_ENDPOINT_URL_BEDROCK_AGENTCORE",
+        "AWS_ENDPOINT_URL_BEDROCK_AGENTCORE_CONTROL",
+        "BEDROCK_AGENTCORE_DP_ENDPOINT",
+        "BEDROCK_AGENTCORE_CP_ENDPOINT",
+    ):
+        assert f"export {name}=http://127.0.0.1:9999" in lines
