@@ -27,8 +27,8 @@ log = logging.getLogger("agentcore_local.responses")
 REQUEST_ID = "x-amzn-RequestId"
 MAX_PAYLOAD = 100_000_000  # InvokeAgentRuntime's payload limit in the service model
 MAX_JSON_BODY = 1_000_000  # the other operations' bodies (a command is at most 65,536 characters)
-# InvokeAgentRuntimeCommand's timeout: the model says only "integer"; the developer guide's
-# runtime-execute-command page gives 1-3,600 s and a default of 300.
+# InvokeAgentRuntimeCommand's timeout: the model says only "integer"; the API reference
+# (InvokeAgentRuntimeCommandRequestBody) and the guide's runtime-execute-command page: 1-3,600 s, 300.
 COMMAND_TIMEOUT_DEFAULT, COMMAND_TIMEOUT_MIN, COMMAND_TIMEOUT_MAX = 300, 1, 3600
 
 Handler = Callable[[Request, dict[str, Any]], Awaitable[Response]]
