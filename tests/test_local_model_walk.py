@@ -135,7 +135,13 @@ def string_of(shape: Shape, length: int | None = None) -> str | None:
     if not pattern:
         size = max(low, 1) if length is None else length
         return "a" * size
-    for reps in (1, 0, 2, 3, 5, 8, 13, 20, 40, 100, 300):
+    tries = [1, 0, 2, 3, 5, 8, 13, 20, 40, 100, 300]
+    short, longer = matching(pattern, 0), matching(pattern, 1)
+    if length is not None and short is not None and longer is not None and len(longer) > len(short):
+        # One repeat grows by a fixed step: aim straight at the length asked for.
+        step = len(longer) - len(short)
+        tries.insert(0, max(0, (length - len(short)) // step))
+    for reps in tries:
         text = matching(pattern, reps)
         if text is not None and low <= len(text) <= high and (length is None or len(text) == length):
             return text
