@@ -66,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     env = sub.add_parser(
         "env",
         help="print the export lines that point boto3 (and client.py) here",
-        description="Print shell export lines: the two endpoint variables, a region, dummy credentials, "
+        description="Print shell export lines: the endpoint variables (boto3's and the starter toolkit's), "
+        "a region, dummy credentials, "
         "and AGENT_ARN when the state dir belongs to a running server. "
         'Use: eval "$(python -m agentcore_local env)"',
     )
@@ -90,6 +91,9 @@ def env_lines(url: str, arn: str | None, region: str) -> list[str]:
     lines = [
         f"export AWS_ENDPOINT_URL_BEDROCK_AGENTCORE={url}",
         f"export AWS_ENDPOINT_URL_BEDROCK_AGENTCORE_CONTROL={url}",
+        # The starter toolkit (bedrock-agentcore-starter-toolkit) ignores AWS_ENDPOINT_URL_*; it reads these.
+        f"export BEDROCK_AGENTCORE_DP_ENDPOINT={url}",
+        f"export BEDROCK_AGENTCORE_CP_ENDPOINT={url}",
         f"export AWS_REGION={region}",
         f"export AWS_DEFAULT_REGION={region}",
         "export AWS_ACCESS_KEY_ID=agentcore-local",

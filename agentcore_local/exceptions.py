@@ -28,15 +28,26 @@ class ValidationException(AgentCoreError):
     code = "ValidationException"
     status = 400
 
-    def __init__(self, message: str, field: str | None = None, reason: str = "FieldValidationFailed") -> None:
+    """AWS's shape: `message`, `reason` (FieldValidationFailed, CannotParse, ...), `fieldList`."""
+
+    def __init__(
+        self,
+        message: str,
+        field: str | None = None,
+        reason: str = "FieldValidationFailed",
+        fields: list[dict[str, str]] | None = None,
+    ) -> None:
         super().__init__(message)
         self.field = field
         self.reason = reason
+        self.fields = (
+            fields if fields is not None else ([{"name": field, "message": message}] if field else [])
+        )
 
     def body(self) -> dict[str, Any]:
         body: dict[str, Any] = {"message": self.message, "reason": self.reason}
-        if self.field:
-            body["fieldList"] = [{"name": self.field, "message": self.message}]
+        if self.fields:
+            body["fieldList"] = self.fields
         return body
 
 

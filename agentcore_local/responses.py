@@ -1,14 +1,17 @@
 """HTTP <-> backend translation, in AWS's rest-json shapes. No rules live here.
 
-Every AgentCoreError becomes the same kind of answer (`render_error`): its HTTP status, the
-`x-amzn-ErrorType` header botocore reads, and a JSON body with `message`.
+Every operation is wrapped by `aws(SERVICE, OPERATION)`: the request is read back into the
+operation's input members and checked against botocore's model (validation.py) before any rule
+runs, and every answer, errors included, carries an `x-amzn-RequestId`. Every AgentCoreError
+becomes the same kind of answer (`render_error`): its HTTP status, the `x-amzn-ErrorType` header
+botocore reads, and a JSON body with `message` (and `reason`/`fieldList` for validation).
 """
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from starlette.requests import Request
@@ -16,13 +19,26 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from . import eventstream
 from .exceptions import AgentCoreError, InternalServerException, ValidationException
-from .runtimes import RuntimeRegistry
+from .runtimes import Runtime, RuntimeRegistry
 from .sessions import SESSION_HEADER, SessionBackend, validate_session_id
+from .validation import CONTROL, DATA, operation, params_from_request, validate_input
 
 log = logging.getLogger("agentcore_local.responses")
+REQUEST_ID = "x-amzn-RequestId"
 MAX_PAYLOAD = 100_000_000  # InvokeAgentRuntime's payload limit in the service model
 MAX_JSON_BODY = 1_000_000  # the other operations' bodies (a command is at most 65,536 characters)
+# InvokeAgentRuntimeCommand's timeout: the model says only "integer"; the API reference
+# (InvokeAgentRuntimeCommandRequestBody) and the guide's runtime-execute-command page: 1-3,600 s, 300.
 COMMAND_TIMEOUT_DEFAULT, COMMAND_TIMEOUT_MIN, COMMAND_TIMEOUT_MAX = 300, 1, 3600
+
+Handler = Callable[[Request, dict[str, Any]], Awaitable[Response]]
+
+
+def request_id(request: Request) -> str:
+    """This request's id (AWS sends one on every answer; SDKs show it as the RequestId)."""
+    if not hasattr(request.state, "request_id"):
+        request.state.request_id = str(uuid.uuid4())
+    return request.state.request_id
 
 
 def render_error(request: Request, error: Exception) -> Response:
@@ -30,12 +46,14 @@ def render_error(request: Request, error: Exception) -> Response:
     if not isinstance(error, AgentCoreError):
         log.exception("unexpected error in %s %s", request.method, request.url.path)
         error = InternalServerException(f"agentcore_local failed: {error}")
-    return JSONResponse(error.body(), status_code=error.status, headers={"x-amzn-ErrorType": error.code})
+    headers = {"x-amzn-ErrorType": error.code, REQUEST_ID: request_id(request)}
+    return JSONResponse(error.body(), status_code=error.status, headers=headers)
 
 
 def unknown_operation(request: Request, _: Exception) -> Response:
     body = {"message": f"agentcore_local has no operation at {request.method} {request.url.path}"}
-    return JSONResponse(body, status_code=404, headers={"x-amzn-ErrorType": "UnknownOperationException"})
+    headers = {"x-amzn-ErrorType": "UnknownOperationException", REQUEST_ID: request_id(request)}
+    return JSONResponse(body, status_code=404, headers=headers)
 
 
 def registry(request: Request) -> RuntimeRegistry:
@@ -64,69 +82,87 @@ async def capped_body(request: Request, limit: int, name: str) -> bytes:
     return b"".join(chunks)
 
 
-async def json_body(request: Request, limit: int = MAX_JSON_BODY) -> dict[str, Any]:
-    raw = await capped_body(request, limit, "body")
-    if not raw:
-        return {}
-    try:
-        body = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValidationException(f"The request body is not JSON: {error}", reason="CannotParse") from error
-    if not isinstance(body, dict):
-        raise ValidationException("The request body must be a JSON object", reason="CannotParse")
-    return body
+def aws(service: str, name: str) -> Callable[[Handler], Callable[[Request], Awaitable[Response]]]:
+    """Bind a handler to a modelled operation: parse, validate, answer with a request id."""
+    op = operation(service, name)
+    payload = op.input_shape.serialization.get("payload") if op.input_shape else None
+    raw_payload = bool(payload) and op.input_shape.members[payload].type_name == "blob"
+
+    def bind(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            request_id(request)
+            limit, what = (MAX_PAYLOAD, "payload") if raw_payload else (MAX_JSON_BODY, "body")
+            params = params_from_request(op, request, await capped_body(request, limit, what))
+            validate_input(op, params)
+            response = await handler(request, params)
+            response.headers[REQUEST_ID] = request_id(request)
+            return response
+
+        endpoint.operation = op  # type: ignore[attr-defined]  # the model test walks these
+        endpoint.__name__ = handler.__name__
+        return endpoint
+
+    return bind
 
 
-def int_query(request: Request, name: str) -> int | None:
-    value = request.query_params.get(name)
-    if value is None:
-        return None
-    try:
-        return int(value)
-    except ValueError:
-        raise ValidationException(f"{name} must be an integer", name) from None
+def idempotent(request: Request, name: str, params: dict[str, Any], make: Callable[[], Response]) -> Response:
+    """With a clientToken: the first call's answer again for a retry (rules: idempotency.py)."""
+    tokens = registry(request).tokens
+    stored = tokens.replay(name, params)
+    if stored is not None:
+        status, body, headers = stored
+        return Response(body, status_code=status, headers=headers, media_type="application/json")
+    response = make()
+    keep = {
+        k: v for k, v in response.headers.items() if k.lower() not in ("content-length", REQUEST_ID.lower())
+    }
+    tokens.remember(name, params, (response.status_code, bytes(response.body), keep))
+    return response
 
 
-def _runtime_for_data_plane(request: Request):
+def _data_plane_runtime(request: Request, params: dict[str, Any]) -> Runtime:
+    """The runtime as the endpoint named by `qualifier` serves it (its `.version` is that version's)."""
     return registry(request).resolve(
-        request.path_params["arn"],
-        request.query_params.get("qualifier"),
-        request.query_params.get("accountId"),
+        params["agentRuntimeArn"], params.get("qualifier"), params.get("accountId")
     )
 
 
 # --- data plane ------------------------------------------------------------------------------
 
 
-async def invoke_agent_runtime(request: Request) -> Response:
-    runtime = _runtime_for_data_plane(request)
-    session_id = validate_session_id(request.headers.get(SESSION_HEADER))
-    payload = await capped_body(request, MAX_PAYLOAD, "payload")
-    content_type, body = await sessions(request).invoke(runtime, session_id, payload, dict(request.headers))
+@aws(DATA, "InvokeAgentRuntime")
+async def invoke_agent_runtime(request: Request, params: dict[str, Any]) -> Response:
+    runtime = _data_plane_runtime(request, params)
+    session_id = validate_session_id(params.get("runtimeSessionId"))
+    content_type, body = await sessions(request).invoke(
+        runtime, session_id, params["payload"], dict(request.headers)
+    )
     return StreamingResponse(body, media_type=content_type, headers={SESSION_HEADER: session_id})
 
 
-async def stop_runtime_session(request: Request) -> Response:
-    runtime = _runtime_for_data_plane(request)
-    session_id = validate_session_id(request.headers.get(SESSION_HEADER))
-    await json_body(request)  # clientToken only
-    await sessions(request).stop(runtime, session_id)
-    return JSONResponse({}, headers={SESSION_HEADER: session_id})
+@aws(DATA, "StopRuntimeSession")
+async def stop_runtime_session(request: Request, params: dict[str, Any]) -> Response:
+    runtime = _data_plane_runtime(request, params)
+    session_id = validate_session_id(params.get("runtimeSessionId"))
+    key = {**params, "agentRuntimeArn": runtime.arn}
+    if registry(request).tokens.replay("StopRuntimeSession", key) is None:
+        await sessions(request).stop(runtime, session_id)
+    return idempotent(
+        request, "StopRuntimeSession", key, lambda: JSONResponse({}, headers={SESSION_HEADER: session_id})
+    )
 
 
-async def invoke_agent_runtime_command(request: Request) -> Response:
-    runtime = _runtime_for_data_plane(request)
-    session_id = validate_session_id(request.headers.get(SESSION_HEADER))
-    body = await json_body(request)
-    command = body.get("command")
-    if not isinstance(command, str) or not 1 <= len(command) <= 65536:
-        raise ValidationException("body.command must be a string of 1 to 65536 characters", "command")
+@aws(DATA, "InvokeAgentRuntimeCommand")
+async def invoke_agent_runtime_command(request: Request, params: dict[str, Any]) -> Response:
+    runtime = _data_plane_runtime(request, params)
+    session_id = validate_session_id(params.get("runtimeSessionId"))
+    body = params["body"]
     timeout = body.get("timeout", COMMAND_TIMEOUT_DEFAULT)
-    if not isinstance(timeout, int) or not COMMAND_TIMEOUT_MIN <= timeout <= COMMAND_TIMEOUT_MAX:
+    if not COMMAND_TIMEOUT_MIN <= timeout <= COMMAND_TIMEOUT_MAX:
         raise ValidationException(
-            f"body.timeout must be {COMMAND_TIMEOUT_MIN} to {COMMAND_TIMEOUT_MAX} seconds", "timeout"
+            f"body.timeout must be {COMMAND_TIMEOUT_MIN} to {COMMAND_TIMEOUT_MAX} seconds", "body.timeout"
         )
-    events = await sessions(request).run_command(runtime, session_id, command, timeout)
+    events = await sessions(request).run_command(runtime, session_id, body["command"], timeout)
     return StreamingResponse(
         command_frames(events), media_type=eventstream.CONTENT_TYPE, headers={SESSION_HEADER: session_id}
     )
@@ -145,66 +181,148 @@ async def command_frames(events: AsyncIterator[dict[str, Any]]) -> AsyncIterator
             yield eventstream.content_stop(int(message["exit"]), message["status"])
 
 
-# --- control plane ---------------------------------------------------------------------------
+# --- control plane: runtimes -----------------------------------------------------------------
 
 
-async def create_agent_runtime(request: Request) -> Response:
-    body = await json_body(request)
-    runtime = registry(request).create(body)
-    now = registry(request).clock()
-    answer = {
-        "agentRuntimeArn": runtime.arn,
-        "agentRuntimeId": runtime.id,
-        "agentRuntimeVersion": str(runtime.version),
-        "createdAt": runtime.describe(now)["createdAt"],
-        "status": runtime.status(now),
-        "workloadIdentityDetails": runtime.describe(now)["workloadIdentityDetails"],
-    }
-    return JSONResponse(answer, status_code=202)
+def _runtime_answer(runtime: Runtime, now: float, *keys: str) -> dict[str, Any]:
+    described = runtime.describe(now)
+    return {key: described[key] for key in keys if key in described}
 
 
-async def get_agent_runtime(request: Request) -> Response:
-    runtime = registry(request).get(request.path_params["runtime_id"])
-    return JSONResponse(runtime.describe(registry(request).clock(), int_query(request, "version")))
+@aws(CONTROL, "CreateAgentRuntime")
+async def create_agent_runtime(request: Request, params: dict[str, Any]) -> Response:
+    def make() -> Response:
+        runtime = registry(request).create(params)
+        keys = ("agentRuntimeArn", "agentRuntimeId", "agentRuntimeVersion", "createdAt", "status")
+        answer = _runtime_answer(runtime, registry(request).clock(), *keys, "workloadIdentityDetails")
+        return JSONResponse(answer, status_code=202)
+
+    return idempotent(request, "CreateAgentRuntime", params, make)
 
 
-async def update_agent_runtime(request: Request) -> Response:
-    body = await json_body(request)
-    runtime = registry(request).update(request.path_params["runtime_id"], body)
-    described = runtime.describe(registry(request).clock())
-    keys = (
-        "agentRuntimeArn",
-        "agentRuntimeId",
-        "agentRuntimeVersion",
-        "createdAt",
-        "lastUpdatedAt",
-        "status",
-    )
-    answer = {key: described[key] for key in keys}
-    answer["workloadIdentityDetails"] = described["workloadIdentityDetails"]
-    return JSONResponse(answer, status_code=202)
+@aws(CONTROL, "GetAgentRuntime")
+async def get_agent_runtime(request: Request, params: dict[str, Any]) -> Response:
+    runtime = registry(request).get(params["agentRuntimeId"])
+    version = params.get("agentRuntimeVersion")
+    return JSONResponse(runtime.describe(registry(request).clock(), int(version) if version else None))
 
 
-async def delete_agent_runtime(request: Request) -> Response:
-    runtime = registry(request).delete(request.path_params["runtime_id"])
-    answer = {"status": "DELETING", "agentRuntimeId": runtime.id, "agentRuntimeVersion": str(runtime.version)}
-    return JSONResponse(answer, status_code=202)
+@aws(CONTROL, "UpdateAgentRuntime")
+async def update_agent_runtime(request: Request, params: dict[str, Any]) -> Response:
+    def make() -> Response:
+        runtime = registry(request).update(params["agentRuntimeId"], params)
+        keys = ("agentRuntimeArn", "agentRuntimeId", "agentRuntimeVersion", "createdAt", "lastUpdatedAt")
+        answer = _runtime_answer(
+            runtime, registry(request).clock(), *keys, "status", "workloadIdentityDetails"
+        )
+        return JSONResponse(answer, status_code=202)
+
+    return idempotent(request, "UpdateAgentRuntime", params, make)
 
 
-async def list_agent_runtimes(request: Request) -> Response:
-    items, token = registry(request).list(
-        int_query(request, "maxResults"), request.query_params.get("nextToken")
-    )
+@aws(CONTROL, "DeleteAgentRuntime")
+async def delete_agent_runtime(request: Request, params: dict[str, Any]) -> Response:
+    def make() -> Response:
+        version = params.get("agentRuntimeVersion")
+        runtime = registry(request).delete(params["agentRuntimeId"], int(version) if version else None)
+        answer = {
+            "status": "DELETING",
+            "agentRuntimeId": runtime.id,
+            "agentRuntimeVersion": version or str(runtime.version),
+        }
+        return JSONResponse(answer, status_code=202)
+
+    return idempotent(request, "DeleteAgentRuntime", params, make)
+
+
+@aws(CONTROL, "ListAgentRuntimes")
+async def list_agent_runtimes(request: Request, params: dict[str, Any]) -> Response:
+    items, token = registry(request).list(params.get("maxResults"), params.get("nextToken"))
     return JSONResponse({"agentRuntimes": items, **({"nextToken": token} if token else {})})
 
 
-async def list_agent_runtime_versions(request: Request) -> Response:
+@aws(CONTROL, "ListAgentRuntimeVersions")
+async def list_agent_runtime_versions(request: Request, params: dict[str, Any]) -> Response:
     items, token = registry(request).list_versions(
-        request.path_params["runtime_id"],
-        int_query(request, "maxResults"),
-        request.query_params.get("nextToken"),
+        params["agentRuntimeId"], params.get("maxResults"), params.get("nextToken")
     )
     return JSONResponse({"agentRuntimes": items, **({"nextToken": token} if token else {})})
+
+
+# --- control plane: endpoints and tags -------------------------------------------------------
+
+
+def _endpoint_answer(request: Request, runtime: Runtime, endpoint: Any, *keys: str) -> dict[str, Any]:
+    described = registry(request).describe_endpoint(runtime, endpoint)
+    return {key: described[key] for key in keys if key in described}
+
+
+@aws(CONTROL, "CreateAgentRuntimeEndpoint")
+async def create_agent_runtime_endpoint(request: Request, params: dict[str, Any]) -> Response:
+    def make() -> Response:
+        runtime, endpoint = registry(request).create_endpoint(params["agentRuntimeId"], params)
+        keys = ("targetVersion", "agentRuntimeEndpointArn", "agentRuntimeArn", "status", "createdAt")
+        answer = _endpoint_answer(request, runtime, endpoint, *keys)
+        answer.update(agentRuntimeId=runtime.id, endpointName=endpoint.name)
+        return JSONResponse(answer, status_code=202)
+
+    return idempotent(request, "CreateAgentRuntimeEndpoint", params, make)
+
+
+@aws(CONTROL, "GetAgentRuntimeEndpoint")
+async def get_agent_runtime_endpoint(request: Request, params: dict[str, Any]) -> Response:
+    runtime, endpoint = registry(request).endpoint(params["agentRuntimeId"], params["endpointName"])
+    return JSONResponse(registry(request).describe_endpoint(runtime, endpoint))
+
+
+@aws(CONTROL, "UpdateAgentRuntimeEndpoint")
+async def update_agent_runtime_endpoint(request: Request, params: dict[str, Any]) -> Response:
+    def make() -> Response:
+        runtime, endpoint = registry(request).update_endpoint(
+            params["agentRuntimeId"], params["endpointName"], params
+        )
+        keys = ("liveVersion", "targetVersion", "agentRuntimeEndpointArn", "agentRuntimeArn", "status")
+        answer = _endpoint_answer(request, runtime, endpoint, *keys, "createdAt", "lastUpdatedAt")
+        return JSONResponse(answer, status_code=202)
+
+    return idempotent(request, "UpdateAgentRuntimeEndpoint", params, make)
+
+
+@aws(CONTROL, "DeleteAgentRuntimeEndpoint")
+async def delete_agent_runtime_endpoint(request: Request, params: dict[str, Any]) -> Response:
+    def make() -> Response:
+        runtime, endpoint = registry(request).delete_endpoint(
+            params["agentRuntimeId"], params["endpointName"]
+        )
+        answer = {"status": "DELETING", "agentRuntimeId": runtime.id, "endpointName": endpoint.name}
+        return JSONResponse(answer, status_code=202)
+
+    return idempotent(request, "DeleteAgentRuntimeEndpoint", params, make)
+
+
+@aws(CONTROL, "ListAgentRuntimeEndpoints")
+async def list_agent_runtime_endpoints(request: Request, params: dict[str, Any]) -> Response:
+    items, token = registry(request).list_endpoints(
+        params["agentRuntimeId"], params.get("maxResults"), params.get("nextToken")
+    )
+    return JSONResponse({"runtimeEndpoints": items, **({"nextToken": token} if token else {})})
+
+
+@aws(CONTROL, "TagResource")
+async def tag_resource(request: Request, params: dict[str, Any]) -> Response:
+    registry(request).tag(params["resourceArn"], params["tags"])
+    return Response(status_code=204)
+
+
+@aws(CONTROL, "UntagResource")
+async def untag_resource(request: Request, params: dict[str, Any]) -> Response:
+    registry(request).untag(params["resourceArn"], params["tagKeys"])
+    return Response(status_code=204)
+
+
+@aws(CONTROL, "ListTagsForResource")
+async def list_tags_for_resource(request: Request, params: dict[str, Any]) -> Response:
+    return JSONResponse({"tags": registry(request).list_tags(params["resourceArn"])})
 
 
 # --- local only (not AWS): what a person or a test wants to see ------------------------------

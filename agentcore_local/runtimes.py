@@ -1,188 +1,39 @@
-"""The control plane's backend: agent runtimes, their versions and their rules (no HTTP here).
+"""The control plane's backend: agent runtimes, their versions, endpoints and tags (no HTTP here).
 
 Create/Get/Update/List/Delete behave as `bedrock-agentcore-control` documents them: ids
 NAME-<10 letters or digits>, ARNs arn:aws:bedrock-agentcore:REGION:ACCOUNT:runtime/ID, a new version on
 every update, CREATING/UPDATING then READY after `provision_seconds`. Update is a PUT: what it
-omits is reset, as on AWS. The registry is saved to `runtimes.json` in the state directory.
+omits is reset, as on AWS. Requests reach here already checked against the service model
+(validation.py); runtime_config.py holds the rules the model cannot express. The registry is saved
+to `runtimes.json` in the state directory.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import os
-import re
-import secrets
-import string
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from .endpoints import DEFAULT, RUNTIME_ARN, RUNTIME_ID, Endpoint, EndpointsAndTags, iso, random_suffix
 from .exceptions import ConflictException, ResourceNotFoundException, ValidationException
+from .idempotency import IdempotencyCache
 from .lifecycle import LifecyclePolicy
+from .runtime_config import effective_lifecycle, validate_config
 
 Clock = Callable[[], float]
 
-NAME = re.compile(r"[a-zA-Z][a-zA-Z0-9_]{0,47}")
-RUNTIME_ID = re.compile(r"[a-zA-Z][a-zA-Z0-9_]{0,99}-[a-zA-Z0-9]{10}")
-RUNTIME_ARN = re.compile(
-    r"arn:aws(-[^:]+)?:bedrock-agentcore:(?P<region>[a-z0-9-]+):(?P<account>[0-9]{12}):runtime/(?P<id>"
-    + RUNTIME_ID.pattern
-    + ")"
-)
-ROLE_ARN = re.compile(r"arn:aws(-[^:]+)?:iam::([0-9]{12})?:role/.+")
-CONTAINER_URI = re.compile(
-    r"(([0-9]{12})\.dkr\.ecr\.([a-z0-9-]+)\.amazonaws\.com(\.cn)?|public\.ecr\.aws)/"
-    r"((?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*)(?::([^:@]{1,300}))?(?:@(.+))?"
-)
-MOUNT_PATH = re.compile(r"/mnt/[a-zA-Z0-9._-]+/?")
-# Lifecycle limits of microVM runtimes (AWS documentation: 60 to 28,800 seconds).
-LIFECYCLE_MIN, LIFECYCLE_MAX = 60, 28_800
-DEFAULT_LIFECYCLE = {"idleRuntimeSessionTimeout": 900, "maxLifetime": 28_800}
-
-# The members of Create/UpdateAgentRuntime that make up a version's configuration.
-CONFIG_MEMBERS = (
-    "agentRuntimeArtifact",
-    "roleArn",
-    "networkConfiguration",
-    "description",
-    "authorizerConfiguration",
-    "requestHeaderConfiguration",
-    "protocolConfiguration",
-    "lifecycleConfiguration",
-    "hooksConfiguration",
-    "metadataConfiguration",
-    "environmentVariables",
-    "filesystemConfigurations",
-    "capacityProviderConfiguration",
-    "platformVersion",
-    "allowedPorts",
-    "resourceConfigurations",
-)
-
-
-def iso(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp, UTC).isoformat().replace("+00:00", "Z")
-
-
-def _union(value: Any, field_name: str, members: tuple[str, ...]) -> str:
-    """The one member set in a tagged union, or ValidationException."""
-    if not isinstance(value, dict):
-        raise ValidationException(f"{field_name} must be an object", field_name)
-    present = [key for key in value if key in members]
-    if len(present) != 1 or len(value) != 1:
-        raise ValidationException(f"{field_name} must set exactly one of {', '.join(members)}", field_name)
-    return present[0]
-
-
-def validate_config(body: dict[str, Any]) -> dict[str, Any]:
-    """Check a Create/Update body as AWS does; return the configuration it describes."""
-    for required in ("agentRuntimeArtifact", "roleArn"):
-        if required not in body:
-            raise ValidationException(f"{required} is required", required)
-    artifact = body["agentRuntimeArtifact"]
-    kind = _union(artifact, "agentRuntimeArtifact", ("containerConfiguration", "codeConfiguration"))
-    if kind == "containerConfiguration":
-        uri = (artifact[kind] or {}).get("containerUri")
-        if not isinstance(uri, str) or not CONTAINER_URI.fullmatch(uri):
-            raise ValidationException(
-                f"containerUri {uri!r} is not an ECR image URI "
-                "(ACCOUNT.dkr.ecr.REGION.amazonaws.com/REPO:TAG)",
-                "agentRuntimeArtifact.containerConfiguration.containerUri",
-            )
-    role = body["roleArn"]
-    if not isinstance(role, str) or not ROLE_ARN.fullmatch(role):
-        raise ValidationException(f"roleArn {role!r} is not an IAM role ARN", "roleArn")
-    network = body.get("networkConfiguration")
-    if network is not None and (
-        not isinstance(network, dict) or network.get("networkMode") not in ("PUBLIC", "VPC")
-    ):
-        raise ValidationException(
-            "networkConfiguration.networkMode must be PUBLIC or VPC", "networkConfiguration"
-        )
-    protocol = body.get("protocolConfiguration")
-    if protocol is not None and (
-        not isinstance(protocol, dict) or protocol.get("serverProtocol") not in ("MCP", "HTTP", "A2A", "AGUI")
-    ):
-        raise ValidationException(
-            "protocolConfiguration.serverProtocol must be MCP, HTTP, A2A or AGUI", "protocolConfiguration"
-        )
-    description = body.get("description")
-    if description is not None and (not isinstance(description, str) or not 1 <= len(description) <= 4096):
-        raise ValidationException("description must be 1 to 4096 characters", "description")
-    _validate_lifecycle(body.get("lifecycleConfiguration"))
-    _validate_environment(body.get("environmentVariables"))
-    _validate_filesystems(body.get("filesystemConfigurations"))
-    return {key: copy.deepcopy(body[key]) for key in CONFIG_MEMBERS if key in body}
-
-
-def _validate_lifecycle(lifecycle: Any) -> None:
-    if lifecycle is None:
-        return
-    if not isinstance(lifecycle, dict):
-        raise ValidationException("lifecycleConfiguration must be an object", "lifecycleConfiguration")
-    for key in ("idleRuntimeSessionTimeout", "maxLifetime"):
-        value = lifecycle.get(key)
-        if value is not None and (not isinstance(value, int) or not LIFECYCLE_MIN <= value <= LIFECYCLE_MAX):
-            raise ValidationException(
-                f"lifecycleConfiguration.{key} must be {LIFECYCLE_MIN} to {LIFECYCLE_MAX} seconds, "
-                f"got {value!r}",
-                f"lifecycleConfiguration.{key}",
-            )
-    idle = lifecycle.get("idleRuntimeSessionTimeout", DEFAULT_LIFECYCLE["idleRuntimeSessionTimeout"])
-    life = lifecycle.get("maxLifetime", DEFAULT_LIFECYCLE["maxLifetime"])
-    if idle > life:
-        raise ValidationException(
-            f"idleRuntimeSessionTimeout ({idle}) must not exceed maxLifetime ({life})",
-            "lifecycleConfiguration",
-        )
-
-
-def _validate_environment(env: Any) -> None:
-    if env is None:
-        return
-    if not isinstance(env, dict) or len(env) > 50:
-        raise ValidationException(
-            "environmentVariables must be a map of at most 50 entries", "environmentVariables"
-        )
-    for key, value in env.items():
-        if not 1 <= len(key) <= 100 or not isinstance(value, str) or len(value) > 5000:
-            raise ValidationException(
-                f"environment variable {key!r}: names are 1-100 characters, values at most 5000",
-                "environmentVariables",
-            )
-
-
-def _validate_filesystems(filesystems: Any) -> None:
-    if filesystems is None:
-        return
-    if not isinstance(filesystems, list) or len(filesystems) > 5:
-        raise ValidationException(
-            "filesystemConfigurations holds at most 5 entries", "filesystemConfigurations"
-        )
-    seen: set[str] = set()
-    members = ("sessionStorage", "s3FilesAccessPoint", "efsAccessPoint", "capacityProviderVolume")
-    for index, entry in enumerate(filesystems):
-        name = f"filesystemConfigurations[{index}]"
-        kind = _union(entry, name, members)
-        mount = (entry[kind] or {}).get("mountPath")
-        if not isinstance(mount, str) or not 6 <= len(mount) <= 200 or not MOUNT_PATH.fullmatch(mount):
-            raise ValidationException(
-                f"{name}.{kind}.mountPath {mount!r} must match /mnt/[a-zA-Z0-9._-]+/? "
-                "(one directory directly under /mnt, e.g. /mnt/workspace)",
-                f"{name}.{kind}.mountPath",
-            )
-        if mount.rstrip("/") in seen:
-            raise ValidationException(f"mount path {mount} is used twice", name)
-        seen.add(mount.rstrip("/"))
+__all__ = ["DEFAULT", "Runtime", "RuntimeRegistry", "iso"]
 
 
 @dataclass
 class Runtime:
-    """One agent runtime and all its versions (the last is current)."""
+    """One agent runtime: its versions (the last is the latest), endpoints and tags."""
 
     id: str
     name: str
@@ -191,6 +42,19 @@ class Runtime:
     versions: list[dict[str, Any]]  # {"version": N, "config": {...}, "updatedAt": t}
     ready_at: float
     pending_status: str = "CREATING"  # reported until ready_at, then READY
+    endpoints: dict[str, Any] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.endpoints = {
+            name: e if isinstance(e, Endpoint) else Endpoint(**e) for name, e in self.endpoints.items()
+        }
+        if DEFAULT not in self.endpoints:
+            self.endpoints[DEFAULT] = Endpoint.new(DEFAULT, self.created_at, self.created_at, None)
+
+    def to_json(self) -> dict[str, Any]:
+        raw = dataclasses.asdict(self)
+        return raw
 
     @property
     def version(self) -> int:
@@ -204,11 +68,22 @@ class Runtime:
     def last_updated_at(self) -> float:
         return self.versions[-1]["updatedAt"]
 
+    def at_version(self, version: int) -> Runtime:
+        """A view of this runtime as one version: `.version` and `.config` are that version's."""
+        entry = self._version(version)
+        return dataclasses.replace(self, versions=[entry])
+
+    def _version(self, version: int) -> dict[str, Any]:
+        for entry in self.versions:
+            if entry["version"] == version:
+                return entry
+        raise ResourceNotFoundException(f"Version {version} of agent runtime {self.id} not found")
+
     def status(self, now: float) -> str:
         return "READY" if now >= self.ready_at else self.pending_status
 
     def lifecycle(self) -> dict[str, int]:
-        return {**DEFAULT_LIFECYCLE, **(self.config.get("lifecycleConfiguration") or {})}
+        return effective_lifecycle(self.config.get("lifecycleConfiguration"))
 
     def policy(self) -> LifecyclePolicy:
         lifecycle = self.lifecycle()
@@ -229,12 +104,7 @@ class Runtime:
 
     def describe(self, now: float, version: int | None = None) -> dict[str, Any]:
         """GetAgentRuntime's answer."""
-        chosen = self.versions[-1]
-        if version is not None:
-            matches = [v for v in self.versions if v["version"] == version]
-            if not matches:
-                raise ResourceNotFoundException(f"Version {version} of agent runtime {self.id} not found")
-            chosen = matches[0]
+        chosen = self.versions[-1] if version is None else self._version(version)
         config = chosen["config"]
         answer: dict[str, Any] = {
             "agentRuntimeArn": self.arn,
@@ -251,26 +121,35 @@ class Runtime:
             },
             **copy.deepcopy(config),
         }
-        answer["lifecycleConfiguration"] = {
-            **DEFAULT_LIFECYCLE,
-            **(config.get("lifecycleConfiguration") or {}),
-        }
+        answer["lifecycleConfiguration"] = effective_lifecycle(config.get("lifecycleConfiguration"))
         return answer
 
-    def summary(self, now: float) -> dict[str, Any]:
-        return {
+    def summary(self, now: float, entry: dict[str, Any] | None = None) -> dict[str, Any]:
+        """An item of ListAgentRuntimes / ListAgentRuntimeVersions."""
+        entry = entry or self.versions[-1]
+        answer = {
             "agentRuntimeArn": self.arn,
             "agentRuntimeId": self.id,
-            "agentRuntimeVersion": str(self.version),
+            "agentRuntimeVersion": str(entry["version"]),
             "agentRuntimeName": self.name,
-            "description": self.config.get("description", ""),
-            "lastUpdatedAt": iso(self.last_updated_at),
-            "status": self.status(now),
+            "lastUpdatedAt": iso(entry["updatedAt"]),
+            "status": self.status(now) if entry is self.versions[-1] else "READY",
         }
+        if entry["config"].get("description"):  # the model: 1-4,096 characters, so never ""
+            answer["description"] = entry["config"]["description"]
+        return answer
+
+    def versions_in_use(self, now: float) -> dict[int, str]:
+        """version -> the endpoint that serves (or is moving to) it."""
+        used: dict[int, str] = {}
+        for endpoint in self.endpoints.values():
+            for version in endpoint.versions_in_use(now, self.version):
+                used.setdefault(version, endpoint.name)
+        return used
 
 
 @dataclass
-class RuntimeRegistry:
+class RuntimeRegistry(EndpointsAndTags):
     """All runtimes of the local account. `listeners` hear about every version change and deletion."""
 
     region: str
@@ -280,6 +159,11 @@ class RuntimeRegistry:
     path: Path | None = None
     runtimes: dict[str, Runtime] = field(default_factory=dict)
     listeners: list[Callable[[str, Runtime], None]] = field(default_factory=list)
+    tokens: IdempotencyCache | None = None
+
+    def __post_init__(self) -> None:
+        if self.tokens is None:
+            self.tokens = IdempotencyCache(self.clock)
 
     # --- persistence ---------------------------------------------------------------------
 
@@ -293,7 +177,7 @@ class RuntimeRegistry:
         if self.path is None:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        body = json.dumps({"runtimes": [vars(r) for r in self.runtimes.values()]}, indent=1)
+        body = json.dumps({"runtimes": [r.to_json() for r in self.runtimes.values()]}, indent=1)
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".runtimes-")
         with os.fdopen(fd, "w") as f:
             f.write(body)
@@ -303,22 +187,15 @@ class RuntimeRegistry:
         for listener in self.listeners:
             listener(change, runtime)
 
-    # --- the operations ------------------------------------------------------------------
+    # --- runtimes ------------------------------------------------------------------------
 
     def create(self, body: dict[str, Any], ready_now: bool = False) -> Runtime:
-        name = body.get("agentRuntimeName")
-        if not isinstance(name, str) or not NAME.fullmatch(name):
-            raise ValidationException(
-                f"agentRuntimeName {name!r} must match [a-zA-Z][a-zA-Z0-9_]{{0,47}} "
-                "(letters, digits and underscores; no hyphens)",
-                "agentRuntimeName",
-            )
+        name = body["agentRuntimeName"]
         if any(r.name == name for r in self.runtimes.values()):
             raise ConflictException(f"An agent runtime named {name} already exists")
         config = validate_config(body)
         now = self.clock()
-        suffix = "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(10))
-        runtime_id = f"{name}-{suffix}"
+        runtime_id = f"{name}-{random_suffix()}"
         runtime = Runtime(
             id=runtime_id,
             name=name,
@@ -326,6 +203,7 @@ class RuntimeRegistry:
             created_at=now,
             versions=[{"version": 1, "config": config, "updatedAt": now}],
             ready_at=now if ready_now else now + self.provision_seconds,
+            tags=dict(body.get("tags") or {}),
         )
         self.runtimes[runtime_id] = runtime
         self.save()
@@ -354,10 +232,21 @@ class RuntimeRegistry:
         self._notify("version", runtime)
         return runtime
 
-    def delete(self, runtime_id: str) -> Runtime:
-        runtime = self.runtimes.pop(runtime_id, None)
-        if runtime is None:
-            raise ResourceNotFoundException(f"Agent runtime {runtime_id} not found")
+    def delete(self, runtime_id: str, version: int | None = None) -> Runtime:
+        """The whole runtime, or with `version` only that version (the model's DeleteAgentRuntime)."""
+        runtime = self.get(runtime_id)
+        if version is not None:
+            runtime._version(version)  # ResourceNotFoundException when it does not exist
+            in_use = runtime.versions_in_use(self.clock())
+            if version in in_use:
+                raise ConflictException(
+                    f"Version {version} of agent runtime {runtime_id} is served by endpoint "
+                    f"{in_use[version]}; point the endpoint at another version first"
+                )
+            runtime.versions = [v for v in runtime.versions if v["version"] != version]
+            self.save()
+            return runtime
+        del self.runtimes[runtime_id]
         self.save()
         self._notify("deleted", runtime)
         return runtime
@@ -365,10 +254,8 @@ class RuntimeRegistry:
     def page(
         self, items: list[Any], max_results: int | None, next_token: str | None
     ) -> tuple[list[Any], str | None]:
-        """One page of a list, with AWS's maxResults (1-100) and an opaque nextToken."""
+        """One page of a list (maxResults 1-100, checked by the model) and an opaque nextToken."""
         size = 100 if max_results is None else max_results
-        if not 1 <= size <= 100:
-            raise ValidationException("maxResults must be 1 to 100", "maxResults")
         start = 0
         if next_token:
             if not next_token.isdigit() or int(next_token) > len(items):
@@ -388,23 +275,17 @@ class RuntimeRegistry:
     def list_versions(self, runtime_id: str, max_results: int | None, next_token: str | None):
         runtime = self.get(runtime_id)
         now = self.clock()
-        summaries = []
-        for version in reversed(runtime.versions):
-            summary = runtime.summary(now)
-            summary["agentRuntimeVersion"] = str(version["version"])
-            summary["lastUpdatedAt"] = iso(version["updatedAt"])
-            summary["description"] = version["config"].get("description", "")
-            if version is not runtime.versions[-1]:
-                summary["status"] = "READY"
-            summaries.append(summary)
+        summaries = [runtime.summary(now, entry) for entry in reversed(runtime.versions)]
         return self.page(summaries, max_results, next_token)
 
     # --- the data plane's view -----------------------------------------------------------
 
-    def resolve(self, arn_or_id: str, qualifier: str | None = None, account_id: str | None = None) -> Runtime:
-        """The runtime an InvokeAgentRuntime/StopRuntimeSession/Command path names."""
+    def resolve_endpoint(
+        self, arn_or_id: str, qualifier: str | None = None, account_id: str | None = None
+    ) -> tuple[Runtime, int]:
+        """The runtime a data-plane path names, and the version its endpoint (`qualifier`) serves now."""
         match = RUNTIME_ARN.fullmatch(arn_or_id)
-        if match:
+        if match and not match.group("endpoint"):
             runtime_id = match.group("id")
             if match.group("account") != self.account or match.group("region") != self.region:
                 raise ResourceNotFoundException(f"No agent runtime {arn_or_id} in this account and region")
@@ -423,6 +304,12 @@ class RuntimeRegistry:
         runtime = self.runtimes.get(runtime_id)
         if runtime is None:
             raise ResourceNotFoundException(f"Agent runtime {arn_or_id} not found")
-        if qualifier not in (None, "", "DEFAULT"):
-            raise ResourceNotFoundException(f"Endpoint {qualifier} of agent runtime {runtime_id} not found")
-        return runtime
+        name = qualifier or DEFAULT
+        if name not in runtime.endpoints:
+            raise ResourceNotFoundException(f"Endpoint {name} of agent runtime {runtime_id} not found")
+        return runtime, runtime.endpoints[name].served_version(self.clock(), runtime.version)
+
+    def resolve(self, arn_or_id: str, qualifier: str | None = None, account_id: str | None = None) -> Runtime:
+        """The runtime as the endpoint `qualifier` serves it: `.version` and `.config` are its version's."""
+        runtime, version = self.resolve_endpoint(arn_or_id, qualifier, account_id)
+        return runtime if version == runtime.version else runtime.at_version(version)

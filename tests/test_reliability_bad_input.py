@@ -166,13 +166,13 @@ CASES: list[tuple[str, Callable[[Probe], object], str, str]] = [
         "session id of 32 characters",
         lambda p: p.post("invocations", b"{}", session="s" * 32),
         "ValidationException",
-        "32 characters",
+        "length 32 at 'runtimeSessionId'",
     ),
     (
         "session id of 257 characters",
         lambda p: p.post("invocations", b"{}", session="s" * 257),
         "ValidationException",
-        "257 characters",
+        "length 257 at 'runtimeSessionId'",
     ),
     (
         "session id with slashes",
@@ -192,7 +192,7 @@ CASES: list[tuple[str, Callable[[Probe], object], str, str]] = [
         "no session id",
         lambda p: p.post("invocations", b"{}", session=""),
         "ValidationException",
-        "header is required",
+        "runtimeSessionId",
     ),
     # -- the runtime and the operation
     (
@@ -225,14 +225,62 @@ CASES: list[tuple[str, Callable[[Probe], object], str, str]] = [
         "ValidationException",
         "not JSON",
     ),
+    # -- InvokeAgentRuntime's header and query members, held to the model's limits (issue 10)
+    *[
+        (
+            f"{header} of {size} characters",
+            http_invoke(b'{"prompt": "hi"}', **{header: "a" * size}),
+            "ValidationException",
+            f"length {size}",
+        )
+        for header, size in [
+            ("Content-Type", 257),
+            ("Accept", 257),
+            ("Mcp-Session-Id", 1025),
+            ("X-Amzn-Bedrock-AgentCore-Runtime-User-Id", 1025),
+            ("X-Amzn-Trace-Id", 129),
+            ("traceparent", 129),
+            ("tracestate", 513),
+        ]
+    ],
+    (
+        "accountId not 12 digits",
+        lambda p: httpx.post(
+            p.path("invocations") + "?accountId=12345", content=b"{}", headers={HEADER: p.session}
+        ),
+        "ValidationException",
+        "accountId",
+    ),
+    (
+        "stop with a clientToken of 32 characters",
+        lambda p: p.post("stopruntimesession", json.dumps({"clientToken": "c" * 32}).encode()),
+        "ValidationException",
+        "clientToken",
+    ),
+    (
+        "stop with a clientToken off its pattern",
+        lambda p: p.post("stopruntimesession", json.dumps({"clientToken": "_" * 40}).encode()),
+        "ValidationException",
+        "clientToken",
+    ),
     # -- InvokeAgentRuntimeCommand
-    ("exec with an empty command", boto_exec({"command": ""}), "ValidationException", "1 to 65536"),
-    ("exec with a non-string command", boto_exec({"command": ["ls"]}), "ValidationException", "1 to 65536"),
+    (
+        "exec with an empty command",
+        boto_exec({"command": ""}),
+        "ValidationException",
+        "greater than or equal to 1",
+    ),
+    (
+        "exec with a non-string command",
+        boto_exec({"command": ["ls"]}),
+        "ValidationException",
+        "must be a string",
+    ),
     (
         "exec with an oversized command",
         boto_exec({"command": "x" * 65_537}),
         "ValidationException",
-        "1 to 65536",
+        "less than or equal to 65536",
     ),
     ("exec with timeout 0", boto_exec({"command": "ls", "timeout": 0}), "ValidationException", "timeout"),
     (
