@@ -14,33 +14,23 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 import time
 import uuid
 from typing import Any
 
-from botocore.exceptions import (
-    BotoCoreError,
-    ClientError,
-    EndpointConnectionError,
-    EventStreamError,
-    NoCredentialsError,
-    ParamValidationError,
-    ReadTimeoutError,
-)
-
 from cloud.clients import data_plane
 from cloud.demo import Demo
+from cloud.errors import CLI_ERRORS, UserError, failure
 from cloud.runtime_record import RECORD_PATH, read_arn
-from cloud.session_calls import TurnFailed, error_code, invoke, run_command, stop
+from cloud.session_calls import invoke, run_command, stop
 
 SESSION_ID_MIN = 33
-SESSION_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{32,99}")
-
-
-class UserError(Exception):
-    """Something the user can fix; main() prints it as one line and exits 1."""
+# Advice client.py adds to AWS errors, by error code (cloud/errors.py words the rest).
+HINTS = {
+    "ResourceNotFoundException": "check --arn / AGENT_ARN",
+    "RetryableConflictException": "still busy after retrying; try again shortly",
+}
 
 
 # --- where and who -----------------------------------------------------------------------------
@@ -141,14 +131,7 @@ def cmd_invoke(args: argparse.Namespace) -> int:
 def cmd_stop(args: argparse.Namespace) -> int:
     arn, session = resolve_arn(args.arn), resolve_session(args.session)
     started = time.perf_counter()
-    try:
-        stop(data_plane(args.region), arn, session)
-    except ClientError as error:
-        if error_code(error) == "ResourceNotFoundException" and "session" in str(error).lower():
-            raise UserError(
-                f"nothing to stop: session {session} has no running compute (never started, or stopped)"
-            ) from None
-        raise
+    stop(data_plane(args.region), arn, session)
     print(
         f"stopped session {session} in {time.perf_counter() - started:.1f}s; "
         "its files stay in session storage"
@@ -159,11 +142,11 @@ def cmd_stop(args: argparse.Namespace) -> int:
 def cmd_exec(args: argparse.Namespace) -> int:
     arn, session = resolve_arn(args.arn), resolve_session(args.session)
     client = data_plane(args.region, read_timeout=max(args.read_timeout, args.timeout + 30))
-    code, status, _ = run_command(client, arn, session, args.command, args.timeout, write_output)
-    if status == "TIMED_OUT":
+    result = run_command(client, arn, session, args.command, args.timeout, write_output)
+    if result.status == "TIMED_OUT":
         stderr_line(f"the command timed out after {args.timeout}s and was terminated")
         return 124
-    return code
+    return result.exit_code
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -259,46 +242,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def explain(error: Exception) -> str:
-    """One actionable line for an error from botocore."""
-    if isinstance(error, EndpointConnectionError):
-        return (
-            f"cannot reach {error.kwargs.get('endpoint_url')}: "
-            "is agentcore_local running (make serve-local)? "
-            "To use AWS, unset AWS_ENDPOINT_URL_BEDROCK_AGENTCORE"
-        )
-    if isinstance(error, NoCredentialsError):
-        return "no AWS credentials: configure them (aws configure), or use agentcore_local (make serve-local)"
-    if isinstance(error, ReadTimeoutError):
-        return (
-            "no answer within the read timeout; the turn may still be running, so it was not re-sent. "
-            "Look with: python client.py exec 'ls -A', or raise --read-timeout"
-        )
-    if isinstance(error, ParamValidationError):
-        return f"invalid request: {error}"
-    if isinstance(error, EventStreamError | ClientError):
-        code = error_code(error)
-        message = error.response.get("Error", {}).get("Message", "")
-        hint = {
-            "ResourceNotFoundException": " (check --arn / AGENT_ARN)",
-            "AccessDeniedException": " (check your IAM permissions for bedrock-agentcore)",
-            "RetryableConflictException": " (still busy after retrying; try again shortly)",
-        }.get(code, "")
-        return f"{code}: {message}{hint}"
-    return str(error)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (UserError, TurnFailed) as error:
-        stderr_line(f"client.py: {error}")
-    except (BotoCoreError, ClientError) as error:
-        stderr_line(f"client.py: {explain(error)}")
-    except KeyboardInterrupt:
-        stderr_line("client.py: interrupted")
-    return 1
+    except CLI_ERRORS as error:
+        line, code = failure(error, HINTS)
+        stderr_line(f"client.py: {line}")
+        return code
 
 
 if __name__ == "__main__":

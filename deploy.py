@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 
 from cloud import agent_runtime as rt
 from cloud import clients, execution_role, image_arch, runtime_record
-from cloud.errors import DeployError, describe
+from cloud.errors import CLI_ERRORS, DeployError, error_code, failure
 
 DEFAULT_NAME = "coding_agent"
 DEFAULT_REPOSITORY = "coding-agent"
@@ -85,7 +85,7 @@ def cmd_create(args: argparse.Namespace, ctx: Context) -> int:
     try:
         answer = ctx.control.create_agent_runtime(**request)
     except ClientError as e:
-        if e.response["Error"]["Code"] == "ConflictException":
+        if error_code(e) == "ConflictException":
             raise DeployError(
                 f"a runtime named {args.name} already exists: use `python deploy.py ensure`"
             ) from e
@@ -343,12 +343,10 @@ def main(argv: Sequence[str] | None = None, ctx: Context | None = None) -> int:
     try:
         ctx = ctx or Context.for_region(args.region)
         return args.func(args, ctx)
-    except (DeployError, ClientError, BotoCoreError) as e:
-        print(f"deploy.py: error: {describe(e)}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("\ndeploy.py: interrupted", file=sys.stderr)
-        return 130
+    except CLI_ERRORS as e:
+        line, code = failure(e)
+        print(f"deploy.py: {line}", file=sys.stderr)
+        return code
 
 
 if __name__ == "__main__":

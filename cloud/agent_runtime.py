@@ -18,7 +18,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from cloud.errors import DeployError
+from cloud.errors import DeployError, error_code
 
 DEFAULT_MOUNT_PATH = "/mnt/workspace"
 DEFAULT_NETWORK_MODE = "PUBLIC"
@@ -247,7 +247,7 @@ def wait_until_deleted(
         try:
             status = client.get_agent_runtime(agentRuntimeId=runtime_id)["status"]
         except ClientError as e:
-            if e.response["Error"]["Code"] == "ResourceNotFoundException":
+            if error_code(e) == "ResourceNotFoundException":
                 report("DELETED", clock() - start)
                 return
             raise

@@ -41,7 +41,7 @@ class Demo:
 
     def show(self, command: str) -> tuple[int, str]:
         print(f"    $ {command}", flush=True)
-        code, _, out = run_command(
+        result = run_command(
             self.client,
             self.arn,
             self.session,
@@ -49,7 +49,7 @@ class Demo:
             60,
             lambda _s, text: print(indent(text), end="", flush=True),
         )
-        return code, out
+        return result.exit_code, result.stdout
 
     def run(self) -> int:
         print("Session storage demo: files and conversation survive StopRuntimeSession")
@@ -73,9 +73,8 @@ class Demo:
         self.show("cat package.json")
         self.show("ls node_modules | head -n 5")
         _, echo = self.show("grep -c \"app.post('/echo'\" index.js")
-        _, _, count = run_command(
-            self.client, self.arn, self.session, "ls node_modules 2>/dev/null | wc -l", 60
-        )
+        listed = run_command(self.client, self.arn, self.session, "ls node_modules 2>/dev/null | wc -l", 60)
+        count = listed.stdout
         packages = int(count.strip() or 0)
 
         files = [name for name in ("package.json", "index.js") if name in listing.split()]
@@ -87,7 +86,7 @@ class Demo:
         if packages:
             print(f"  {mark(True)} node_modules survived too: {packages} packages")
         else:
-            _, _, npm = run_command(self.client, self.arn, self.session, "command -v npm || true", 60)
+            npm = run_command(self.client, self.arn, self.session, "command -v npm || true", 60).stdout
             why = "npm install could not reach the npm registry" if npm.strip() else "npm is not installed"
             print(f"  --   no node_modules ({why}); the files above still prove persistence")
         print(

@@ -17,6 +17,7 @@ from botocore.exceptions import ClientError
 from botocore.response import StreamingBody
 from botocore.stub import Stubber
 
+import client as client_cli
 from cloud import session_calls
 from cloud.clients import data_plane
 
@@ -74,18 +75,80 @@ def test_missing_arn_and_session_say_where_they_come_from(tmp_path: Path) -> Non
     assert no_session.returncode == 1 and "SESSION_ID" in no_session.stderr
 
 
-def test_the_arn_falls_back_to_the_file_deploy_wrote(tmp_path: Path) -> None:
+def stubbed_stop(monkeypatch: pytest.MonkeyPatch, arn: str) -> Stubber:
+    """client.py's data-plane client, expecting one StopRuntimeSession on `arn`."""
+    client = data_plane("us-west-2")
+    stub = Stubber(client)
+    stub.add_response("stop_runtime_session", {}, {"agentRuntimeArn": arn, "runtimeSessionId": SESSION})
+    monkeypatch.setattr(client_cli, "data_plane", lambda *_, **__: client)
+    return stub
+
+
+def test_the_arn_falls_back_to_the_file_deploy_wrote(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     record = tmp_path / ".agentcore" / "runtime.json"
     record.parent.mkdir()
     record.write_text(json.dumps({"agentRuntimeArn": ARN}))
-    result = cli(
-        "stop",
-        "--session",
-        SESSION,
-        cwd=tmp_path,
-        env={"AWS_ENDPOINT_URL_BEDROCK_AGENTCORE": "http://127.0.0.1:9", "AWS_DEFAULT_REGION": "us-west-2"},
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("AGENT_ARN", raising=False)
+    with stubbed_stop(monkeypatch, ARN) as stub:
+        assert client_cli.main(["stop", "--session", SESSION]) == 0
+        stub.assert_no_pending_responses()
+
+
+def test_arn_flag_beats_agent_arn_which_beats_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    record = tmp_path / ".agentcore" / "runtime.json"
+    record.parent.mkdir()
+    record.write_text(json.dumps({"agentRuntimeArn": ARN.replace("AbCdEf1234", "FromFile00")}))
+    monkeypatch.chdir(tmp_path)
+    from_env = ARN.replace("AbCdEf1234", "FromEnv000")
+    monkeypatch.setenv("AGENT_ARN", from_env)
+    with stubbed_stop(monkeypatch, from_env) as stub:
+        assert client_cli.main(["stop", "--session", SESSION]) == 0
+        stub.assert_no_pending_responses()
+    with stubbed_stop(monkeypatch, ARN) as stub:
+        assert client_cli.main(["stop", "--session", SESSION, "--arn", ARN]) == 0
+        stub.assert_no_pending_responses()
+
+
+def test_stopping_a_session_without_compute_says_there_is_nothing_to_stop(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    client = data_plane("us-west-2")
+    monkeypatch.setattr(client_cli, "data_plane", lambda *_, **__: client)
+    with Stubber(client) as stub:
+        stub.add_client_error("stop_runtime_session", "ResourceNotFoundException", "No session found", 404)
+        assert client_cli.main(["stop", "--arn", ARN, "--session", SESSION]) == 1
+    assert capsys.readouterr().err == (
+        f"client.py: error: nothing to stop: session {SESSION} has no running compute "
+        "(never started, or stopped)\n"
     )
-    assert "cannot reach http://127.0.0.1:9" in result.stderr  # it got as far as calling, with the ARN
+
+
+def test_ctrl_c_exits_130_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def interrupted() -> str:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(client_cli, "new_session_id", interrupted)
+    assert client_cli.main(["new-session-id"]) == 130
+    assert capsys.readouterr().err == "client.py: interrupted\n"
+
+
+def test_aws_errors_name_the_operation_and_add_the_clients_hint(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    client = data_plane("us-west-2")
+    monkeypatch.setattr(client_cli, "data_plane", lambda *_, **__: client)
+    with Stubber(client) as stub:
+        stub.add_client_error("stop_runtime_session", "ResourceNotFoundException", "No runtime\nhere", 404)
+        assert client_cli.main(["stop", "--arn", ARN, "--session", SESSION]) == 1
+    assert capsys.readouterr().err == (
+        "client.py: error: StopRuntimeSession failed: ResourceNotFoundException: No runtime here "
+        "(check --arn / AGENT_ARN)\n"
+    )
 
 
 def test_an_unreachable_endpoint_is_one_actionable_line(tmp_path: Path) -> None:
@@ -145,10 +208,9 @@ EXPECTED = {
 
 
 @pytest.fixture
-def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    slept: list[float] = []
-    monkeypatch.setattr(session_calls.time, "sleep", slept.append)
-    return slept
+def sleeps() -> list[float]:
+    """The delays with_retry asked for; handed in as its sleep function, so nothing really sleeps."""
+    return []
 
 
 def test_retryable_conflicts_are_retried_with_exponential_backoff_and_a_waiting_line(sleeps) -> None:
@@ -161,7 +223,9 @@ def test_retryable_conflicts_are_retried_with_exponential_backoff_and_a_waiting_
             )
         stub.add_client_error("invoke_agent_runtime", "ThrottlingException", "slow down", 429, EXPECTED)
         stub.add_response("invoke_agent_runtime", answer({"response": "ok"}), EXPECTED)
-        result = session_calls.invoke(client, ARN, SESSION, "hi", stream=False, say=said.append)
+        result = session_calls.invoke(
+            client, ARN, SESSION, "hi", stream=False, say=said.append, sleep=sleeps.append
+        )
         stub.assert_no_pending_responses()
     assert result == {"response": "ok"}
     assert sleeps == [0.25, 0.5, 1.0, 2.0]
@@ -174,7 +238,9 @@ def test_errors_that_may_have_started_the_turn_are_not_retried(sleeps, code: str
     with Stubber(client) as stub:
         stub.add_client_error("invoke_agent_runtime", code, "no", 500, EXPECTED)
         with pytest.raises(ClientError):
-            session_calls.invoke(client, ARN, SESSION, "hi", stream=False, say=lambda _: None)
+            session_calls.invoke(
+                client, ARN, SESSION, "hi", stream=False, say=lambda _: None, sleep=sleeps.append
+            )
     assert sleeps == []
 
 
@@ -187,5 +253,7 @@ def test_retrying_is_bounded(sleeps, monkeypatch: pytest.MonkeyPatch) -> None:
                 "invoke_agent_runtime", "RetryableConflictException", "stopping", 409, EXPECTED
             )
         with pytest.raises(ClientError):
-            session_calls.invoke(client, ARN, SESSION, "hi", stream=False, say=lambda _: None)
+            session_calls.invoke(
+                client, ARN, SESSION, "hi", stream=False, say=lambda _: None, sleep=sleeps.append
+            )
     assert sum(sleeps) <= 3.0 and len(sleeps) == 3

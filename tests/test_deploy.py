@@ -16,7 +16,7 @@ from botocore.stub import Stubber
 
 import deploy
 from cloud import clients, image_arch
-from cloud.errors import describe
+from cloud.errors import explain
 
 ACCOUNT, REGION, NAME = "123456789012", "us-west-2", "coding_agent"
 RUNTIME_ID = "coding_agent-AbCdEf1234"  # AWS appends 10 random characters to the name
@@ -552,10 +552,21 @@ def test_missing_credentials_are_one_actionable_line(
     assert err.count("\n") == 1
 
 
-def test_describe_flattens_parameter_errors_into_one_line() -> None:
+def test_explain_flattens_parameter_errors_into_one_line() -> None:
     error = ParamValidationError(report='Missing required parameter in input: "roleArn"\nInvalid type')
-    assert describe(error) == 'invalid request: Missing required parameter in input: "roleArn" Invalid type'
-    assert "aws configure" in describe(NoCredentialsError())
+    assert explain(error) == 'invalid request: Missing required parameter in input: "roleArn" Invalid type'
+    assert "aws configure" in explain(NoCredentialsError())
+
+
+def test_ctrl_c_exits_130_in_one_line(aws: Harness, capsys: pytest.CaptureFixture[str]) -> None:
+    def interrupted(question: str) -> bool:
+        raise KeyboardInterrupt
+
+    aws.ctx.confirm = interrupted
+    aws.control.add_response("get_agent_runtime", runtime(), {"agentRuntimeId": RUNTIME_ID})
+    # No DeleteAgentRuntime is stubbed: had it been sent, the Stubber would fail the test.
+    assert aws.run("delete", RUNTIME_ID) == 130
+    assert capsys.readouterr().err == "deploy.py: interrupted\n"
 
 
 # --- the seed's flags ---------------------------------------------------------------------------------
