@@ -33,6 +33,7 @@ RUN pip install --no-cache-dir -r requirements.txt
 
 COPY coding_agent.py ./
 COPY agent/ agent/
+COPY durable/ durable/
 COPY demo/ demo/
 
 # DOCKER_CONTAINER makes the app listen on 0.0.0.0; the two Strands variables stop the

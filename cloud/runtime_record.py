@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
+
+import durable
 
 RECORD_PATH = Path(os.environ.get("AGENTCORE_RUNTIME_FILE", ".agentcore/runtime.json"))
 
@@ -14,10 +15,7 @@ def write_record(arn: str, runtime_id: str, region: str, path: Path = RECORD_PAT
     """Record the deployed runtime atomically, so a killed deploy never leaves half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     body = json.dumps({"agentRuntimeArn": arn, "agentRuntimeId": runtime_id, "region": region}, indent=2)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".runtime-")
-    with os.fdopen(fd, "w") as f:
-        f.write(body + "\n")
-    os.replace(tmp, path)
+    durable.write_text(path, body + "\n")
     return path
 
 
