@@ -138,9 +138,15 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s | %(message)s",
     )
+    # The edge, and the one place that knows which agent this emulator hosts (Settings.agent_script):
+    # that agent's provider registry names the variables its models read. A lazy import of plain
+    # data (no strands): the library modules of agentcore_local still never import agent/.
+    from agent.providers import model_variables
+
     from .server import serve
 
     settings = Settings.from_env(
+        passthrough=model_variables(),
         host=args.host,
         port=args.port,
         state_dir=args.state_dir,

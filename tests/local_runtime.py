@@ -19,6 +19,7 @@ import httpx
 import uvicorn
 from botocore.config import Config
 
+from agent.providers import model_variables
 from agentcore_local.server import bind, create_app
 from agentcore_local.settings import Settings
 
@@ -103,6 +104,7 @@ def local_runtime(tmp: Path, **settings: Any) -> Iterator[LocalRuntime]:
     settings = {"sandbox": os.environ.get("AGENTCORE_LOCAL_TEST_SANDBOX", "auto"), **settings}
     config = Settings.from_env(
         {"MODEL_PROVIDER": "scripted", "SCRIPTED_PLAN": str(PLAN)},
+        passthrough=model_variables(),  # as serve does
         state_dir=tmp / "state",
         reaper_interval=0.2,
         stop_grace=5.0,
