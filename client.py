@@ -19,7 +19,7 @@ import time
 import uuid
 from typing import Any
 
-from cloud.clients import data_plane
+from cloud.clients import REGION_HELP, data_plane, resolve_region
 from cloud.demo import Demo
 from cloud.errors import CLI_ERRORS, UserError, failure
 from cloud.runtime_record import RECORD_PATH, read_arn
@@ -173,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--arn", help="runtime ARN (default: AGENT_ARN, then the file deploy.py wrote)")
     common.add_argument("--session", help="runtime session id, 33+ characters (default: SESSION_ID)")
-    common.add_argument("--region", help="AWS region (default: AWS_REGION, then us-west-2)")
+    common.add_argument("--region", help=REGION_HELP)
     common.add_argument(
         "--read-timeout",
         type=int,
@@ -244,6 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if hasattr(args, "region"):
+        args.region = resolve_region(args.region)
     try:
         return args.func(args)
     except CLI_ERRORS as error:

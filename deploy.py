@@ -232,9 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument(
         "--name", default=DEFAULT_NAME, help="runtime name: letters, digits, _ (default: %(default)s)"
     )
-    common.add_argument(
-        "--region", help="AWS region (default: AWS_REGION, AWS_DEFAULT_REGION, else us-west-2)"
-    )
+    common.add_argument("--region", help=clients.REGION_HELP)
 
     confirm = argparse.ArgumentParser(add_help=False)
     confirm.add_argument(
@@ -258,7 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     config.add_argument("--image", metavar="URI", help="container image in ECR, built for linux/arm64")
     config.add_argument("--role-arn", metavar="ARN", help="execution role (`deploy.py role` prints it)")
     config.add_argument(
-        "--mount-path", metavar="PATH", help="session storage mount (new runtime: /mnt/workspace)"
+        "--mount-path", metavar="PATH", help=f"session storage mount (new runtime: {rt.DEFAULT_MOUNT_PATH})"
     )
     config.add_argument(
         "--network-mode", choices=["PUBLIC", "VPC"], help="network mode (new runtime: PUBLIC)"

@@ -12,7 +12,7 @@ REPO = Path(__file__).resolve().parent.parent
 DEFAULT_PORT = 8787
 DEFAULT_ACCOUNT = "123456789012"
 DEFAULT_REGION = "us-west-2"
-DEFAULT_MOUNT_PATH = "/mnt/workspace"
+DEFAULT_MOUNT_PATH = "/mnt/workspace"  # AgentCore's; restated per layer on purpose (cloud/agent_runtime.py)
 GIB = 1024**3
 
 # Variables of serve's environment that the agent always gets (the runtime's environmentVariables

@@ -20,6 +20,9 @@ from botocore.exceptions import ClientError
 
 from cloud.errors import DeployError, error_code
 
+# The session-storage mount a new runtime gets. Restated on purpose, one per layer, so no layer
+# imports another: agent/settings.py (WORKSPACE_DIR's default), agentcore_local/settings.py (what
+# the emulator mounts) and the Dockerfile; tests/test_dockerfile.py and test_deploy.py check they agree.
 DEFAULT_MOUNT_PATH = "/mnt/workspace"
 DEFAULT_NETWORK_MODE = "PUBLIC"
 NAME_PATTERN = re.compile(r"[a-zA-Z][a-zA-Z0-9_]{0,47}")
@@ -114,7 +117,7 @@ def _apply(config: Runtime, changes: Changes) -> Runtime:
     env.update(changes.env)
     for key in changes.unset_env:
         env.pop(key, None)
-    # The agent writes where WORKSPACE_DIR points (the Dockerfile says /mnt/workspace): keep them together.
+    # The agent writes where WORKSPACE_DIR points (the image sets DEFAULT_MOUNT_PATH): keep them together.
     if "WORKSPACE_DIR" not in changes.env and (mount != DEFAULT_MOUNT_PATH or "WORKSPACE_DIR" in env):
         env["WORKSPACE_DIR"] = mount
     if env or "environmentVariables" in out:
@@ -138,7 +141,7 @@ def _set_session_storage(config: Runtime, mount_path: str | None) -> str:
     mount = mount_path or (existing[0]["sessionStorage"]["mountPath"] if existing else DEFAULT_MOUNT_PATH)
     if not MOUNT_PATTERN.fullmatch(mount):
         raise DeployError(
-            f"invalid mount path {mount!r}: it must be one level under /mnt, like /mnt/workspace"
+            f"invalid mount path {mount!r}: it must be one level under /mnt, like {DEFAULT_MOUNT_PATH}"
         )
     others = [fs for fs in filesystems if "sessionStorage" not in fs]
     config["filesystemConfigurations"] = [{"sessionStorage": {"mountPath": mount}}, *others]

@@ -19,7 +19,7 @@ from botocore.stub import Stubber
 
 import client as client_cli
 from cloud import session_calls
-from cloud.clients import data_plane
+from cloud.clients import data_plane, resolve_region
 
 REPO = Path(__file__).resolve().parent.parent
 ARN = "arn:aws:bedrock-agentcore:us-west-2:123456789012:runtime/coding_agent-AbCdEf1234"
@@ -257,3 +257,26 @@ def test_retrying_is_bounded(sleeps, monkeypatch: pytest.MonkeyPatch) -> None:
                 client, ARN, SESSION, "hi", stream=False, say=lambda _: None, sleep=sleeps.append
             )
     assert sum(sleeps) <= 3.0 and len(sleeps) == 3
+
+
+def test_the_region_is_the_flag_then_aws_region_then_aws_default_region() -> None:
+    env = {"AWS_REGION": "eu-west-1", "AWS_DEFAULT_REGION": "eu-west-2"}
+    assert resolve_region("ap-south-1", env) == "ap-south-1"
+    assert resolve_region(None, env) == "eu-west-1"
+    assert resolve_region(None, {"AWS_DEFAULT_REGION": "eu-west-2"}) == "eu-west-2"
+    assert resolve_region(None, {}) == "us-west-2"
+
+
+def test_client_commands_use_the_resolved_region(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AWS_REGION")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-2")
+    regions: list[str] = []
+
+    def record(region: str, **_: object) -> None:
+        regions.append(region)
+        raise KeyboardInterrupt  # stop before any request
+
+    monkeypatch.setattr(client_cli, "data_plane", record)
+    assert client_cli.main(["stop", "--arn", ARN, "--session", SESSION]) == 130
+    assert client_cli.main(["stop", "--arn", ARN, "--session", SESSION, "--region", "ap-south-1"]) == 130
+    assert regions == ["eu-west-2", "ap-south-1"]

@@ -15,6 +15,7 @@ from botocore.exceptions import NoCredentialsError, ParamValidationError
 from botocore.stub import Stubber
 
 import deploy
+from cloud import agent_runtime as rt
 from cloud import clients, image_arch
 from cloud.errors import explain
 
@@ -550,6 +551,13 @@ def test_missing_credentials_are_one_actionable_line(
     err = capsys.readouterr().err
     assert err.startswith("deploy.py: error: no AWS credentials found: run `aws configure`")
     assert err.count("\n") == 1
+
+
+def test_every_layer_restates_the_same_mount_path() -> None:
+    from agent.settings import Settings
+    from agentcore_local.settings import DEFAULT_MOUNT_PATH as EMULATED
+
+    assert rt.DEFAULT_MOUNT_PATH == EMULATED == str(Settings().workspace) == "/mnt/workspace"
 
 
 def test_explain_flattens_parameter_errors_into_one_line() -> None:
