@@ -17,12 +17,13 @@ import os
 import sys
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 from cloud.clients import REGION_HELP, data_plane, resolve_region
-from cloud.demo import Demo
+from cloud.demo import DemoResult, run_demo
 from cloud.errors import CLI_ERRORS, UserError, failure
-from cloud.runtime_record import RECORD_PATH, read_arn
+from cloud.runtime_record import read_arn, record_path
 from cloud.session_calls import invoke, run_command, stop
 
 SESSION_ID_MIN = 33
@@ -36,12 +37,12 @@ HINTS = {
 # --- where and who -----------------------------------------------------------------------------
 
 
-def resolve_arn(explicit: str | None) -> str:
-    arn = explicit or os.environ.get("AGENT_ARN") or read_arn()
+def resolve_arn(explicit: str | None, record: Path) -> str:
+    arn = explicit or os.environ.get("AGENT_ARN") or read_arn(record)
     if not arn:
         raise UserError(
             "no runtime ARN: pass --arn, set AGENT_ARN, or deploy first "
-            f"(python deploy.py ensure writes {RECORD_PATH})"
+            f"(python deploy.py ensure writes {record})"
         )
     return arn
 
@@ -108,6 +109,59 @@ def write_output(stream: str, text: str) -> None:
     target.flush()
 
 
+class DemoConsole:
+    """cloud.demo's DemoView on the terminal: numbered steps, tool calls, failed tools, output indented."""
+
+    def __init__(self, steps: int = 4) -> None:
+        self.steps, self.done = steps, 0
+
+    def step(self, title: str) -> None:
+        self.done += 1
+        print(f"\n[{self.done}/{self.steps}] {title}", flush=True)
+
+    def event(self, event: dict[str, Any]) -> None:
+        if event.get("type") == "tool_use":
+            print(f"    -> {event.get('name')}: {str(event.get('input', ''))[:100]}", flush=True)
+        elif event.get("type") == "tool_result" and event.get("status") != "success":
+            print(f"    <- {event.get('name')}: {event.get('status')}", flush=True)
+
+    def note(self, line: str) -> None:
+        print(f"    {line}", flush=True)
+
+    def answer(self, text: str) -> None:
+        print(f"    answer: {text.strip()[:400]}", flush=True)
+
+    def command(self, command: str) -> None:
+        print(f"    $ {command}", flush=True)
+
+    def output(self, text: str) -> None:
+        print("".join(f"      {line}\n" for line in text.splitlines()), end="", flush=True)
+
+
+def print_demo_summary(r: DemoResult) -> None:
+    def mark(ok: bool) -> str:
+        return "OK  " if ok else "FAIL"
+
+    print("\nSummary")
+    print(f"  {mark(len(r.files) == 2)} files survived the stop: {', '.join(r.files) or 'none'}")
+    print(f"  {mark(r.echo_added)} the resumed turn added POST /echo to index.js")
+    if r.packages:
+        print(f"  {mark(True)} node_modules survived too: {r.packages} packages")
+    else:
+        why = "npm install could not reach the npm registry" if r.npm_found else "npm is not installed"
+        print(f"  --   no node_modules ({why}); the files above still prove persistence")
+    print(
+        f"  {mark(r.messages_before_resume > 0)} conversation survived: {r.messages_before_resume} "
+        "messages of history before the resumed turn"
+    )
+    print(f"  {mark(r.restored)} workspace.restored = {str(r.restored).lower()} in the resumed answer")
+    print(
+        f"  stop -> first resumed answer: {r.resume_seconds:.1f}s (stop took {r.stop_seconds:.1f}s; "
+        "the seed slept 15 s before even trying)"
+    )
+    print(f"  session {r.session} (first turn: {r.first_turn_messages} messages)")
+
+
 # --- the commands ------------------------------------------------------------------------------
 
 
@@ -117,7 +171,7 @@ def cmd_new_session_id(args: argparse.Namespace) -> int:
 
 
 def cmd_invoke(args: argparse.Namespace) -> int:
-    arn, session = resolve_arn(args.arn), resolve_session(args.session)
+    arn, session = resolve_arn(args.arn, args.record), resolve_session(args.session)
     client = data_plane(args.region, read_timeout=args.read_timeout)
     answer = invoke(client, arn, session, args.prompt, args.stream, print_event if args.stream else None)
     if args.stream:
@@ -129,7 +183,7 @@ def cmd_invoke(args: argparse.Namespace) -> int:
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
-    arn, session = resolve_arn(args.arn), resolve_session(args.session)
+    arn, session = resolve_arn(args.arn, args.record), resolve_session(args.session)
     started = time.perf_counter()
     stop(data_plane(args.region), arn, session)
     print(
@@ -140,7 +194,7 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
 
 def cmd_exec(args: argparse.Namespace) -> int:
-    arn, session = resolve_arn(args.arn), resolve_session(args.session)
+    arn, session = resolve_arn(args.arn, args.record), resolve_session(args.session)
     client = data_plane(args.region, read_timeout=max(args.read_timeout, args.timeout + 30))
     result = run_command(client, arn, session, args.command, args.timeout, write_output)
     if result.status == "TIMED_OUT":
@@ -150,10 +204,15 @@ def cmd_exec(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    arn = resolve_arn(args.arn)
+    arn = resolve_arn(args.arn, args.record)
     session = resolve_session(args.session) if (args.session or os.environ.get("SESSION_ID")) else None
+    session = session or new_session_id()
     client = data_plane(args.region, read_timeout=args.read_timeout)
-    return Demo(client, arn, session or new_session_id(), endpoint_label()).run()
+    print("Session storage demo: files and conversation survive StopRuntimeSession")
+    print(f"  runtime  {arn}\n  session  {session}\n  endpoint {endpoint_label()}")
+    result = run_demo(client, arn, session, DemoConsole())
+    print_demo_summary(result)
+    return 0 if result.ok else 1
 
 
 # --- the command line --------------------------------------------------------------------------
@@ -244,8 +303,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if hasattr(args, "region"):
-        args.region = resolve_region(args.region)
+    if hasattr(args, "region"):  # the environment, read once: region and the deployed-runtime record
+        args.region, args.record = resolve_region(args.region), record_path(os.environ)
     try:
         return args.func(args)
     except CLI_ERRORS as error:

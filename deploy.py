@@ -4,10 +4,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -40,13 +41,14 @@ class Context:
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.monotonic
     fetch: Callable[[str], bytes] = image_arch.download
-    record_path: Path = runtime_record.RECORD_PATH
+    record_path: Path = runtime_record.DEFAULT_PATH
     new_token: Callable[[], str] = lambda: str(uuid.uuid4())
 
     @classmethod
-    def for_region(cls, region: str | None) -> Context:
-        region = clients.resolve_region(region)
-        return cls(region=region, control=clients.control_plane(region))
+    def from_env(cls, region: str | None, env: Mapping[str, str] = os.environ) -> Context:
+        """The real context: the environment read once (region, where the runtime record goes)."""
+        region = clients.resolve_region(region, env)
+        return cls(region, clients.control_plane(region), record_path=runtime_record.record_path(env))
 
     def say(self, line: str) -> None:
         print(line, file=self.out, flush=True)
@@ -339,7 +341,7 @@ def seed_flags(argv: Sequence[str]) -> list[str]:
 def main(argv: Sequence[str] | None = None, ctx: Context | None = None) -> int:
     args = build_parser().parse_args(seed_flags(sys.argv[1:] if argv is None else argv))
     try:
-        ctx = ctx or Context.for_region(args.region)
+        ctx = ctx or Context.from_env(args.region)
         return args.func(args, ctx)
     except CLI_ERRORS as e:
         line, code = failure(e)

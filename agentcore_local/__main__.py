@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+from .sandbox import SandboxUnavailable
 from .settings import DEFAULT_PORT, Settings, parse_size
 
 DEFAULT_STATE_DIR = Path(".agentcore/local")
@@ -158,7 +159,11 @@ def main(argv: list[str] | None = None) -> int:
         storage_quota_bytes=args.storage_quota,
         docker_image=args.docker_image,
     )
-    serve(settings)
+    try:
+        serve(settings)
+    except SandboxUnavailable as error:
+        print(f"agentcore_local: {error}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -22,6 +22,7 @@ from botocore.config import Config
 from agent.providers import model_variables
 from agentcore_local.server import bind, create_app
 from agentcore_local.settings import Settings
+from cloud.session_calls import read_command_stream
 
 PLAN = Path(__file__).resolve().parent / "plans" / "local_runtime.json"
 ROLE = "arn:aws:iam::123456789012:role/AgentCoreRuntimeRole"
@@ -149,11 +150,4 @@ def run(client, arn: str, session: str, command: str, timeout: int = 60) -> tupl
     answer = client.invoke_agent_runtime_command(
         agentRuntimeArn=arn, runtimeSessionId=session, body={"command": command, "timeout": timeout}
     )
-    out, err, code, status = [], [], None, None
-    for event in answer["stream"]:
-        chunk = event["chunk"]
-        out.append(chunk.get("contentDelta", {}).get("stdout", ""))
-        err.append(chunk.get("contentDelta", {}).get("stderr", ""))
-        if "contentStop" in chunk:
-            code, status = chunk["contentStop"]["exitCode"], chunk["contentStop"]["status"]
-    return code, status, "".join(out), "".join(err)
+    return read_command_stream(answer["stream"])

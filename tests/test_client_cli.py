@@ -18,7 +18,7 @@ from botocore.response import StreamingBody
 from botocore.stub import Stubber
 
 import client as client_cli
-from cloud import session_calls
+from cloud import runtime_record, session_calls
 from cloud.clients import data_plane, resolve_region
 
 REPO = Path(__file__).resolve().parent.parent
@@ -30,6 +30,7 @@ def cli(
     *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 60
 ) -> subprocess.CompletedProcess:
     environment = {k: v for k, v in os.environ.items() if k not in ("AGENT_ARN", "SESSION_ID")}
+    environment["AGENTCORE_RUNTIME_FILE"] = str(cwd / "no-runtime.json")  # never this checkout's record
     environment.update(env or {})
     return subprocess.run(
         [sys.executable, str(REPO / "client.py"), *args],
@@ -89,6 +90,7 @@ def test_the_arn_falls_back_to_the_file_deploy_wrote(tmp_path: Path, monkeypatch
     record.parent.mkdir()
     record.write_text(json.dumps({"agentRuntimeArn": ARN}))
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("AGENTCORE_RUNTIME_FILE", ".agentcore/runtime.json")  # relative: to the cwd
     monkeypatch.delenv("AGENT_ARN", raising=False)
     with stubbed_stop(monkeypatch, ARN) as stub:
         assert client_cli.main(["stop", "--session", SESSION]) == 0
@@ -101,7 +103,7 @@ def test_arn_flag_beats_agent_arn_which_beats_the_file(
     record = tmp_path / ".agentcore" / "runtime.json"
     record.parent.mkdir()
     record.write_text(json.dumps({"agentRuntimeArn": ARN.replace("AbCdEf1234", "FromFile00")}))
-    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("AGENTCORE_RUNTIME_FILE", str(record))
     from_env = ARN.replace("AbCdEf1234", "FromEnv000")
     monkeypatch.setenv("AGENT_ARN", from_env)
     with stubbed_stop(monkeypatch, from_env) as stub:
@@ -257,6 +259,14 @@ def test_retrying_is_bounded(sleeps, monkeypatch: pytest.MonkeyPatch) -> None:
                 client, ARN, SESSION, "hi", stream=False, say=lambda _: None, sleep=sleeps.append
             )
     assert sum(sleeps) <= 3.0 and len(sleeps) == 3
+
+
+def test_the_runtime_record_lives_beside_the_checkout_unless_agentcore_runtime_file_says(
+    tmp_path: Path,
+) -> None:
+    assert runtime_record.record_path({}) == REPO / ".agentcore" / "runtime.json"
+    elsewhere = tmp_path / "r.json"
+    assert runtime_record.record_path({"AGENTCORE_RUNTIME_FILE": str(elsewhere)}) == elsewhere
 
 
 def test_the_region_is_the_flag_then_aws_region_then_aws_default_region() -> None:
