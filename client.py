@@ -83,7 +83,7 @@ def print_event(event: dict[str, Any]) -> None:
     """--stream: show each event the moment it arrives."""
     kind = event.get("type")
     if kind == "text":
-        sys.stdout.write(event.get("text", event.get("data", "")))
+        sys.stdout.write(event.get("text", ""))
     elif kind == "tool_use":
         sys.stdout.write(f"\n  -> {event.get('name')}: {event.get('input', '')}\n")
     elif kind == "tool_result":

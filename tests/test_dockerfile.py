@@ -1,4 +1,4 @@
-"""The Dockerfile builds what SPEC section 4 asks for, and hadolint finds nothing in it."""
+"""The Dockerfile builds what docs/CONTRACT.md §4 asks for, and hadolint finds nothing in it."""
 
 from __future__ import annotations
 
