@@ -17,6 +17,7 @@ import os
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -242,32 +243,42 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser(
+    def command(
+        name: str,
+        func: Callable[[argparse.Namespace], int],
+        help: str,
+        description: str,
+        parents: tuple[argparse.ArgumentParser, ...] = (common,),
+    ) -> argparse.ArgumentParser:
+        """A subcommand: its --help shows `description`; `func(args)` runs it and returns the exit code."""
+        p = sub.add_parser(name, parents=list(parents), help=help, description=description)
+        p.set_defaults(func=func)
+        return p
+
+    p = command(
         "invoke",
-        parents=[common],
-        help="send one prompt to the session",
-        description="Send PROMPT to the agent in the session; "
+        cmd_invoke,
+        "send one prompt to the session",
+        "Send PROMPT to the agent in the session; "
         "the first call of a session starts its compute. "
         "Prints the answer, then a line about restored history and workspace.",
     )
     p.add_argument("prompt", metavar="PROMPT")
     p.add_argument("--stream", action="store_true", help="print text and tool calls as they happen")
-    p.set_defaults(func=cmd_invoke)
 
-    p = sub.add_parser(
+    command(
         "stop",
-        parents=[common],
-        help="stop the session's compute (its files stay)",
-        description="StopRuntimeSession: end the session's compute. Session storage keeps the files and the "
+        cmd_stop,
+        "stop the session's compute (its files stay)",
+        "StopRuntimeSession: end the session's compute. Session storage keeps the files and the "
         "conversation; the next invoke starts new compute on them.",
     )
-    p.set_defaults(func=cmd_stop)
 
-    p = sub.add_parser(
+    p = command(
         "exec",
-        parents=[common],
-        help="run a shell command inside the session",
-        description="InvokeAgentRuntimeCommand: run COMMAND in the session's compute, in its workspace "
+        cmd_exec,
+        "run a shell command inside the session",
+        "InvokeAgentRuntimeCommand: run COMMAND in the session's compute, in its workspace "
         "(starting the compute if needed). Output streams as it comes; exits with the command's exit code.",
     )
     p.add_argument("command", metavar="COMMAND")
@@ -278,26 +289,25 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="kill the command after this long (1-3600; default: 300)",
     )
-    p.set_defaults(func=cmd_exec)
 
-    p = sub.add_parser(
+    command(
         "demo",
-        parents=[common],
-        help="build, stop, resume, inspect: proof that storage and history survive",
-        description="The seed's cycle: prompt 1 builds a Node.js project (express, dotenv, GET /health, "
+        cmd_demo,
+        "build, stop, resume, inspect: proof that storage and history survive",
+        "The seed's cycle: prompt 1 builds a Node.js project (express, dotenv, GET /health, "
         "npm install); StopRuntimeSession; prompt 2 adds POST /echo after checking the workspace; then "
         "commands inside the session show the files, and the answer shows the restored history. "
         "Uses --session/SESSION_ID if set, else a new session.",
     )
-    p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser(
+    command(
         "new-session-id",
-        help="print a fresh valid session id",
-        description="Print a new runtime session id (40 characters; AgentCore wants 33 to 256). "
+        cmd_new_session_id,
+        "print a fresh valid session id",
+        "Print a new runtime session id (40 characters; AgentCore wants 33 to 256). "
         "Use: export SESSION_ID=$(python client.py new-session-id)",
+        parents=(),  # it calls nothing: no --arn, --session, --region
     )
-    p.set_defaults(func=cmd_new_session_id)
     return parser
 
 

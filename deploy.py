@@ -144,7 +144,7 @@ def cmd_delete(args: argparse.Namespace, ctx: Context) -> int:
         raise DeployError("delete cancelled; nothing was changed")
     ctx.control.delete_agent_runtime(agentRuntimeId=runtime_id)
     if args.wait:
-        rt.wait_until_deleted(ctx.control, runtime_id, **_waiting(args, ctx))
+        rt.wait_for(ctx.control, runtime_id, "DELETED", **_waiting(args, ctx))
     if runtime_record.forget_record(arn, ctx.record_path):
         ctx.say(f"removed {ctx.record_path}")
     ctx.say(f"deleted runtime {runtime_id}" if args.wait else f"deleting runtime {runtime_id}")
@@ -208,7 +208,7 @@ def _finish(args: argparse.Namespace, ctx: Context, answer: dict[str, Any]) -> i
         _record(ctx, answer)
         ctx.say("not waiting: follow it with `python deploy.py status`")
         return 0
-    _record(ctx, rt.wait_until_settled(ctx.control, answer["agentRuntimeId"], **_waiting(args, ctx)))
+    _record(ctx, rt.wait_for(ctx.control, answer["agentRuntimeId"], "READY", **_waiting(args, ctx)))
     return 0
 
 

@@ -114,18 +114,28 @@ def test_arn_flag_beats_agent_arn_which_beats_the_file(
         stub.assert_no_pending_responses()
 
 
-def test_stopping_a_session_without_compute_says_there_is_nothing_to_stop(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    ("message", "line"),
+    [
+        (
+            "No session found",  # the session has no compute: the client says so in its own words
+            f"nothing to stop: session {SESSION} has no running compute (never started, or stopped)",
+        ),
+        (
+            "No runtime\nhere",  # any other: the operation, the code, AWS's message, then client.py's hint
+            "StopRuntimeSession failed: ResourceNotFoundException: No runtime here (check --arn / AGENT_ARN)",
+        ),
+    ],
+)
+def test_a_stop_aws_refuses_is_one_line_that_says_what_to_check(
+    message: str, line: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     client = data_plane("us-west-2")
     monkeypatch.setattr(client_cli, "data_plane", lambda *_, **__: client)
     with Stubber(client) as stub:
-        stub.add_client_error("stop_runtime_session", "ResourceNotFoundException", "No session found", 404)
+        stub.add_client_error("stop_runtime_session", "ResourceNotFoundException", message, 404)
         assert client_cli.main(["stop", "--arn", ARN, "--session", SESSION]) == 1
-    assert capsys.readouterr().err == (
-        f"client.py: error: nothing to stop: session {SESSION} has no running compute "
-        "(never started, or stopped)\n"
-    )
+    assert capsys.readouterr().err == f"client.py: error: {line}\n"
 
 
 def test_ctrl_c_exits_130_in_one_line(
@@ -137,20 +147,6 @@ def test_ctrl_c_exits_130_in_one_line(
     monkeypatch.setattr(client_cli, "new_session_id", interrupted)
     assert client_cli.main(["new-session-id"]) == 130
     assert capsys.readouterr().err == "client.py: interrupted\n"
-
-
-def test_aws_errors_name_the_operation_and_add_the_clients_hint(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    client = data_plane("us-west-2")
-    monkeypatch.setattr(client_cli, "data_plane", lambda *_, **__: client)
-    with Stubber(client) as stub:
-        stub.add_client_error("stop_runtime_session", "ResourceNotFoundException", "No runtime\nhere", 404)
-        assert client_cli.main(["stop", "--arn", ARN, "--session", SESSION]) == 1
-    assert capsys.readouterr().err == (
-        "client.py: error: StopRuntimeSession failed: ResourceNotFoundException: No runtime here "
-        "(check --arn / AGENT_ARN)\n"
-    )
 
 
 def test_an_unreachable_endpoint_is_one_actionable_line(tmp_path: Path) -> None:

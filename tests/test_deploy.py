@@ -406,6 +406,21 @@ def test_delete_waits_until_gone_and_forgets_the_record(aws: Harness) -> None:
     assert "deleted runtime coding_agent-AbCdEf1234" in aws.out.getvalue()
 
 
+def test_a_delete_that_fails_says_why_and_keeps_the_record(
+    aws: Harness, capsys: pytest.CaptureFixture[str]
+) -> None:
+    deploy.runtime_record.write_record(ARN, RUNTIME_ID, REGION, aws.ctx.record_path)
+    aws.control.add_response("get_agent_runtime", runtime(), {"agentRuntimeId": RUNTIME_ID})
+    aws.control.add_response("delete_agent_runtime", {"status": "DELETING"}, {"agentRuntimeId": RUNTIME_ID})
+    failed = runtime("DELETE_FAILED", failureReason="endpoint still in use")
+    aws.control.add_response("get_agent_runtime", failed, {"agentRuntimeId": RUNTIME_ID})
+    assert aws.run("delete", RUNTIME_ID, "--yes") == 1
+    assert capsys.readouterr().err == (
+        f"deploy.py: error: runtime {RUNTIME_ID} is DELETE_FAILED: endpoint still in use\n"
+    )
+    assert aws.record is not None
+
+
 # --- architecture check -------------------------------------------------------------------------------
 
 ECR_REQUEST = {
