@@ -14,44 +14,36 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 import time
 import uuid
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from botocore.exceptions import (
-    BotoCoreError,
-    ClientError,
-    EndpointConnectionError,
-    EventStreamError,
-    NoCredentialsError,
-    ParamValidationError,
-    ReadTimeoutError,
-)
-
-from cloud.clients import data_plane
-from cloud.demo import Demo
-from cloud.runtime_record import RECORD_PATH, read_arn
-from cloud.session_calls import TurnFailed, error_code, invoke, run_command, stop
+from cloud.clients import REGION_HELP, data_plane, resolve_region
+from cloud.demo import DemoResult, run_demo
+from cloud.errors import CLI_ERRORS, UserError, failure
+from cloud.runtime_record import read_arn, record_path
+from cloud.session_calls import invoke, run_command, stop
 
 SESSION_ID_MIN = 33
-SESSION_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{32,99}")
-
-
-class UserError(Exception):
-    """Something the user can fix; main() prints it as one line and exits 1."""
+# Advice client.py adds to AWS errors, by error code (cloud/errors.py words the rest).
+HINTS = {
+    "ResourceNotFoundException": "check --arn / AGENT_ARN",
+    "RetryableConflictException": "still busy after retrying; try again shortly",
+}
 
 
 # --- where and who -----------------------------------------------------------------------------
 
 
-def resolve_arn(explicit: str | None) -> str:
-    arn = explicit or os.environ.get("AGENT_ARN") or read_arn()
+def resolve_arn(explicit: str | None, record: Path) -> str:
+    arn = explicit or os.environ.get("AGENT_ARN") or read_arn(record)
     if not arn:
         raise UserError(
             "no runtime ARN: pass --arn, set AGENT_ARN, or deploy first "
-            f"(python deploy.py ensure writes {RECORD_PATH})"
+            f"(python deploy.py ensure writes {record})"
         )
     return arn
 
@@ -92,7 +84,7 @@ def print_event(event: dict[str, Any]) -> None:
     """--stream: show each event the moment it arrives."""
     kind = event.get("type")
     if kind == "text":
-        sys.stdout.write(event.get("text", event.get("data", "")))
+        sys.stdout.write(event.get("text", ""))
     elif kind == "tool_use":
         sys.stdout.write(f"\n  -> {event.get('name')}: {event.get('input', '')}\n")
     elif kind == "tool_result":
@@ -118,6 +110,59 @@ def write_output(stream: str, text: str) -> None:
     target.flush()
 
 
+class DemoConsole:
+    """cloud.demo's DemoView on the terminal: numbered steps, tool calls, failed tools, output indented."""
+
+    def __init__(self, steps: int = 4) -> None:
+        self.steps, self.done = steps, 0
+
+    def step(self, title: str) -> None:
+        self.done += 1
+        print(f"\n[{self.done}/{self.steps}] {title}", flush=True)
+
+    def event(self, event: dict[str, Any]) -> None:
+        if event.get("type") == "tool_use":
+            print(f"    -> {event.get('name')}: {str(event.get('input', ''))[:100]}", flush=True)
+        elif event.get("type") == "tool_result" and event.get("status") != "success":
+            print(f"    <- {event.get('name')}: {event.get('status')}", flush=True)
+
+    def note(self, line: str) -> None:
+        print(f"    {line}", flush=True)
+
+    def answer(self, text: str) -> None:
+        print(f"    answer: {text.strip()[:400]}", flush=True)
+
+    def command(self, command: str) -> None:
+        print(f"    $ {command}", flush=True)
+
+    def output(self, text: str) -> None:
+        print("".join(f"      {line}\n" for line in text.splitlines()), end="", flush=True)
+
+
+def print_demo_summary(r: DemoResult) -> None:
+    def mark(ok: bool) -> str:
+        return "OK  " if ok else "FAIL"
+
+    print("\nSummary")
+    print(f"  {mark(len(r.files) == 2)} files survived the stop: {', '.join(r.files) or 'none'}")
+    print(f"  {mark(r.echo_added)} the resumed turn added POST /echo to index.js")
+    if r.packages:
+        print(f"  {mark(True)} node_modules survived too: {r.packages} packages")
+    else:
+        why = "npm install could not reach the npm registry" if r.npm_found else "npm is not installed"
+        print(f"  --   no node_modules ({why}); the files above still prove persistence")
+    print(
+        f"  {mark(r.messages_before_resume > 0)} conversation survived: {r.messages_before_resume} "
+        "messages of history before the resumed turn"
+    )
+    print(f"  {mark(r.restored)} workspace.restored = {str(r.restored).lower()} in the resumed answer")
+    print(
+        f"  stop -> first resumed answer: {r.resume_seconds:.1f}s (stop took {r.stop_seconds:.1f}s; "
+        "the seed slept 15 s before even trying)"
+    )
+    print(f"  session {r.session} (first turn: {r.first_turn_messages} messages)")
+
+
 # --- the commands ------------------------------------------------------------------------------
 
 
@@ -127,7 +172,7 @@ def cmd_new_session_id(args: argparse.Namespace) -> int:
 
 
 def cmd_invoke(args: argparse.Namespace) -> int:
-    arn, session = resolve_arn(args.arn), resolve_session(args.session)
+    arn, session = resolve_arn(args.arn, args.record), resolve_session(args.session)
     client = data_plane(args.region, read_timeout=args.read_timeout)
     answer = invoke(client, arn, session, args.prompt, args.stream, print_event if args.stream else None)
     if args.stream:
@@ -139,16 +184,9 @@ def cmd_invoke(args: argparse.Namespace) -> int:
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
-    arn, session = resolve_arn(args.arn), resolve_session(args.session)
+    arn, session = resolve_arn(args.arn, args.record), resolve_session(args.session)
     started = time.perf_counter()
-    try:
-        stop(data_plane(args.region), arn, session)
-    except ClientError as error:
-        if error_code(error) == "ResourceNotFoundException" and "session" in str(error).lower():
-            raise UserError(
-                f"nothing to stop: session {session} has no running compute (never started, or stopped)"
-            ) from None
-        raise
+    stop(data_plane(args.region), arn, session)
     print(
         f"stopped session {session} in {time.perf_counter() - started:.1f}s; "
         "its files stay in session storage"
@@ -157,20 +195,25 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
 
 def cmd_exec(args: argparse.Namespace) -> int:
-    arn, session = resolve_arn(args.arn), resolve_session(args.session)
+    arn, session = resolve_arn(args.arn, args.record), resolve_session(args.session)
     client = data_plane(args.region, read_timeout=max(args.read_timeout, args.timeout + 30))
-    code, status, _ = run_command(client, arn, session, args.command, args.timeout, write_output)
-    if status == "TIMED_OUT":
+    result = run_command(client, arn, session, args.command, args.timeout, write_output)
+    if result.status == "TIMED_OUT":
         stderr_line(f"the command timed out after {args.timeout}s and was terminated")
         return 124
-    return code
+    return result.exit_code
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    arn = resolve_arn(args.arn)
+    arn = resolve_arn(args.arn, args.record)
     session = resolve_session(args.session) if (args.session or os.environ.get("SESSION_ID")) else None
+    session = session or new_session_id()
     client = data_plane(args.region, read_timeout=args.read_timeout)
-    return Demo(client, arn, session or new_session_id(), endpoint_label()).run()
+    print("Session storage demo: files and conversation survive StopRuntimeSession")
+    print(f"  runtime  {arn}\n  session  {session}\n  endpoint {endpoint_label()}")
+    result = run_demo(client, arn, session, DemoConsole())
+    print_demo_summary(result)
+    return 0 if result.ok else 1
 
 
 # --- the command line --------------------------------------------------------------------------
@@ -190,7 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--arn", help="runtime ARN (default: AGENT_ARN, then the file deploy.py wrote)")
     common.add_argument("--session", help="runtime session id, 33+ characters (default: SESSION_ID)")
-    common.add_argument("--region", help="AWS region (default: AWS_REGION, then us-west-2)")
+    common.add_argument("--region", help=REGION_HELP)
     common.add_argument(
         "--read-timeout",
         type=int,
@@ -200,32 +243,42 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser(
+    def command(
+        name: str,
+        func: Callable[[argparse.Namespace], int],
+        help: str,
+        description: str,
+        parents: tuple[argparse.ArgumentParser, ...] = (common,),
+    ) -> argparse.ArgumentParser:
+        """A subcommand: its --help shows `description`; `func(args)` runs it and returns the exit code."""
+        p = sub.add_parser(name, parents=list(parents), help=help, description=description)
+        p.set_defaults(func=func)
+        return p
+
+    p = command(
         "invoke",
-        parents=[common],
-        help="send one prompt to the session",
-        description="Send PROMPT to the agent in the session; "
+        cmd_invoke,
+        "send one prompt to the session",
+        "Send PROMPT to the agent in the session; "
         "the first call of a session starts its compute. "
         "Prints the answer, then a line about restored history and workspace.",
     )
     p.add_argument("prompt", metavar="PROMPT")
     p.add_argument("--stream", action="store_true", help="print text and tool calls as they happen")
-    p.set_defaults(func=cmd_invoke)
 
-    p = sub.add_parser(
+    command(
         "stop",
-        parents=[common],
-        help="stop the session's compute (its files stay)",
-        description="StopRuntimeSession: end the session's compute. Session storage keeps the files and the "
+        cmd_stop,
+        "stop the session's compute (its files stay)",
+        "StopRuntimeSession: end the session's compute. Session storage keeps the files and the "
         "conversation; the next invoke starts new compute on them.",
     )
-    p.set_defaults(func=cmd_stop)
 
-    p = sub.add_parser(
+    p = command(
         "exec",
-        parents=[common],
-        help="run a shell command inside the session",
-        description="InvokeAgentRuntimeCommand: run COMMAND in the session's compute, in its workspace "
+        cmd_exec,
+        "run a shell command inside the session",
+        "InvokeAgentRuntimeCommand: run COMMAND in the session's compute, in its workspace "
         "(starting the compute if needed). Output streams as it comes; exits with the command's exit code.",
     )
     p.add_argument("command", metavar="COMMAND")
@@ -236,69 +289,38 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="kill the command after this long (1-3600; default: 300)",
     )
-    p.set_defaults(func=cmd_exec)
 
-    p = sub.add_parser(
+    command(
         "demo",
-        parents=[common],
-        help="build, stop, resume, inspect: proof that storage and history survive",
-        description="The seed's cycle: prompt 1 builds a Node.js project (express, dotenv, GET /health, "
+        cmd_demo,
+        "build, stop, resume, inspect: proof that storage and history survive",
+        "The seed's cycle: prompt 1 builds a Node.js project (express, dotenv, GET /health, "
         "npm install); StopRuntimeSession; prompt 2 adds POST /echo after checking the workspace; then "
         "commands inside the session show the files, and the answer shows the restored history. "
         "Uses --session/SESSION_ID if set, else a new session.",
     )
-    p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser(
+    command(
         "new-session-id",
-        help="print a fresh valid session id",
-        description="Print a new runtime session id (40 characters; AgentCore wants 33 to 256). "
+        cmd_new_session_id,
+        "print a fresh valid session id",
+        "Print a new runtime session id (40 characters; AgentCore wants 33 to 256). "
         "Use: export SESSION_ID=$(python client.py new-session-id)",
+        parents=(),  # it calls nothing: no --arn, --session, --region
     )
-    p.set_defaults(func=cmd_new_session_id)
     return parser
-
-
-def explain(error: Exception) -> str:
-    """One actionable line for an error from botocore."""
-    if isinstance(error, EndpointConnectionError):
-        return (
-            f"cannot reach {error.kwargs.get('endpoint_url')}: "
-            "is agentcore_local running (make serve-local)? "
-            "To use AWS, unset AWS_ENDPOINT_URL_BEDROCK_AGENTCORE"
-        )
-    if isinstance(error, NoCredentialsError):
-        return "no AWS credentials: configure them (aws configure), or use agentcore_local (make serve-local)"
-    if isinstance(error, ReadTimeoutError):
-        return (
-            "no answer within the read timeout; the turn may still be running, so it was not re-sent. "
-            "Look with: python client.py exec 'ls -A', or raise --read-timeout"
-        )
-    if isinstance(error, ParamValidationError):
-        return f"invalid request: {error}"
-    if isinstance(error, EventStreamError | ClientError):
-        code = error_code(error)
-        message = error.response.get("Error", {}).get("Message", "")
-        hint = {
-            "ResourceNotFoundException": " (check --arn / AGENT_ARN)",
-            "AccessDeniedException": " (check your IAM permissions for bedrock-agentcore)",
-            "RetryableConflictException": " (still busy after retrying; try again shortly)",
-        }.get(code, "")
-        return f"{code}: {message}{hint}"
-    return str(error)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if hasattr(args, "region"):  # the environment, read once: region and the deployed-runtime record
+        args.region, args.record = resolve_region(args.region), record_path(os.environ)
     try:
         return args.func(args)
-    except (UserError, TurnFailed) as error:
-        stderr_line(f"client.py: {error}")
-    except (BotoCoreError, ClientError) as error:
-        stderr_line(f"client.py: {explain(error)}")
-    except KeyboardInterrupt:
-        stderr_line("client.py: interrupted")
-    return 1
+    except CLI_ERRORS as error:
+        line, code = failure(error, HINTS)
+        stderr_line(f"client.py: {line}")
+        return code
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 Everything it builds and its conversation history live in WORKSPACE_DIR (on AgentCore,
 the session-storage mount /mnt/workspace), so a stopped session resumes with both.
-Contract: SPEC section 1. The supporting pieces are one import away, in agent/.
+Contract: docs/CONTRACT.md §1. The supporting pieces are one import away, in agent/.
 """
 
 from __future__ import annotations

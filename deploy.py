@@ -4,19 +4,20 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 
 from cloud import agent_runtime as rt
 from cloud import clients, execution_role, image_arch, runtime_record
-from cloud.errors import DeployError, describe
+from cloud.errors import CLI_ERRORS, DeployError, error_code, failure
 
 DEFAULT_NAME = "coding_agent"
 DEFAULT_REPOSITORY = "coding-agent"
@@ -40,13 +41,14 @@ class Context:
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.monotonic
     fetch: Callable[[str], bytes] = image_arch.download
-    record_path: Path = runtime_record.RECORD_PATH
+    record_path: Path = runtime_record.DEFAULT_PATH
     new_token: Callable[[], str] = lambda: str(uuid.uuid4())
 
     @classmethod
-    def for_region(cls, region: str | None) -> Context:
-        region = clients.resolve_region(region)
-        return cls(region=region, control=clients.control_plane(region))
+    def from_env(cls, region: str | None, env: Mapping[str, str] = os.environ) -> Context:
+        """The real context: the environment read once (region, where the runtime record goes)."""
+        region = clients.resolve_region(region, env)
+        return cls(region, clients.control_plane(region), record_path=runtime_record.record_path(env))
 
     def say(self, line: str) -> None:
         print(line, file=self.out, flush=True)
@@ -85,7 +87,7 @@ def cmd_create(args: argparse.Namespace, ctx: Context) -> int:
     try:
         answer = ctx.control.create_agent_runtime(**request)
     except ClientError as e:
-        if e.response["Error"]["Code"] == "ConflictException":
+        if error_code(e) == "ConflictException":
             raise DeployError(
                 f"a runtime named {args.name} already exists: use `python deploy.py ensure`"
             ) from e
@@ -142,7 +144,7 @@ def cmd_delete(args: argparse.Namespace, ctx: Context) -> int:
         raise DeployError("delete cancelled; nothing was changed")
     ctx.control.delete_agent_runtime(agentRuntimeId=runtime_id)
     if args.wait:
-        rt.wait_until_deleted(ctx.control, runtime_id, **_waiting(args, ctx))
+        rt.wait_for(ctx.control, runtime_id, "DELETED", **_waiting(args, ctx))
     if runtime_record.forget_record(arn, ctx.record_path):
         ctx.say(f"removed {ctx.record_path}")
     ctx.say(f"deleted runtime {runtime_id}" if args.wait else f"deleting runtime {runtime_id}")
@@ -206,7 +208,7 @@ def _finish(args: argparse.Namespace, ctx: Context, answer: dict[str, Any]) -> i
         _record(ctx, answer)
         ctx.say("not waiting: follow it with `python deploy.py status`")
         return 0
-    _record(ctx, rt.wait_until_settled(ctx.control, answer["agentRuntimeId"], **_waiting(args, ctx)))
+    _record(ctx, rt.wait_for(ctx.control, answer["agentRuntimeId"], "READY", **_waiting(args, ctx)))
     return 0
 
 
@@ -232,9 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument(
         "--name", default=DEFAULT_NAME, help="runtime name: letters, digits, _ (default: %(default)s)"
     )
-    common.add_argument(
-        "--region", help="AWS region (default: AWS_REGION, AWS_DEFAULT_REGION, else us-west-2)"
-    )
+    common.add_argument("--region", help=clients.REGION_HELP)
 
     confirm = argparse.ArgumentParser(add_help=False)
     confirm.add_argument(
@@ -258,7 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     config.add_argument("--image", metavar="URI", help="container image in ECR, built for linux/arm64")
     config.add_argument("--role-arn", metavar="ARN", help="execution role (`deploy.py role` prints it)")
     config.add_argument(
-        "--mount-path", metavar="PATH", help="session storage mount (new runtime: /mnt/workspace)"
+        "--mount-path", metavar="PATH", help=f"session storage mount (new runtime: {rt.DEFAULT_MOUNT_PATH})"
     )
     config.add_argument(
         "--network-mode", choices=["PUBLIC", "VPC"], help="network mode (new runtime: PUBLIC)"
@@ -341,14 +341,12 @@ def seed_flags(argv: Sequence[str]) -> list[str]:
 def main(argv: Sequence[str] | None = None, ctx: Context | None = None) -> int:
     args = build_parser().parse_args(seed_flags(sys.argv[1:] if argv is None else argv))
     try:
-        ctx = ctx or Context.for_region(args.region)
+        ctx = ctx or Context.from_env(args.region)
         return args.func(args, ctx)
-    except (DeployError, ClientError, BotoCoreError) as e:
-        print(f"deploy.py: error: {describe(e)}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("\ndeploy.py: interrupted", file=sys.stderr)
-        return 130
+    except CLI_ERRORS as e:
+        line, code = failure(e)
+        print(f"deploy.py: {line}", file=sys.stderr)
+        return code
 
 
 if __name__ == "__main__":

@@ -6,5 +6,5 @@ providers     MODEL_PROVIDER -> a Strands Model
 scripted      the offline scripted model (a test double, not an LLM)
 history       corrupt-history quarantine and interrupted-turn repair
 conversations one Agent per conversation, kept warm, one turn at a time
-protocol      request validation, answers and streamed events (SPEC section 1)
+protocol      request validation, answers and streamed events (docs/CONTRACT.md §1)
 """

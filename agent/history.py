@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +23,8 @@ from typing import Any, TypeVar
 from strands.session.file_session_manager import FileSessionManager
 from strands.types.exceptions import SessionException
 from strands.types.session import Session, SessionType
+
+import durable
 
 logger = logging.getLogger(__name__)
 
@@ -95,10 +95,7 @@ def quarantine(storage: Path, conversation_id: str, paths: list[Path]) -> list[s
     if (root.exists() and not (root / "session.json").exists()) and paths:
         # FileSessionManager refuses an existing directory without session.json: give it a fresh one.
         fresh = Session(session_id=conversation_id, session_type=SessionType.AGENT)
-        fd, tmp = tempfile.mkstemp(dir=root, prefix=".session-")  # atomic: this must survive a kill too
-        with os.fdopen(fd, "w") as f:
-            json.dump(fresh.to_dict(), f)
-        os.replace(tmp, root / "session.json")
+        durable.write_json(root / "session.json", fresh.to_dict())  # atomic: this must survive a kill too
     logger.warning(
         "conversation_id=<%s>, files=<%s> | quarantined damaged history to %s", conversation_id, moved, dest
     )

@@ -1,4 +1,4 @@
-"""The wire contract of POST /invocations (SPEC section 1): requests, answers, streamed events."""
+"""The wire contract of POST /invocations (docs/CONTRACT.md §1): requests, answers, streamed events."""
 
 from __future__ import annotations
 

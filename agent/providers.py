@@ -1,51 +1,107 @@
-"""MODEL_PROVIDER -> a Strands Model. Optional providers are imported only when chosen."""
+"""MODEL_PROVIDER -> a Strands Model: the one registry of model providers.
+
+Each provider declares its builder and the environment variables it reads. agent/settings.py
+reads exactly those variables (Settings.provider_env), and agentcore_local's `serve` passes
+them from its own environment to every session, so adding a provider is one entry here plus
+its test. This module imports nothing heavy at import time (the provider SDKs are imported by
+their builder, only when chosen), so the emulator's CLI edge can read the lists cheaply.
+"""
 
 from __future__ import annotations
 
-from strands.models.model import Model
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from agent.settings import Settings
+if TYPE_CHECKING:
+    from strands.models.model import Model
 
-PROVIDERS = ("bedrock", "scripted", "openai", "ollama")
+    from agent.settings import Settings
+
+# Read by the agent whatever the provider (agent/settings.py).
+MODEL_VARIABLES = ("MODEL_PROVIDER", "MODEL_ID")
 
 
 class ModelConfigError(RuntimeError):
     """The chosen provider cannot be built: a missing package, credential or setting."""
 
 
+@dataclass(frozen=True)
+class Provider:
+    name: str
+    build: Callable[[Settings], Model]
+    variables: tuple[str, ...] = ()  # what `build` reads from Settings.provider_env (boto3: os.environ)
+
+
+def _scripted(settings: Settings) -> Model:
+    from agent.scripted import ScriptedModel
+
+    return ScriptedModel(settings.scripted_plan, settings.workspace)
+
+
+def _bedrock(settings: Settings) -> Model:
+    import boto3
+    from strands.models.bedrock import BedrockModel
+
+    region = settings.provider_env.get("AWS_REGION") or settings.provider_env.get("AWS_DEFAULT_REGION")
+    session = boto3.Session(region_name=region)
+    if session.get_credentials() is None:
+        raise ModelConfigError(
+            "MODEL_PROVIDER=bedrock found no AWS credentials: set AWS_PROFILE or AWS_ACCESS_KEY_ID, "
+            "or run offline with MODEL_PROVIDER=scripted"
+        )
+    return BedrockModel(model_id=settings.model_id, boto_session=session)
+
+
+def _openai(settings: Settings) -> Model:
+    base_url = settings.provider_env.get("OPENAI_BASE_URL")
+    if not base_url:
+        raise ModelConfigError("MODEL_PROVIDER=openai needs OPENAI_BASE_URL (an OpenAI-compatible endpoint)")
+    try:
+        from strands.models.openai import OpenAIModel
+    except ImportError as e:
+        raise ModelConfigError("MODEL_PROVIDER=openai needs: pip install 'strands-agents[openai]'") from e
+    # Local servers (vLLM, llama.cpp, LM Studio) accept any key; the client insists on one.
+    client_args = {"base_url": base_url, "api_key": settings.provider_env.get("OPENAI_API_KEY", "none")}
+    return OpenAIModel(client_args=client_args, model_id=settings.model_id)
+
+
+def _ollama(settings: Settings) -> Model:
+    try:
+        from strands.models.ollama import OllamaModel
+    except ImportError as e:
+        raise ModelConfigError("MODEL_PROVIDER=ollama needs: pip install 'strands-agents[ollama]'") from e
+    host = settings.provider_env.get("OLLAMA_HOST", "http://127.0.0.1:11434")
+    return OllamaModel(host=host, model_id=settings.model_id)
+
+
+_AWS = ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+PROVIDERS: dict[str, Provider] = {
+    p.name: p
+    for p in (
+        Provider("bedrock", _bedrock, _AWS),
+        Provider("scripted", _scripted, ("SCRIPTED_PLAN",)),
+        Provider("openai", _openai, ("OPENAI_BASE_URL", "OPENAI_API_KEY")),
+        Provider("ollama", _ollama, ("OLLAMA_HOST",)),
+    )
+}
+
+
+def provider_variables() -> tuple[str, ...]:
+    """Every variable some provider reads, in registry order, without repeats."""
+    return tuple(dict.fromkeys(name for p in PROVIDERS.values() for name in p.variables))
+
+
+def model_variables() -> tuple[str, ...]:
+    """What a host of this agent (agentcore_local serve) must pass on for every provider to work."""
+    return (*MODEL_VARIABLES, *provider_variables())
+
+
 def build_model(settings: Settings) -> Model:
     """The model for `settings.model_provider`, or ModelConfigError with one line saying what to fix."""
-    provider = settings.model_provider
-    if provider == "scripted":
-        from agent.scripted import ScriptedModel
-
-        return ScriptedModel(settings.scripted_plan, settings.workspace)
-    if provider == "bedrock":
-        import boto3
-        from strands.models.bedrock import BedrockModel
-
-        session = boto3.Session(region_name=settings.region)
-        if session.get_credentials() is None:
-            raise ModelConfigError(
-                "MODEL_PROVIDER=bedrock found no AWS credentials: set AWS_PROFILE or AWS_ACCESS_KEY_ID, "
-                "or run offline with MODEL_PROVIDER=scripted"
-            )
-        return BedrockModel(model_id=settings.model_id, boto_session=session)
-    if provider == "openai":
-        if not settings.openai_base_url:
-            raise ModelConfigError(
-                "MODEL_PROVIDER=openai needs OPENAI_BASE_URL (an OpenAI-compatible endpoint)"
-            )
-        try:
-            from strands.models.openai import OpenAIModel
-        except ImportError as e:
-            raise ModelConfigError("MODEL_PROVIDER=openai needs: pip install 'strands-agents[openai]'") from e
-        client_args = {"base_url": settings.openai_base_url, "api_key": settings.openai_api_key}
-        return OpenAIModel(client_args=client_args, model_id=settings.model_id)
-    if provider == "ollama":
-        try:
-            from strands.models.ollama import OllamaModel
-        except ImportError as e:
-            raise ModelConfigError("MODEL_PROVIDER=ollama needs: pip install 'strands-agents[ollama]'") from e
-        return OllamaModel(host=settings.ollama_host, model_id=settings.model_id)
-    raise ModelConfigError(f"MODEL_PROVIDER={provider!r} is not one of {', '.join(PROVIDERS)}")
+    provider = PROVIDERS.get(settings.model_provider)
+    if provider is None:
+        raise ModelConfigError(
+            f"MODEL_PROVIDER={settings.model_provider!r} is not one of {', '.join(PROVIDERS)}"
+        )
+    return provider.build(settings)

@@ -7,7 +7,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent.parent
+from agent.providers import provider_variables
+
+REPO = Path(__file__).resolve().parent.parent
+# AgentCore's session-storage mount; restated in the Dockerfile and by deploy (see cloud/agent_runtime.py).
+DEFAULT_WORKSPACE = Path("/mnt/workspace")
 # The seed's model: Claude Sonnet 4 through its US cross-region inference profile.
 DEFAULT_MODEL_ID = "us.anthropic.claude-sonnet-4-20250514-v1:0"
 
@@ -16,16 +20,14 @@ DEFAULT_MODEL_ID = "us.anthropic.claude-sonnet-4-20250514-v1:0"
 class Settings:
     """The service's configuration. Build it with `Settings.from_env()` at the edge."""
 
-    workspace: Path = Path("/mnt/workspace")
+    workspace: Path = DEFAULT_WORKSPACE
     port: int = 8080
     host: str = "127.0.0.1"
     model_provider: str = "bedrock"
     model_id: str = DEFAULT_MODEL_ID
-    scripted_plan: Path = HERE / "demo" / "plan.json"
-    region: str | None = None
-    openai_base_url: str | None = None
-    openai_api_key: str = field(default="none", repr=False)  # a secret: never in logs or reprs
-    ollama_host: str = "http://127.0.0.1:11434"
+    scripted_plan: Path = REPO / "demo" / "plan.json"
+    # The variables the providers declare (agent/providers.py), as set; may hold secrets: never in reprs.
+    provider_env: Mapping[str, str] = field(default_factory=dict, repr=False)
     shell_timeout: int = 120
     max_prompt_chars: int = 100_000
     max_tool_output_chars: int = 20_000
@@ -47,11 +49,7 @@ class Settings:
             host="0.0.0.0" if env.get("DOCKER_CONTAINER") else cls.host,
             model_provider=env.get("MODEL_PROVIDER", cls.model_provider).strip().lower(),
             model_id=env.get("MODEL_ID") or DEFAULT_MODEL_ID,
-            scripted_plan=plan if plan.is_absolute() else HERE / plan,
-            region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION"),
-            openai_base_url=env.get("OPENAI_BASE_URL"),
-            # Local servers (vLLM, llama.cpp, LM Studio) accept any key; the client insists on one.
-            openai_api_key=env.get("OPENAI_API_KEY", "none"),
-            ollama_host=env.get("OLLAMA_HOST", cls.ollama_host),
+            scripted_plan=plan if plan.is_absolute() else REPO / plan,
+            provider_env={name: env[name] for name in provider_variables() if env.get(name)},
             shell_timeout=int(env.get("SHELL_TIMEOUT", cls.shell_timeout)),
         )

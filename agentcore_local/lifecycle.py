@@ -1,8 +1,8 @@
 """The life of one runtime session, as data and plain methods: no I/O, no asyncio, no clock of its own.
 
 Compute (the sandboxed agent) comes and goes; storage stays. `TRANSITIONS` is the whole state
-machine of the compute; `ON_CALL` says what an invocation does in each state. The caller passes
-`now` in, so tests drive time by hand.
+machine of the compute; `ON_CALL` says what an invocation does in each state; `StopReason`
+names every cause of a stop. The caller passes `now` in, so tests drive time by hand.
 """
 
 from __future__ import annotations
@@ -43,18 +43,34 @@ TRANSITIONS: dict[tuple[State, Event], State] = {
 
 class Action(StrEnum):
     START = "start"  # start compute, then go on
-    WAIT = "wait"  # someone else is starting it: wait for that
     PROCEED = "proceed"
 
 
 # What an invocation (InvokeAgentRuntime or InvokeAgentRuntimeCommand) does in each state.
-# None: refused with RetryableConflictException, before anything of the turn has started.
+# None: refused with RetryableConflictException, before anything of the turn has started; AWS
+# answers so for a session whose compute is still provisioning, and for one that is stopping.
 ON_CALL: dict[State, Action | None] = {
     State.STOPPED: Action.START,
-    State.STARTING: Action.WAIT,
+    State.STARTING: None,
     State.READY: Action.PROCEED,
     State.STOPPING: None,
 }
+# The refusal's message, for each state ON_CALL refuses in.
+BUSY: dict[State, str] = {
+    State.STARTING: "is provisioning (its compute is starting); retry shortly",
+    State.STOPPING: "is stopping; retry once it has stopped",
+}
+
+
+class StopReason(StrEnum):
+    """Why a session's compute stops (logged; idle and lifetime ones come from `stop_reason`)."""
+
+    IDLE_TIMEOUT = "idle_timeout"  # idleRuntimeSessionTimeout without an invocation
+    MAX_LIFETIME = "max_lifetime"  # maxLifetime since the compute started
+    STOP_CALL = "StopRuntimeSession"
+    RUNTIME_UPDATED = "runtime_updated"  # a new version: the storage resets at the next start
+    RUNTIME_DELETED = "runtime_deleted"
+    SHUTDOWN = "shutdown"  # serve is exiting
 
 
 class InvalidTransition(RuntimeError):
@@ -98,12 +114,10 @@ class SessionLifecycle:
         return target
 
     def begin_call(self, now: float) -> Action:
-        """An invocation arrives: what to do, or RetryableConflictException while the session stops."""
+        """An invocation arrives: what to do, or RetryableConflictException while it starts or stops."""
         action = ON_CALL[self.state]
         if action is None:
-            raise RetryableConflictException(
-                f"Runtime session {self.session_id} is stopping; retry once it has stopped"
-            )
+            raise RetryableConflictException(f"Runtime session {self.session_id} {BUSY[self.state]}")
         self.in_flight += 1
         self.last_activity_at = self.last_invocation_at = now
         return action
@@ -116,15 +130,15 @@ class SessionLifecycle:
         """Activity that is not an invocation (the agent reports HealthyBusy)."""
         self.last_activity_at = now
 
-    def stop_reason(self, now: float, policy: LifecyclePolicy) -> str | None:
+    def stop_reason(self, now: float, policy: LifecyclePolicy) -> StopReason | None:
         """Why the compute must stop now (max lifetime, idle timeout), or None."""
         if self.state is not State.READY or self.started_at is None:
             return None
         if now - self.started_at >= policy.max_lifetime:
-            return "max_lifetime"
+            return StopReason.MAX_LIFETIME
         idle_since = self.last_activity_at if self.last_activity_at is not None else self.started_at
         if self.in_flight == 0 and now - idle_since >= policy.idle_timeout:
-            return "idle_timeout"
+            return StopReason.IDLE_TIMEOUT
         return None
 
     def storage_expired(self, now: float, policy: LifecyclePolicy) -> bool:

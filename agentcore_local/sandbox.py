@@ -93,6 +93,10 @@ class ProcessLauncher(Launcher):
         return self.init_argv(self.workspace(spec)), env, str(self.agent_script.parent)
 
 
+class SandboxUnavailable(RuntimeError):
+    """The --sandbox asked for cannot run here; serve's CLI prints it as one line."""
+
+
 def choose(
     kind: str, python: str, agent_script: Path, hidden: tuple[Path, ...], docker_image: str
 ) -> Launcher:
@@ -107,8 +111,11 @@ def choose(
         if bwrap_works():
             return BwrapLauncher(python, agent_script, hidden)
         if kind == "bwrap":
-            raise SystemExit("--sandbox bwrap: bubblewrap is missing or cannot create namespaces here")
+            raise SandboxUnavailable(
+                "--sandbox bwrap: bubblewrap is missing or cannot create namespaces here "
+                "(install bubblewrap, or use --sandbox process, which is NOT isolated)"
+            )
         log.warning("bubblewrap unavailable: sessions run as plain processes, NOT isolated from each other")
     if kind not in ("auto", "process"):
-        raise SystemExit(f"unknown sandbox {kind!r}: use auto, bwrap, process or docker")
+        raise SandboxUnavailable(f"unknown sandbox {kind!r}: use auto, bwrap, process or docker")
     return ProcessLauncher(python, agent_script, hidden)

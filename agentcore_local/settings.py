@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,25 +12,14 @@ REPO = Path(__file__).resolve().parent.parent
 DEFAULT_PORT = 8787
 DEFAULT_ACCOUNT = "123456789012"
 DEFAULT_REGION = "us-west-2"
-DEFAULT_MOUNT_PATH = "/mnt/workspace"
+DEFAULT_MOUNT_PATH = "/mnt/workspace"  # AgentCore's; restated per layer on purpose (cloud/agent_runtime.py)
 GIB = 1024**3
 
-# Variables of serve's environment that the agent gets (the runtime's environmentVariables win).
-PASSTHROUGH = (
-    "MODEL_PROVIDER",
-    "MODEL_ID",
-    "SCRIPTED_PLAN",
-    "AWS_REGION",
-    "AWS_DEFAULT_REGION",
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN",
-    "OPENAI_BASE_URL",
-    "OPENAI_API_KEY",
-    "OLLAMA_HOST",
-    "SHELL_TIMEOUT",
-    "LANG",
-)
+# Variables of serve's environment that the agent always gets (the runtime's environmentVariables
+# win). The model providers' variables are not listed here: the agent's provider registry
+# (agent/providers.py) declares them, and the serve CLI edge (__main__.py) hands them to from_env,
+# so adding a provider touches one module and this package never imports agent/ code.
+PASSTHROUGH = ("SHELL_TIMEOUT", "LANG")
 
 
 def parse_size(text: str) -> int:
@@ -64,14 +53,17 @@ class Settings:
     agent_env: Mapping[str, str] = field(default_factory=dict)  # from serve's environment
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] = os.environ, **overrides: object) -> Settings:
+    def from_env(
+        cls, env: Mapping[str, str] = os.environ, passthrough: Sequence[str] = (), **overrides: object
+    ) -> Settings:
+        """Settings from serve's environment; `passthrough` names more of its variables the agent gets."""
         import sys
 
         region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
         values: dict[str, object] = {
             "region": region,
             "python": sys.executable,
-            "agent_env": {name: env[name] for name in PASSTHROUGH if env.get(name)},
+            "agent_env": {name: env[name] for name in (*PASSTHROUGH, *passthrough) if env.get(name)},
         }
         if env.get("AGENTCORE_LOCAL_STORAGE_QUOTA"):
             values["storage_quota_bytes"] = parse_size(env["AGENTCORE_LOCAL_STORAGE_QUOTA"])

@@ -23,7 +23,9 @@ import httpx
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from agentcore_local.server import ENDPOINT_FILE
 from bench.measure import agent_port, children_by_parent, distribution_ms, percentile, timed, tree_rss_mib
+from cloud.session_calls import read_command_stream
 
 REPO = Path(__file__).resolve().parent.parent
 PLAN = Path(__file__).resolve().with_name("plan.json")
@@ -57,7 +59,7 @@ class LocalRuntime:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"agentcore_local exited: {self.log.read_text()[-2000:]}")
             try:
-                return json.loads((self.state_dir / "endpoint.json").read_text())
+                return json.loads((self.state_dir / ENDPOINT_FILE).read_text())
             except (OSError, ValueError):
                 time.sleep(0.05)
         raise TimeoutError("agentcore_local did not start")
@@ -101,12 +103,8 @@ class LocalRuntime:
         answer = client.invoke_agent_runtime_command(
             agentRuntimeArn=self.arn, runtimeSessionId=session, body={"command": command, "timeout": timeout}
         )
-        out, code = [], None
-        for event in answer["stream"]:
-            chunk = event["chunk"]
-            out.append(chunk.get("contentDelta", {}).get("stdout", ""))
-            code = chunk.get("contentStop", {}).get("exitCode", code)
-        return code, "".join(out)
+        result = read_command_stream(answer["stream"])
+        return result.exit_code, result.stdout
 
     def compute_pids(self) -> dict[str, int]:
         """Each running session's compute (its bwrap process), from agentcore_local's /_local/sessions."""

@@ -18,8 +18,11 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from cloud.errors import DeployError
+from cloud.errors import DeployError, error_code
 
+# The session-storage mount a new runtime gets. Restated on purpose, one per layer, so no layer
+# imports another: agent/settings.py (WORKSPACE_DIR's default), agentcore_local/settings.py (what
+# the emulator mounts) and the Dockerfile; tests/test_dockerfile.py and test_deploy.py check they agree.
 DEFAULT_MOUNT_PATH = "/mnt/workspace"
 DEFAULT_NETWORK_MODE = "PUBLIC"
 NAME_PATTERN = re.compile(r"[a-zA-Z][a-zA-Z0-9_]{0,47}")
@@ -114,7 +117,7 @@ def _apply(config: Runtime, changes: Changes) -> Runtime:
     env.update(changes.env)
     for key in changes.unset_env:
         env.pop(key, None)
-    # The agent writes where WORKSPACE_DIR points (the Dockerfile says /mnt/workspace): keep them together.
+    # The agent writes where WORKSPACE_DIR points (the image sets DEFAULT_MOUNT_PATH): keep them together.
     if "WORKSPACE_DIR" not in changes.env and (mount != DEFAULT_MOUNT_PATH or "WORKSPACE_DIR" in env):
         env["WORKSPACE_DIR"] = mount
     if env or "environmentVariables" in out:
@@ -138,7 +141,7 @@ def _set_session_storage(config: Runtime, mount_path: str | None) -> str:
     mount = mount_path or (existing[0]["sessionStorage"]["mountPath"] if existing else DEFAULT_MOUNT_PATH)
     if not MOUNT_PATTERN.fullmatch(mount):
         raise DeployError(
-            f"invalid mount path {mount!r}: it must be one level under /mnt, like /mnt/workspace"
+            f"invalid mount path {mount!r}: it must be one level under /mnt, like {DEFAULT_MOUNT_PATH}"
         )
     others = [fs for fs in filesystems if "sessionStorage" not in fs]
     config["filesystemConfigurations"] = [{"sessionStorage": {"mountPath": mount}}, *others]
@@ -202,9 +205,15 @@ def find_by_name(client, name: str) -> Runtime | None:
     return matches[0] if matches else None
 
 
-def wait_until_settled(
+# What each wait ends on, and the statuses that end it in failure. DELETED: GetAgentRuntime says
+# ResourceNotFoundException.
+WAIT_FAILS = {"READY": FAILED, "DELETED": {"DELETE_FAILED"}}
+
+
+def wait_for(
     client,
     runtime_id: str,
+    wanted: str,
     *,
     timeout: float,
     report: Callable[[str, float], None],
@@ -212,48 +221,28 @@ def wait_until_settled(
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
 ) -> Runtime:
-    """Poll GetAgentRuntime until READY; raise with the runtime's failureReason if it failed or timed out."""
+    """Poll GetAgentRuntime, reporting each status, until `wanted`: READY (the runtime) or DELETED ({}).
+
+    Raises DeployError with the runtime's failureReason when it fails, or when `timeout` passes.
+    """
     start = clock()
     while True:
-        runtime = client.get_agent_runtime(agentRuntimeId=runtime_id)
-        status = runtime["status"]
+        try:
+            runtime: Runtime | None = client.get_agent_runtime(agentRuntimeId=runtime_id)
+        except ClientError as e:
+            if wanted != "DELETED" or error_code(e) != "ResourceNotFoundException":
+                raise
+            runtime = None
+        status = runtime["status"] if runtime else "DELETED"
         report(status, clock() - start)
-        if status == "READY":
-            return runtime
-        if status in FAILED:
-            reason = " ".join(str(runtime.get("failureReason") or "no reason given").split())
+        if status == wanted:
+            return runtime or {}
+        if status in WAIT_FAILS[wanted]:
+            reason = " ".join(str((runtime or {}).get("failureReason") or "no reason given").split())
             raise DeployError(f"runtime {runtime_id} is {status}: {reason}")
         if clock() - start >= timeout:
             raise DeployError(
                 f"runtime {runtime_id} is still {status} after {timeout:.0f} s; "
                 "check it later with: python deploy.py status"
             )
-        sleep(interval)
-
-
-def wait_until_deleted(
-    client,
-    runtime_id: str,
-    *,
-    timeout: float,
-    report: Callable[[str, float], None],
-    interval: float = 5.0,
-    sleep: Callable[[float], None] = time.sleep,
-    clock: Callable[[], float] = time.monotonic,
-) -> None:
-    """Poll GetAgentRuntime until the runtime is gone (ResourceNotFoundException)."""
-    start = clock()
-    while True:
-        try:
-            status = client.get_agent_runtime(agentRuntimeId=runtime_id)["status"]
-        except ClientError as e:
-            if e.response["Error"]["Code"] == "ResourceNotFoundException":
-                report("DELETED", clock() - start)
-                return
-            raise
-        report(status, clock() - start)
-        if status == "DELETE_FAILED":
-            raise DeployError(f"runtime {runtime_id} is DELETE_FAILED")
-        if clock() - start >= timeout:
-            raise DeployError(f"runtime {runtime_id} is still {status} after {timeout:.0f} s")
         sleep(interval)

@@ -1,9 +1,16 @@
-"""`client.py demo`: the seed's cycle, as proof that files and conversation survive a stop."""
+"""`client.py demo`: the seed's cycle, as proof that files and conversation survive a stop.
+
+The runner only calls AgentCore and measures; it prints nothing. It tells a `DemoView`
+what happens as it happens (client.py's view prints it) and returns a `DemoResult` the
+CLI summarises, so the same cycle can run under a test or another front end.
+"""
 
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from cloud.session_calls import invoke, run_command, stop
 
@@ -12,103 +19,91 @@ BUILD_PROMPT = (
     "index.js with an Express app that has a GET /health endpoint, then run npm install."
 )
 RESUME_PROMPT = "Add a POST /echo endpoint to index.js. Check the workspace first: build on what is there."
+# Shown from inside the resumed session (InvokeAgentRuntimeCommand), in this order.
+INSPECT = (
+    "ls -A",
+    "cat package.json",
+    "ls node_modules | head -n 5",
+    "grep -c \"app.post('/echo'\" index.js",
+)
+COMMAND_TIMEOUT = 60
 
 
-class Demo:
-    """The seed's cycle: build, stop, resume, then look inside the session."""
+class DemoView(Protocol):
+    """What the runner reports while it runs; every method is called as the thing happens."""
 
-    def __init__(self, client: Any, arn: str, session: str, endpoint: str) -> None:
-        self.client, self.arn, self.session, self.endpoint = client, arn, session, endpoint
-        self.tools: list[tuple[str, str]] = []
-        self.first_event_at: float | None = None
+    def step(self, title: str) -> None: ...
+    def event(self, event: dict[str, Any]) -> None: ...  # a streamed event of a turn
+    def note(self, line: str) -> None: ...  # progress: a retry wait, the stop's duration
+    def answer(self, text: str) -> None: ...
+    def command(self, command: str) -> None: ...
+    def output(self, text: str) -> None: ...  # a command's output, as it streams
 
-    def on_event(self, event: dict[str, Any]) -> None:
-        if self.first_event_at is None:
-            self.first_event_at = time.perf_counter()
-        if event.get("type") == "tool_use":
-            print(f"    -> {event.get('name')}: {str(event.get('input', ''))[:100]}", flush=True)
-        elif event.get("type") == "tool_result":
-            self.tools.append((event.get("name", "?"), event.get("status", "?")))
-            if event.get("status") != "success":
-                print(f"    <- {event.get('name')}: {event.get('status')}", flush=True)
 
-    def turn(self, prompt: str) -> dict[str, Any]:
-        self.tools, self.first_event_at = [], None
-        say = lambda line: print(f"    {line}", flush=True)  # noqa: E731
-        answer = invoke(self.client, self.arn, self.session, prompt, True, self.on_event, say)
-        print(f"    answer: {answer.get('response', '').strip()[:400]}", flush=True)
+@dataclass(frozen=True)
+class DemoResult:
+    session: str
+    files: list[str]  # of package.json and index.js, those the resumed session still has
+    echo_added: bool  # the resumed turn added POST /echo to index.js
+    packages: int  # entries in node_modules
+    npm_found: bool  # whether the session has npm (why node_modules may be missing)
+    first_turn_messages: int
+    messages_before_resume: int
+    restored: bool  # workspace.restored in the resumed answer
+    stop_seconds: float
+    resume_seconds: float  # from the stop call to the first event of the resumed turn
+
+    @property
+    def ok(self) -> bool:
+        return len(self.files) == 2 and self.messages_before_resume > 0 and self.restored
+
+
+def run_demo(client: Any, arn: str, session: str, view: DemoView) -> DemoResult:
+    """Build, stop, resume, then look inside the session; return what survived."""
+    first_event: list[float] = []
+
+    def on_event(event: dict[str, Any]) -> None:
+        first_event.append(time.perf_counter())
+        view.event(event)
+
+    def turn(prompt: str) -> dict[str, Any]:
+        first_event.clear()
+        answer = invoke(client, arn, session, prompt, True, on_event, view.note)
+        view.answer(answer.get("response", ""))
         return answer
 
-    def show(self, command: str) -> tuple[int, str]:
-        print(f"    $ {command}", flush=True)
-        code, _, out = run_command(
-            self.client,
-            self.arn,
-            self.session,
-            command,
-            60,
-            lambda _s, text: print(indent(text), end="", flush=True),
-        )
-        return code, out
+    def command(line: str, show: bool = True) -> str:
+        if show:
+            view.command(line)
+        write: Callable[[str, str], None] | None = (lambda _stream, text: view.output(text)) if show else None
+        return run_command(client, arn, session, line, COMMAND_TIMEOUT, write, view.note).stdout
 
-    def run(self) -> int:
-        print("Session storage demo: files and conversation survive StopRuntimeSession")
-        print(f"  runtime  {self.arn}\n  session  {self.session}\n  endpoint {self.endpoint}\n")
+    view.step(f"build: {BUILD_PROMPT}")
+    first = turn(BUILD_PROMPT)
 
-        print(f"[1/4] build: {BUILD_PROMPT}", flush=True)
-        first = self.turn(BUILD_PROMPT)
+    view.step("stop the session (StopRuntimeSession)")
+    stop_started = time.perf_counter()
+    stop(client, arn, session)
+    stop_seconds = time.perf_counter() - stop_started
+    view.note(f"stopped in {stop_seconds:.1f}s: compute gone, storage kept")
 
-        print("\n[2/4] stop the session (StopRuntimeSession)", flush=True)
-        stop_started = time.perf_counter()
-        stop(self.client, self.arn, self.session)
-        stopped_in = time.perf_counter() - stop_started
-        print(f"    stopped in {stopped_in:.1f}s: compute gone, storage kept", flush=True)
+    view.step(f"resume: {RESUME_PROMPT}")
+    second = turn(RESUME_PROMPT)
+    resume_seconds = (first_event[0] if first_event else time.perf_counter()) - stop_started
 
-        print(f"\n[3/4] resume: {RESUME_PROMPT}", flush=True)
-        second = self.turn(RESUME_PROMPT)
-        resumed_in = (self.first_event_at or time.perf_counter()) - stop_started
-
-        print("\n[4/4] look inside the resumed session (InvokeAgentRuntimeCommand)", flush=True)
-        _, listing = self.show("ls -A")
-        self.show("cat package.json")
-        self.show("ls node_modules | head -n 5")
-        _, echo = self.show("grep -c \"app.post('/echo'\" index.js")
-        _, _, count = run_command(
-            self.client, self.arn, self.session, "ls node_modules 2>/dev/null | wc -l", 60
-        )
-        packages = int(count.strip() or 0)
-
-        files = [name for name in ("package.json", "index.js") if name in listing.split()]
-        history = second.get("history", {}).get("messages_before", 0)
-        restored = bool(second.get("workspace", {}).get("restored"))
-        print("\nSummary")
-        print(f"  {mark(len(files) == 2)} files survived the stop: {', '.join(files) or 'none'}")
-        print(f"  {mark(echo.strip() not in ('', '0'))} the resumed turn added POST /echo to index.js")
-        if packages:
-            print(f"  {mark(True)} node_modules survived too: {packages} packages")
-        else:
-            _, _, npm = run_command(self.client, self.arn, self.session, "command -v npm || true", 60)
-            why = "npm install could not reach the npm registry" if npm.strip() else "npm is not installed"
-            print(f"  --   no node_modules ({why}); the files above still prove persistence")
-        print(
-            f"  {mark(history > 0)} conversation survived: {history} messages of history "
-            "before the resumed turn"
-        )
-        print(f"  {mark(restored)} workspace.restored = {str(restored).lower()} in the resumed answer")
-        print(
-            f"  stop -> first resumed answer: {resumed_in:.1f}s (stop took {stopped_in:.1f}s; "
-            "the seed slept 15 s before even trying)"
-        )
-        print(
-            f"  session {self.session} "
-            f"(first turn: {first.get('history', {}).get('messages_before', 0)} messages)"
-        )
-        return 0 if len(files) == 2 and history > 0 and restored else 1
-
-
-def mark(ok: bool) -> str:
-    return "OK  " if ok else "FAIL"
-
-
-def indent(text: str) -> str:
-    return "".join(f"      {line}\n" for line in text.splitlines())
+    view.step("look inside the resumed session (InvokeAgentRuntimeCommand)")
+    listing, *_, echo = [command(line) for line in INSPECT]
+    packages = int(command("ls node_modules 2>/dev/null | wc -l", show=False).strip() or 0)
+    npm_found = bool(packages) or bool(command("command -v npm || true", show=False).strip())
+    return DemoResult(
+        session=session,
+        files=[name for name in ("package.json", "index.js") if name in listing.split()],
+        echo_added=echo.strip() not in ("", "0"),
+        packages=packages,
+        npm_found=npm_found,
+        first_turn_messages=first.get("history", {}).get("messages_before", 0),
+        messages_before_resume=second.get("history", {}).get("messages_before", 0),
+        restored=bool(second.get("workspace", {}).get("restored")),
+        stop_seconds=stop_seconds,
+        resume_seconds=resume_seconds,
+    )

@@ -9,6 +9,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from cloud.errors import error_code
+
 IAM_DIR = Path(__file__).resolve().parent.parent / "iam"
 POLICY_NAME = "agentcore-runtime"
 
@@ -22,7 +24,7 @@ def render(template: Path, *, account_id: str, region: str, repository: str) -> 
 
 
 def _missing(e: ClientError) -> bool:
-    return e.response["Error"]["Code"] == "NoSuchEntity"
+    return error_code(e) == "NoSuchEntity"
 
 
 def ensure_role(iam, role_name: str, trust: dict, permissions: dict) -> tuple[str, list[str]]:

@@ -4,24 +4,31 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
-RECORD_PATH = Path(os.environ.get("AGENTCORE_RUNTIME_FILE", ".agentcore/runtime.json"))
+import durable
+
+REPO = Path(__file__).resolve().parent.parent
+# Beside the checkout, not the working directory: client.py finds what deploy.py wrote from anywhere.
+DEFAULT_PATH = REPO / ".agentcore" / "runtime.json"
+PATH_VARIABLE = "AGENTCORE_RUNTIME_FILE"
 
 
-def write_record(arn: str, runtime_id: str, region: str, path: Path = RECORD_PATH) -> Path:
+def record_path(env: Mapping[str, str] = os.environ) -> Path:
+    """Where the record lives: AGENTCORE_RUNTIME_FILE, else DEFAULT_PATH. The CLIs call it once, in main()."""
+    return Path(env[PATH_VARIABLE]).absolute() if env.get(PATH_VARIABLE) else DEFAULT_PATH
+
+
+def write_record(arn: str, runtime_id: str, region: str, path: Path) -> Path:
     """Record the deployed runtime atomically, so a killed deploy never leaves half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     body = json.dumps({"agentRuntimeArn": arn, "agentRuntimeId": runtime_id, "region": region}, indent=2)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".runtime-")
-    with os.fdopen(fd, "w") as f:
-        f.write(body + "\n")
-    os.replace(tmp, path)
+    durable.write_text(path, body + "\n")
     return path
 
 
-def read_arn(path: Path = RECORD_PATH) -> str | None:
+def read_arn(path: Path) -> str | None:
     """The recorded runtime ARN, or None when nothing was deployed from here."""
     try:
         return json.loads(path.read_text())["agentRuntimeArn"]
@@ -29,7 +36,7 @@ def read_arn(path: Path = RECORD_PATH) -> str | None:
         return None
 
 
-def forget_record(arn: str, path: Path = RECORD_PATH) -> bool:
+def forget_record(arn: str, path: Path) -> bool:
     """Remove the record if it names this runtime (after a delete); True when removed."""
     if read_arn(path) != arn:
         return False

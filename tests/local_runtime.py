@@ -19,8 +19,10 @@ import httpx
 import uvicorn
 from botocore.config import Config
 
+from agent.providers import model_variables
 from agentcore_local.server import bind, create_app
 from agentcore_local.settings import Settings
+from cloud.session_calls import read_command_stream
 
 PLAN = Path(__file__).resolve().parent / "plans" / "local_runtime.json"
 ROLE = "arn:aws:iam::123456789012:role/AgentCoreRuntimeRole"
@@ -103,6 +105,7 @@ def local_runtime(tmp: Path, **settings: Any) -> Iterator[LocalRuntime]:
     settings = {"sandbox": os.environ.get("AGENTCORE_LOCAL_TEST_SANDBOX", "auto"), **settings}
     config = Settings.from_env(
         {"MODEL_PROVIDER": "scripted", "SCRIPTED_PLAN": str(PLAN)},
+        passthrough=model_variables(),  # as serve does
         state_dir=tmp / "state",
         reaper_interval=0.2,
         stop_grace=5.0,
@@ -147,11 +150,4 @@ def run(client, arn: str, session: str, command: str, timeout: int = 60) -> tupl
     answer = client.invoke_agent_runtime_command(
         agentRuntimeArn=arn, runtimeSessionId=session, body={"command": command, "timeout": timeout}
     )
-    out, err, code, status = [], [], None, None
-    for event in answer["stream"]:
-        chunk = event["chunk"]
-        out.append(chunk.get("contentDelta", {}).get("stdout", ""))
-        err.append(chunk.get("contentDelta", {}).get("stderr", ""))
-        if "contentStop" in chunk:
-            code, status = chunk["contentStop"]["exitCode"], chunk["contentStop"]["status"]
-    return code, status, "".join(out), "".join(err)
+    return read_command_stream(answer["stream"])

@@ -10,7 +10,7 @@ import pytest
 from strands import Agent
 from strands.session.file_session_manager import FileSessionManager
 
-from agent import history, protocol
+from agent import history, protocol, providers
 from agent.providers import ModelConfigError, build_model
 from agent.scripted import BANNER, PlanError, ScriptedModel, load_plan
 from agent.settings import DEFAULT_MODEL_ID, Settings
@@ -223,6 +223,48 @@ def test_bedrock_without_credentials_says_what_to_set(monkeypatch: pytest.Monkey
 def test_bedrock_with_credentials_builds_the_configured_model():
     model = build_model(Settings.from_env({"MODEL_PROVIDER": "bedrock", "AWS_REGION": "us-west-2"}))
     assert model.get_config()["model_id"] == DEFAULT_MODEL_ID
+
+
+@pytest.fixture
+def extra_provider(monkeypatch: pytest.MonkeyPatch) -> list[Settings]:
+    """A provider added the documented way: one entry in the registry. It records what it was built with."""
+    built: list[Settings] = []
+
+    def build(settings: Settings) -> ScriptedModel:
+        built.append(settings)
+        return ScriptedModel(settings.scripted_plan, settings.workspace)
+
+    extra = providers.Provider("extra", build, ("EXTRA_URL",))
+    monkeypatch.setitem(providers.PROVIDERS, "extra", extra)
+    return built
+
+
+def test_a_provider_added_to_the_registry_is_chosen_and_reads_its_declared_variables(extra_provider):
+    settings = Settings.from_env({"MODEL_PROVIDER": "extra", "EXTRA_URL": "http://x", "OTHER": "no"})
+    build_model(settings)
+    assert extra_provider == [settings]
+    assert settings.provider_env == {"EXTRA_URL": "http://x"}  # only what some provider declares
+    with pytest.raises(ModelConfigError, match="not one of bedrock, scripted, openai, ollama, extra"):
+        build_model(Settings.from_env({"MODEL_PROVIDER": "nope"}))
+
+
+def test_the_local_runtime_passes_every_providers_variables_to_the_agent(
+    extra_provider, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """`serve` reads the registry: a new provider's variables reach the sandboxed agent with no other edit."""
+    import agentcore_local.server
+    from agentcore_local.__main__ import main as serve_main
+
+    served: list = []
+    monkeypatch.setattr(agentcore_local.server, "serve", served.append)
+    declared = {name: f"value-of-{name}" for name in providers.model_variables()}
+    for name, value in {**declared, "UNRELATED_SECRET": "x"}.items():
+        monkeypatch.setenv(name, value)
+    assert serve_main(["serve", "--state-dir", str(tmp_path)]) == 0
+    (settings,) = served
+    assert "EXTRA_URL" in declared and "OPENAI_API_KEY" in declared and "MODEL_PROVIDER" in declared
+    assert declared.items() <= dict(settings.agent_env).items()
+    assert "UNRELATED_SECRET" not in settings.agent_env
 
 
 def test_importing_the_service_touches_no_workspace(tmp_path: Path):

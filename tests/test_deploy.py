@@ -15,8 +15,9 @@ from botocore.exceptions import NoCredentialsError, ParamValidationError
 from botocore.stub import Stubber
 
 import deploy
+from cloud import agent_runtime as rt
 from cloud import clients, image_arch
-from cloud.errors import describe
+from cloud.errors import explain
 
 ACCOUNT, REGION, NAME = "123456789012", "us-west-2", "coding_agent"
 RUNTIME_ID = "coding_agent-AbCdEf1234"  # AWS appends 10 random characters to the name
@@ -405,6 +406,21 @@ def test_delete_waits_until_gone_and_forgets_the_record(aws: Harness) -> None:
     assert "deleted runtime coding_agent-AbCdEf1234" in aws.out.getvalue()
 
 
+def test_a_delete_that_fails_says_why_and_keeps_the_record(
+    aws: Harness, capsys: pytest.CaptureFixture[str]
+) -> None:
+    deploy.runtime_record.write_record(ARN, RUNTIME_ID, REGION, aws.ctx.record_path)
+    aws.control.add_response("get_agent_runtime", runtime(), {"agentRuntimeId": RUNTIME_ID})
+    aws.control.add_response("delete_agent_runtime", {"status": "DELETING"}, {"agentRuntimeId": RUNTIME_ID})
+    failed = runtime("DELETE_FAILED", failureReason="endpoint still in use")
+    aws.control.add_response("get_agent_runtime", failed, {"agentRuntimeId": RUNTIME_ID})
+    assert aws.run("delete", RUNTIME_ID, "--yes") == 1
+    assert capsys.readouterr().err == (
+        f"deploy.py: error: runtime {RUNTIME_ID} is DELETE_FAILED: endpoint still in use\n"
+    )
+    assert aws.record is not None
+
+
 # --- architecture check -------------------------------------------------------------------------------
 
 ECR_REQUEST = {
@@ -552,10 +568,28 @@ def test_missing_credentials_are_one_actionable_line(
     assert err.count("\n") == 1
 
 
-def test_describe_flattens_parameter_errors_into_one_line() -> None:
+def test_every_layer_restates_the_same_mount_path() -> None:
+    from agent.settings import Settings
+    from agentcore_local.settings import DEFAULT_MOUNT_PATH as EMULATED
+
+    assert rt.DEFAULT_MOUNT_PATH == EMULATED == str(Settings().workspace) == "/mnt/workspace"
+
+
+def test_explain_flattens_parameter_errors_into_one_line() -> None:
     error = ParamValidationError(report='Missing required parameter in input: "roleArn"\nInvalid type')
-    assert describe(error) == 'invalid request: Missing required parameter in input: "roleArn" Invalid type'
-    assert "aws configure" in describe(NoCredentialsError())
+    assert explain(error) == 'invalid request: Missing required parameter in input: "roleArn" Invalid type'
+    assert "aws configure" in explain(NoCredentialsError())
+
+
+def test_ctrl_c_exits_130_in_one_line(aws: Harness, capsys: pytest.CaptureFixture[str]) -> None:
+    def interrupted(question: str) -> bool:
+        raise KeyboardInterrupt
+
+    aws.ctx.confirm = interrupted
+    aws.control.add_response("get_agent_runtime", runtime(), {"agentRuntimeId": RUNTIME_ID})
+    # No DeleteAgentRuntime is stubbed: had it been sent, the Stubber would fail the test.
+    assert aws.run("delete", RUNTIME_ID) == 130
+    assert capsys.readouterr().err == "deploy.py: interrupted\n"
 
 
 # --- the seed's flags ---------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The Dockerfile builds what SPEC section 4 asks for, and hadolint finds nothing in it."""
+"""The Dockerfile builds what docs/CONTRACT.md §4 asks for, and hadolint finds nothing in it."""
 
 from __future__ import annotations
 
@@ -79,7 +79,7 @@ def test_dockerignore_lets_through_exactly_what_the_image_copies() -> None:
     ignore = (ROOT / ".dockerignore").read_text().splitlines()
     assert "*" in ignore  # everything else (.venv, .git, .agentcore, tests) stays out of the build context
     sources = {rest.split()[0] for rest in args_of("COPY") if not rest.startswith("--from")}
-    assert sources == {"requirements.txt", "coding_agent.py", "agent/", "scripted/", "demo/"}
+    assert sources == {"requirements.txt", "coding_agent.py", "agent/", "scripted/", "durable/", "demo/"}
     assert {f"!{source}" for source in sources} <= set(ignore)
 
 

@@ -9,11 +9,14 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
+from botocore.stub import Stubber
 from moto import mock_aws
 
 import deploy
 from agent.settings import DEFAULT_MODEL_ID
-from cloud.execution_role import IAM_DIR, POLICY_NAME
+from cloud.errors import explain
+from cloud.execution_role import IAM_DIR, POLICY_NAME, ensure_role
 
 MOTO_ACCOUNT = "123456789012"
 ROLE_NAME = "AgentCoreRuntime-coding_agent"
@@ -131,3 +134,16 @@ def test_bedrock_permissions_cover_the_agents_default_model_and_its_inference_pr
         f"arn:aws:bedrock:us-west-2:111122223333:inference-profile/{DEFAULT_MODEL_ID}",
         *(f"arn:aws:bedrock:{r}::foundation-model/{model}" for r in ("us-east-1", "us-east-2", "us-west-2")),
     }
+
+
+# --- errors IAM answers -------------------------------------------------------------------------------
+
+
+def test_an_iam_error_other_than_no_such_entity_is_not_taken_for_a_missing_role() -> None:
+    client = boto3.client("iam", region_name="us-east-1")
+    with Stubber(client) as stub:
+        stub.add_client_error("get_role", "AccessDenied", "not authorized to iam:GetRole", 403)
+        with pytest.raises(ClientError) as raised:
+            ensure_role(client, ROLE_NAME, {}, {})
+        stub.assert_no_pending_responses()  # and no CreateRole was sent
+    assert "not authorized to iam:GetRole (your AWS identity lacks this permission)" in explain(raised.value)

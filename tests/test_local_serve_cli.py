@@ -1,7 +1,7 @@
 """`python -m agentcore_local serve` as a user runs it, driven by `client.py` as a user runs it.
 
-One server process for the module; the last test stops it with SIGTERM and checks that no
-sandbox outlives it.
+One server process for the module; the SIGTERM test starts its own, so every test runs
+alone and in any order.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import boto3
@@ -39,9 +40,9 @@ class Served:
         )
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    tmp = tmp_path_factory.mktemp("serve")
+@contextmanager
+def serving(tmp: Path) -> Iterator[Served]:
+    """`serve` on a free port with its state in `tmp`, and the exports `env` prints for it."""
     state, log = tmp / "state", tmp / "serve.log"
     env = {
         **os.environ,
@@ -74,6 +75,12 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     if process.poll() is None:
         process.kill()
         process.wait()
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    with serving(tmp_path_factory.mktemp("serve")) as server:
+        yield server
 
 
 def test_serve_prints_the_default_runtime_and_env_prints_the_exports(served: Served) -> None:
@@ -151,10 +158,15 @@ def test_exec_passes_the_commands_output_and_exit_code_through(served: Served) -
     assert stopped.returncode == 0 and "stopped session" in stopped.stdout
     again = served.client("stop", SESSION_ID=session)
     assert again.returncode == 1 and "nothing to stop" in again.stderr
-    served.client("exec", "true", SESSION_ID=session)  # leave a session running for the shutdown test
 
 
-def test_sigterm_stops_every_session_and_leaves_no_sandbox_behind(served: Served) -> None:
+def test_sigterm_stops_every_session_and_leaves_no_sandbox_behind(tmp_path: Path) -> None:
+    with serving(tmp_path) as served:
+        assert served.client("exec", "true", SESSION_ID=new_session_id()).returncode == 0
+        sigterm_stops_everything(served)
+
+
+def sigterm_stops_everything(served: Served) -> None:
     state = str(served.state_dir)
 
     def sandboxes() -> list[str]:
@@ -166,3 +178,15 @@ def test_sigterm_stops_every_session_and_leaves_no_sandbox_behind(served: Served
     assert served.process.wait(30) == 0
     assert sandboxes() == []
     assert not (served.state_dir / "endpoint.json").exists()
+
+
+def test_serve_refuses_a_sandbox_that_cannot_run_here_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import agentcore_local.bwrap_sandbox
+    from agentcore_local.__main__ import main
+
+    monkeypatch.setattr(agentcore_local.bwrap_sandbox, "bwrap_works", lambda: False)
+    assert main(["serve", "--sandbox", "bwrap", "--state-dir", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("agentcore_local: --sandbox bwrap: bubblewrap is missing") and err.count("\n") == 1
