@@ -13,12 +13,12 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from durable import write_json
 
 from .endpoints import DEFAULT, RUNTIME_ARN, RUNTIME_ID, Endpoint, EndpointsAndTags, iso, random_suffix
 from .exceptions import ConflictException, ResourceNotFoundException, ValidationException
@@ -177,11 +177,7 @@ class RuntimeRegistry(EndpointsAndTags):
         if self.path is None:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        body = json.dumps({"runtimes": [r.to_json() for r in self.runtimes.values()]}, indent=1)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".runtimes-")
-        with os.fdopen(fd, "w") as f:
-            f.write(body)
-        os.replace(tmp, self.path)
+        write_json(self.path, {"runtimes": [r.to_json() for r in self.runtimes.values()]}, indent=1)
 
     def _notify(self, change: str, runtime: Runtime) -> None:
         for listener in self.listeners:
