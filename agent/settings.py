@@ -30,6 +30,7 @@ class Settings:
     max_prompt_chars: int = 100_000
     max_tool_output_chars: int = 20_000
     max_warm_conversations: int = 32
+    backup_bucket: str | None = None  # S3 bucket for checkpoint backups (agent/backup.py); None: no backups
 
     @property
     def sessions_dir(self) -> Path:
@@ -54,4 +55,5 @@ class Settings:
             openai_api_key=env.get("OPENAI_API_KEY", "none"),
             ollama_host=env.get("OLLAMA_HOST", cls.ollama_host),
             shell_timeout=int(env.get("SHELL_TIMEOUT", cls.shell_timeout)),
+            backup_bucket=env.get("BACKUP_BUCKET", "").strip() or None,
         )
