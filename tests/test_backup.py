@@ -10,8 +10,10 @@ import hashlib
 import json
 import logging
 import os
+import signal
 import stat
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -353,3 +355,96 @@ def test_the_key_prefix_needs_the_session_id_and_differs_per_session() -> None:
     a, b = backup.prefix(SESSION_A), backup.prefix(SESSION_B)
     assert a != b and SESSION_A not in a
     assert a == "v1/" + hashlib.sha256(f"agentcore-backup:{SESSION_A}".encode()).hexdigest()
+
+
+# --- a restore cut short by kill -9 -----------------------------------------------------------------
+
+# Restore in a child process with a slow disk (every file copy waits 5 ms), so a kill lands mid-way.
+SLOW_RESTORE = """
+import shutil, sys, time
+from pathlib import Path
+import boto3
+from agent.backup import S3Backup
+endpoint, bucket, workspace, session = sys.argv[1:5]
+copy = shutil.copyfile
+shutil.copyfile = lambda src, dst: (time.sleep(0.005), copy(src, dst))[1]
+client = boto3.client("s3", endpoint_url=endpoint, region_name="us-west-2")
+S3Backup(bucket, client=client).restore_if_empty(Path(workspace), session)
+"""
+
+
+def files_in(ws: Path) -> int:
+    return sum(len(names) for folder, _, names in os.walk(ws) if ".sessions" not in Path(folder).parts)
+
+
+def test_restore_killed_mid_way_is_resumed_by_the_next_turn_to_the_same_result(
+    s3: S3, bucket: str, endpoint: str, session_a: Path, tmp_path: Path
+) -> None:
+    backups(s3, bucket).push(session_a, SESSION_A)
+    fresh = tmp_path / "fresh"
+    argv = [sys.executable, "-c", SLOW_RESTORE, endpoint, bucket, str(fresh), SESSION_A]
+    child = subprocess.Popen(argv, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    deadline = time.monotonic() + 60
+    while child.poll() is None and files_in(fresh) < 20 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    if child.poll() is not None:
+        pytest.fail(f"the restore ended (exit {child.returncode}) before it could be killed")
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+
+    marker = fresh / ".sessions" / ".checkpoints" / backup.RESTORING_FILE
+    assert marker.exists() and tree(fresh) != tree(session_a)  # cut short, and it knows
+    report = backups(s3, bucket).restore_if_empty(fresh, SESSION_A)
+
+    assert report is not None and report.checkpoint == "000001"
+    assert tree(fresh) == tree(session_a)
+    assert conversation(fresh) == ["build a node project", "done"]
+    assert not marker.exists()
+    assert backups(s3, bucket).restore_if_empty(fresh, SESSION_A) is None  # done: not again
+
+
+# --- restore_missing ------------------------------------------------------------------------------
+
+
+def test_restore_missing_brings_back_lost_files_and_never_overwrites_newer_ones(
+    s3: S3, bucket: str, session_a: Path
+) -> None:
+    backups(s3, bucket).push(session_a, SESSION_A)
+    before = tree(session_a)
+    lost = ["bin/run.sh", "main.js"] + [p for p in before if p.startswith("node_modules/pkg3")]
+    for path in ("bin/run.sh", "main.js"):
+        (session_a / path).unlink()
+    subprocess.run(["rm", "-rf", str(session_a / "node_modules" / "pkg3")], check=True)
+    (session_a / "index.js").write_text("edited after the checkpoint\n")
+    s3.puts.clear()
+
+    report = backups(s3, bucket).restore_missing(session_a, SESSION_A, [*lost, "index.js", "not-in-manifest"])
+
+    assert sorted(report.restored) == sorted(lost)
+    assert report.kept == ["index.js"] and report.unavailable == ["not-in-manifest"]
+    assert (session_a / "index.js").read_text() == "edited after the checkpoint\n"
+    assert {p: v for p, v in tree(session_a).items() if p != "index.js"} == {
+        p: v for p, v in before.items() if p != "index.js"
+    }
+    assert s3.puts == []
+
+
+def test_restore_missing_fetches_from_the_backup_what_the_store_lost(
+    s3: S3, bucket: str, session_a: Path
+) -> None:
+    backups(s3, bucket).push(session_a, SESSION_A)
+    before = tree(session_a)
+    run_sh = session_a / "bin" / "run.sh"
+    sha = hashlib.sha256(run_sh.read_bytes()).hexdigest()
+    run_sh.unlink()
+    (session_a / ".sessions" / ".checkpoints" / "objects" / sha[:2] / sha).unlink()
+    gets: list[dict] = []
+    s3.client.meta.events.register(
+        "before-parameter-build.s3.GetObject", lambda params, **_: gets.append(params)
+    )
+
+    report = backups(s3, bucket).restore_missing(session_a, SESSION_A, ["bin/run.sh"])
+
+    assert report.restored == ["bin/run.sh"] and tree(session_a) == before
+    ((get_params),) = gets
+    assert "/packs/" in get_params["Key"] and get_params["Range"].startswith("bytes=")  # only its bytes
