@@ -19,11 +19,13 @@ import stat
 import tempfile
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 SESSIONS = ".sessions"
 STORE = Path(SESSIONS) / ".checkpoints"
+PLACERS = 8  # threads writing files into the workspace
 STAGING = "backup-tmp"  # temp files of a restore; emptied at the start of the next one
 SHA256 = re.compile(r"[0-9a-f]{64}")
 
@@ -263,17 +265,20 @@ def materialize(store: Store, files: dict[str, dict], only: list[str] | None = N
         target.mkdir(parents=True, exist_ok=True)
         made.add(target)
         (kept if existed and not replace else written).append(rel)
-    for rel in chosen:
+
+    def place(rel: str) -> bool:
         entry, target = files[rel], store.workspace / rel
         if entry["type"] == "file":
-            done = _place_file(store, store.object_path(entry["sha256"]), target, entry, replace, made)
-        elif entry["type"] == "symlink":
-            done = _place_symlink(store, entry["target"], target, replace, made)
-        else:
-            continue
-        (written if done else kept).append(rel)
+            return _place_file(store, store.object_path(entry["sha256"]), target, entry, replace, made)
+        return _place_symlink(store, entry["target"], target, replace, made)
+
+    leaves = [p for p in chosen if files[p]["type"] != "dir"]  # never under a symlink: check_manifest
+    with ThreadPoolExecutor(PLACERS) as pool:  # file creation waits on the disk, not the CPU
+        for rel, done in zip(leaves, pool.map(place, leaves), strict=True):
+            (written if done else kept).append(rel)
+    new_dirs = set(written)
     for rel in reversed(dirs):  # modes last and deepest first: a read-only dir must not block its children
-        if rel in written:
+        if rel in new_dirs:
             os.chmod(store.workspace / rel, files[rel].get("mode", 0o755))
     return written, kept
 

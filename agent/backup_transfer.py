@@ -19,7 +19,7 @@ from typing import Any
 from agent.backup_files import DamagedBackup, Store, parse_json
 
 ALONE_BYTES = 1 << 20  # objects this big go alone; smaller ones into packs
-PACK_BYTES = 8 << 20  # a pack is closed once it holds this much
+PACK_BYTES = 1 << 20  # a pack is closed once it holds this much: several packs restore in parallel
 WORKERS = 16
 ROUND = 4 * WORKERS  # requests per round; after each the caller saves what is uploaded
 

@@ -1,7 +1,7 @@
 """agent/backup.py against a real S3 API: moto in server mode on 127.0.0.1, reached over HTTP by boto3.
 
-The checkpoint store is written here in the layout CHECKPOINTS.md documents (the layout on
-disk is the contract), so these tests do not depend on agent/checkpoints.py.
+Checkpoints are written in the layout CHECKPOINTS.md documents (the layout on disk is the
+contract; bench/backup.py's write_checkpoint), so these tests do not depend on agent/checkpoints.py.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from strands.types.session import SessionAgent, SessionMessage
 
 from agent import backup, backup_transfer
 from agent.backup import BackupError, S3Backup
+from bench.backup import write_checkpoint  # the store's documented layout, as agent/checkpoints.py writes it
 
 REPO = Path(__file__).resolve().parent.parent
 SESSION_A = "session-a-" + "0" * 30
@@ -119,51 +120,6 @@ def conversation(ws: Path) -> list[str]:
     return [m.message["content"][0]["text"] for m in sessions.list_messages(CONVERSATION, "default")]
 
 
-def checkpoint(ws: Path, messages: int = 0) -> dict:
-    """A checkpoint as agent/checkpoints.py writes it: objects by sha256, then manifests/<seq>.json."""
-    store = ws / ".sessions" / ".checkpoints"
-    entries: dict[str, dict] = {}
-    for folder, dirs, names in os.walk(ws):
-        if Path(folder) == ws:
-            dirs.remove(".sessions") if ".sessions" in dirs else None
-        for name in [*dirs, *names]:
-            path = Path(folder, name)
-            rel, st = path.relative_to(ws).as_posix(), path.lstat()
-            if stat.S_ISLNK(st.st_mode):
-                entries[rel] = {"type": "symlink", "target": os.readlink(path)}
-            elif stat.S_ISDIR(st.st_mode):
-                entries[rel] = {"type": "dir", "mode": stat.S_IMODE(st.st_mode)}
-            else:
-                data = path.read_bytes()
-                sha = hashlib.sha256(data).hexdigest()
-                obj = store / "objects" / sha[:2] / sha
-                obj.parent.mkdir(parents=True, exist_ok=True)
-                obj.write_bytes(data)
-                entries[rel] = {
-                    "type": "file",
-                    "size": st.st_size,
-                    "mode": stat.S_IMODE(st.st_mode),
-                    "mtime": st.st_mtime,
-                    "sha256": sha,
-                }
-    (store / "manifests").mkdir(parents=True, exist_ok=True)
-    seq = len(os.listdir(store / "manifests")) + 1
-    manifest = {
-        "id": f"{seq:06d}",
-        "seq": seq,
-        "time": time.time(),
-        "conversation_id": CONVERSATION,
-        "messages": messages,
-        "prompt": f"turn {seq}",
-        "kind": "turn",
-        "outcome": "answered",
-        "files": entries,
-        "changed": {"added": [], "modified": [], "deleted": [], "mode": []},
-    }
-    (store / "manifests" / f"{seq:06d}.json").write_text(json.dumps(manifest))
-    return manifest
-
-
 def tree(ws: Path) -> dict[str, tuple]:
     """Everything a restore must bring back: type, mode, content or target, mtime (not .sessions/)."""
     found = {}
@@ -188,7 +144,7 @@ def session_a(tmp_path: Path) -> Path:
     ws = tmp_path / "a"
     build_project(ws)
     say(ws, "build a node project", "done")
-    checkpoint(ws, messages=2)
+    write_checkpoint(ws, messages=2)
     return ws
 
 
@@ -223,7 +179,7 @@ def test_push_uploads_objects_then_manifest_then_latest_under_the_sessions_prefi
 def test_a_large_file_travels_alone_and_small_ones_in_a_pack(s3: S3, bucket: str, session_a: Path) -> None:
     big = os.urandom(backup_transfer.ALONE_BYTES + 1)
     (session_a / "big.bin").write_bytes(big)
-    checkpoint(session_a, messages=2)
+    write_checkpoint(session_a, messages=2)
 
     backups(s3, bucket).push(session_a, SESSION_A)
 
@@ -238,7 +194,7 @@ def test_second_push_uploads_only_what_changed(s3: S3, bucket: str, session_a: P
     s3.puts.clear()
     (session_a / "index.js").write_text("require('express')\n// changed\n")
     say(session_a, "change index.js", "changed")
-    checkpoint(session_a, messages=4)
+    write_checkpoint(session_a, messages=4)
 
     report = store.push(session_a, SESSION_A)
 
@@ -325,7 +281,7 @@ def test_after_a_restore_the_next_push_uploads_only_the_new_turn(
     backups(s3, bucket).restore_if_empty(fresh, SESSION_A)
     s3.puts.clear()
     (fresh / "new.txt").write_text("after the reset\n")
-    checkpoint(fresh, messages=2)
+    write_checkpoint(fresh, messages=2)
 
     backups(s3, bucket).push(fresh, SESSION_A)
 
@@ -359,7 +315,7 @@ def test_the_key_prefix_needs_the_session_id_and_differs_per_session() -> None:
 
 # --- a restore cut short by kill -9 -----------------------------------------------------------------
 
-# Restore in a child process with a slow disk (every file copy waits 5 ms), so a kill lands mid-way.
+# Restore in a child process with a slow disk (every file copy waits 50 ms), so a kill lands mid-way.
 SLOW_RESTORE = """
 import shutil, sys, time
 from pathlib import Path
@@ -367,7 +323,7 @@ import boto3
 from agent.backup import S3Backup
 endpoint, bucket, workspace, session = sys.argv[1:5]
 copy = shutil.copyfile
-shutil.copyfile = lambda src, dst: (time.sleep(0.005), copy(src, dst))[1]
+shutil.copyfile = lambda src, dst: (time.sleep(0.05), copy(src, dst))[1]
 client = boto3.client("s3", endpoint_url=endpoint, region_name="us-west-2")
 S3Backup(bucket, client=client).restore_if_empty(Path(workspace), session)
 """
