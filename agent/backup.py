@@ -272,6 +272,8 @@ class S3Backup:
         except _errors() as error:
             code = str(getattr(error, "response", {}).get("Error", {}).get("Code", ""))
             if missing_ok and code in NOT_THERE:
+                # Without s3:ListBucket S3 answers a missing key with 403, so 403 usually means "no backup"
+                log.info("backup | no %s (S3 said %s)", key, code)
                 return None
             raise
 
