@@ -404,3 +404,47 @@ def test_restore_missing_fetches_from_the_backup_what_the_store_lost(
     assert report.restored == ["bin/run.sh"] and tree(session_a) == before
     ((get_params),) = gets
     assert "/packs/" in get_params["Key"] and get_params["Range"].startswith("bytes=")  # only its bytes
+
+
+# --- configuration: environment variables only ------------------------------------------------------
+
+
+def test_backups_are_off_without_backup_bucket_and_on_with_it() -> None:
+    from agent.settings import Settings
+
+    assert S3Backup.from_bucket(Settings.from_env({}).backup_bucket) is None
+    assert S3Backup.from_bucket(Settings.from_env({"BACKUP_BUCKET": "  "}).backup_bucket) is None
+    assert Settings.from_env({"BACKUP_BUCKET": " my-backups "}).backup_bucket == "my-backups"
+
+
+def test_the_s3_client_comes_from_aws_endpoint_url_s3_alone(
+    s3: S3, bucket: str, endpoint: str, session_a: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", endpoint)  # what agentcore_local passes to a session
+    made = S3Backup.from_bucket(bucket, region="us-west-2")
+    assert made is not None
+    made.push(session_a, SESSION_A)
+
+    report = S3Backup.from_bucket(bucket, region="us-west-2").restore_if_empty(tmp_path / "fresh", SESSION_A)
+
+    assert report is not None and tree(tmp_path / "fresh") == tree(session_a)
+    assert made.status(session_a) == {
+        "bucket": bucket,
+        "pushed_seq": 1,
+        "last_push": pytest.approx(time.time(), abs=60),
+        "last_error": None,
+    }
+
+
+def test_a_failed_push_is_recorded_and_the_next_push_completes_it(
+    s3: S3, bucket: str, session_a: Path, tmp_path: Path
+) -> None:
+    broken = backups(s3, "no-such-bucket-here")
+    with pytest.raises(
+        BackupError, match=r"push to s3://no-such-bucket-here stopped: .*NoSuchBucket.*next turn retries"
+    ):
+        broken.push(session_a, SESSION_A)
+    assert "NoSuchBucket" in broken.status(session_a)["last_error"]
+
+    assert backups(s3, bucket).push(session_a, SESSION_A).manifests == [1]
+    assert backups(s3, bucket).restore_if_empty(tmp_path / "fresh", SESSION_A) is not None
