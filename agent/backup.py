@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 from agent import backup_files as files
 from agent.backup_files import DamagedBackup, Store
-from agent.backup_transfer import WORKERS, Transfer
+from agent.backup_transfer import NOT_THERE, WORKERS, Transfer, error_code
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,6 @@ KEY_VERSION = "v1"
 REFRESH_AFTER_DAYS = 30
 STATE_FILE = "backup.json"
 RESTORING_FILE = "backup-restore.json"  # present while a restore runs; removed last
-NOT_THERE = {"NoSuchKey", "404", "NotFound", "AccessDenied", "403"}  # without ListBucket, S3 says 403
 
 
 class BackupError(RuntimeError):
@@ -212,22 +211,27 @@ class S3Backup:
             older = [s for s in latest.get("seqs", []) if isinstance(s, int) and s < seq]
             manifests = [m for s in older if (m := self._get_json(transfer, f"manifests/{s:06d}.json", True))]
             history = head.pop("history", {})
-            wanted: dict[str, list | None] = {}
+            needs = []  # (manifest, {sha: location}) oldest first, the head last
             for m in (*manifests, head):
                 m.pop("history", None)
                 locations = m.pop("locations", {})
-                for sha in files.check_manifest(m["files"], history if m is head else {}):
-                    wanted[sha] = locations.get(sha)
+                shas = files.check_manifest(m["files"], history if m is head else {})
+                needs.append((m, {sha: locations.get(sha) for sha in shas}))
             store.staging(clear=True)
-            absent = {sha: loc for sha, loc in wanted.items() if not store.object_path(sha).exists()}
-            downloaded, stamps = transfer.download(store, absent)
+            downloaded, stamps = transfer.download(store, _absent(store, needs[-1][1]))
+            # Older checkpoints (for undo) are best effort: an object only they use may have expired.
+            older_needs = {sha: loc for _, need in needs[:-1] for sha, loc in need.items()}
+            more, older_stamps = transfer.download(store, _absent(store, older_needs), missing_ok=True)
             written, _ = files.materialize(store, head["files"])
             files.materialize_history(store, history)
-            for m in (*manifests, head):
+            complete = [(m, need) for m, need in needs if not _absent(store, need)]
+            for m, _ in complete:
                 store.write_manifest(m)
             state = self._state(store, transfer.prefix)
             state.update(pushed_seq=seq, history={}, last_error=None)
-            state["objects"].update({sha: [stamps.get(sha, 0.0), loc] for sha, loc in wanted.items()})
+            stamps |= older_stamps
+            for _, need in complete:
+                state["objects"].update({sha: [stamps.get(sha, 0.0), loc] for sha, loc in need.items()})
             self._save(store, state)
             marker.unlink()  # last: until here a rerun resumes
         except (OSError, KeyError, TypeError, ValueError, *_errors()) as error:
@@ -238,7 +242,7 @@ class S3Backup:
             checkpoint=str(head.get("id", f"{seq:06d}")),
             files=len(written),
             bytes=sum(e.get("size", 0) for e in [*head["files"].values(), *history.values()]),
-            downloaded_bytes=downloaded,
+            downloaded_bytes=downloaded + more,
             messages=head.get("messages"),
             seconds=time.perf_counter() - started,
         )
@@ -256,7 +260,7 @@ class S3Backup:
             if absent and session_id:
                 known = self._state(store, prefix(session_id))["objects"]
                 wanted = {sha: known[sha][1] for sha in absent if sha in known}  # what was pushed, and where
-                self._transfer(session_id).download(store, wanted, whole_packs=False)
+                self._transfer(session_id).download(store, wanted, whole_packs=False, missing_ok=True)
             present = [
                 p for p, e in chosen.items() if e["type"] != "file" or store.object_path(e["sha256"]).exists()
             ]
@@ -270,7 +274,7 @@ class S3Backup:
         try:
             return transfer.get_json(key)
         except _errors() as error:
-            code = str(getattr(error, "response", {}).get("Error", {}).get("Code", ""))
+            code = error_code(error)
             if missing_ok and code in NOT_THERE:
                 # Without s3:ListBucket S3 answers a missing key with 403, so 403 usually means "no backup"
                 log.info("backup | no %s (S3 said %s)", key, code)
@@ -294,6 +298,10 @@ class S3Backup:
     @staticmethod
     def _save(store: Store, state: dict) -> None:
         files.write_json(store.root / STATE_FILE, state)
+
+
+def _absent(store: Store, wanted: dict[str, Any]) -> dict[str, Any]:
+    return {sha: loc for sha, loc in wanted.items() if not store.object_path(sha).exists()}
 
 
 def _shas(entries: Any) -> set[str]:

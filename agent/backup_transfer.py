@@ -23,6 +23,7 @@ PACK_BYTES = 1 << 20  # a pack is closed once it holds this much: several packs 
 WORKERS = 16
 ROUND = 4 * WORKERS  # requests per round; after each the caller saves what is uploaded
 
+NOT_THERE = {"NoSuchKey", "404", "NotFound", "AccessDenied", "403"}  # without ListBucket, S3 says 403
 Location = list  # [pack sha256, offset, size], or None for an object stored alone
 Source = Path | bytes
 
@@ -104,20 +105,35 @@ class Transfer:
         return {sha: [pack, offset, size] for sha, (offset, size) in members.items()}
 
     def download(
-        self, store: Store, wanted: dict[str, Location | None], whole_packs: bool = True
+        self,
+        store: Store,
+        wanted: dict[str, Location | None],
+        whole_packs: bool = True,
+        missing_ok: bool = False,
     ) -> tuple[int, dict[str, float]]:
         """GET objects into the store. whole_packs: one GET per pack; else one range GET per object.
-        Returns the bytes fetched and each object's upload time (S3's LastModified)."""
+        missing_ok: skip what S3 does not have. Returns the bytes fetched and each object's upload
+        time (S3's LastModified)."""
         jobs: dict[str, list] = {}
         for sha, loc in wanted.items():
             key = f"packs/{loc[0]}" if loc and whole_packs else f"object:{sha}"
             jobs.setdefault(key, []).append((sha, loc))
         with ThreadPoolExecutor(WORKERS) as pool:
-            results = list(pool.map(lambda job: self._fetch(store, *job), jobs.items()))
+            results = list(pool.map(lambda job: self._fetch(store, *job, missing_ok), jobs.items()))
         stamps = {sha: when for fetched, when, shas in results for sha in shas}
         return sum(fetched for fetched, _, _ in results), stamps
 
-    def _fetch(self, store: Store, key: str, members: list) -> tuple[int, float, list[str]]:
+    def _fetch(self, store: Store, key: str, members: list, missing_ok: bool) -> tuple[int, float, list[str]]:
+        from botocore.exceptions import ClientError  # imported on first use: it costs the agent's cold start
+
+        try:
+            return self._fetch_now(store, key, members)
+        except ClientError as error:
+            if missing_ok and error_code(error) in NOT_THERE:
+                return 0, 0.0, []
+            raise
+
+    def _fetch_now(self, store: Store, key: str, members: list) -> tuple[int, float, list[str]]:
         if key.startswith("packs/"):
             answer = self.get(key)
             body = answer["Body"].read()
@@ -133,6 +149,10 @@ class Transfer:
         else:
             answer = self.get(f"objects/{sha}")
         return _stream_object(store, sha, answer["Body"]), answer["LastModified"].timestamp(), [sha]
+
+
+def error_code(error: Exception) -> str:
+    return str((getattr(error, "response", None) or {}).get("Error", {}).get("Code", ""))
 
 
 def _store_object(store: Store, sha: str, data: bytes) -> None:

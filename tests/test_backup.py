@@ -448,3 +448,26 @@ def test_a_failed_push_is_recorded_and_the_next_push_completes_it(
 
     assert backups(s3, bucket).push(session_a, SESSION_A).manifests == [1]
     assert backups(s3, bucket).restore_if_empty(tmp_path / "fresh", SESSION_A) is not None
+
+
+def test_an_older_checkpoint_whose_object_expired_is_dropped_and_the_restore_completes(
+    s3: S3, bucket: str, session_a: Path, tmp_path: Path
+) -> None:
+    big = os.urandom(backup_transfer.ALONE_BYTES)  # alone in S3, so it can expire by itself
+    (session_a / "big.bin").write_bytes(big)
+    write_checkpoint(session_a, messages=2)  # 000002 holds big.bin
+    (session_a / "big.bin").unlink()
+    write_checkpoint(session_a, messages=2)  # 000003 does not
+    backups(s3, bucket).push(session_a, SESSION_A)
+    s3.client.delete_object(
+        Bucket=bucket, Key=f"{backup.prefix(SESSION_A)}/objects/{hashlib.sha256(big).hexdigest()}"
+    )
+
+    fresh = tmp_path / "fresh"
+    report = backups(s3, bucket).restore_if_empty(fresh, SESSION_A)
+
+    assert report is not None and report.checkpoint == "000003" and tree(fresh) == tree(session_a)
+    assert sorted(os.listdir(fresh / ".sessions" / ".checkpoints" / "manifests")) == [
+        "000001.json",
+        "000003.json",
+    ]
