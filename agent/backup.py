@@ -147,8 +147,7 @@ class S3Backup:
         started, report = time.perf_counter(), PushReport()
         store, transfer = Store(workspace), self._transfer(session_id)
         state = self._state(store, transfer.prefix)
-        manifests = store.manifests()
-        pending = [m for m in manifests if m["seq"] > state["pushed_seq"]]
+        pending = store.manifests(after=state["pushed_seq"])  # only these are read: a manifest can be MBs
         if not pending:
             return report
         now = time.time()
@@ -177,7 +176,7 @@ class S3Backup:
                 state["pushed_seq"] = manifest["seq"]
                 report.manifests.append(manifest["seq"])
                 self._save(store, state)
-            latest = {"seq": pending[-1]["seq"], "seqs": [m["seq"] for m in manifests], "time": now}
+            latest = {"seq": pending[-1]["seq"], "seqs": store.seqs(), "time": now}
             transfer.put("latest.json", files.json_bytes(latest))
         except (OSError, *_errors()) as error:
             state["last_error"] = f"{type(error).__name__}: {error}"
@@ -251,8 +250,9 @@ class S3Backup:
         """Bring back entries missing against the last manifest, from the store or else the backup.
         Whatever is at a path now is newer than the manifest and stays as it is."""
         store = Store(workspace)
-        manifests = store.manifests()
-        entries = manifests[-1]["files"] if manifests else {}
+        seqs = store.seqs()
+        last = store.manifests(after=seqs[-2] if len(seqs) > 1 else -1)
+        entries = last[-1]["files"] if last else {}
         chosen = {p: entries[p] for p in missing if p in entries}
         try:
             shas = files.check_manifest(chosen, {})

@@ -76,16 +76,19 @@ class Store:
         self._names = itertools.count()
         self._staged = False
 
-    def manifests(self) -> list[dict]:
-        """Every readable manifest, oldest first (damaged ones skipped, as the store's own list does)."""
-        folder = self.root / "manifests"
+    def seqs(self) -> list[int]:
+        """The checkpoints' seqs from the manifests' names (`<seq>.json`), oldest first; nothing is parsed."""
         try:
-            names = os.listdir(folder)
+            names = os.listdir(self.root / "manifests")
         except FileNotFoundError:
             return []
-        found = [read_json(folder / name) for name in names if name.endswith(".json")]
-        valid = [m for m in found if m and isinstance(m.get("seq"), int) and isinstance(m.get("files"), dict)]
-        return sorted(valid, key=lambda m: m["seq"])
+        return sorted(int(n[:-5]) for n in names if n.endswith(".json") and n[:-5].isdigit())
+
+    def manifests(self, after: int = -1) -> list[dict]:
+        """Readable manifests with seq > `after`, oldest first (damaged ones skipped, as the store does)."""
+        folder = self.root / "manifests"
+        found = [read_json(folder / f"{seq:06d}.json") for seq in self.seqs() if seq > after]
+        return [m for m in found if m and isinstance(m.get("seq"), int) and isinstance(m.get("files"), dict)]
 
     def object_path(self, sha256: str) -> Path:
         return self.root / "objects" / sha256[:2] / sha256
