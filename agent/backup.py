@@ -239,7 +239,7 @@ class S3Backup:
             ) from error
         return RestoreReport(
             checkpoint=str(head.get("id", f"{seq:06d}")),
-            files=len(written),
+            files=sum(1 for p in written if head["files"][p]["type"] == "file"),
             bytes=sum(e.get("size", 0) for e in [*head["files"].values(), *history.values()]),
             downloaded_bytes=downloaded + more,
             messages=head.get("messages"),

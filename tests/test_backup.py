@@ -255,6 +255,7 @@ def test_restore_into_empty_storage_brings_back_files_modes_symlinks_git_and_con
     assert (fresh / ".git" / "HEAD").is_file() and (fresh / "node_modules" / "pkg29" / "lib").is_dir()
     assert conversation(fresh) == ["build a node project", "done"]
     assert report.fields()["restored_from"] == "backup"
+    assert report.files == sum(1 for entry in tree(session_a).values() if entry[0] == "file")
     assert report.bytes >= sum(p.stat().st_size for p in session_a.rglob("*.js") if not p.is_symlink())
     assert not (fresh / ".sessions" / ".checkpoints" / backup.RESTORING_FILE).exists()
     assert (fresh / ".sessions" / ".checkpoints" / "manifests" / "000001.json").is_file()
