@@ -16,7 +16,7 @@ from typing import Any, TextIO
 from botocore.exceptions import ClientError
 
 from cloud import agent_runtime as rt
-from cloud import clients, execution_role, image_arch, runtime_record
+from cloud import backup_bucket, clients, execution_role, image_arch, runtime_record
 from cloud.errors import CLI_ERRORS, DeployError, error_code, failure
 
 DEFAULT_NAME = "coding_agent"
@@ -84,6 +84,7 @@ def cmd_create(args: argparse.Namespace, ctx: Context) -> int:
     changes = _changes(args)
     request = rt.create_request(args.name, changes, ctx.new_token())
     _check_image(args, ctx, request["agentRuntimeArtifact"]["containerConfiguration"]["containerUri"])
+    _ensure_backup_bucket(args, ctx)
     try:
         answer = ctx.control.create_agent_runtime(**request)
     except ClientError as e:
@@ -104,6 +105,7 @@ def cmd_update(args: argparse.Namespace, ctx: Context, runtime_id: str | None = 
         raise DeployError(
             f"runtime {runtime_id} is {status}: wait for it (python deploy.py status) and retry"
         )
+    _ensure_backup_bucket(args, ctx)
     fields = rt.updatable_fields(ctx.control)
     request = rt.update_request(current, _changes(args), fields)
     changed = rt.changed_fields(rt.current_config(current, fields), request)
@@ -122,6 +124,11 @@ def cmd_update(args: argparse.Namespace, ctx: Context, runtime_id: str | None = 
         f"warning: the update makes a new version, and the session storage of EVERY session of this runtime "
         f"resets (all files under {mount} are lost)"
     )
+    if bucket := request.get("environmentVariables", {}).get("BACKUP_BUCKET"):
+        ctx.say(
+            f"  backups in s3://{bucket}: each session restores its files and conversation from its last "
+            "backup on its next invocation (work after that backup is lost)"
+        )
     if not args.yes and not ctx.confirm("update the runtime?"):
         raise DeployError("update cancelled; nothing was changed")
     answer = ctx.control.update_agent_runtime(agentRuntimeId=runtime_id, **request)
@@ -156,6 +163,8 @@ def cmd_role(args: argparse.Namespace, ctx: Context) -> int:
     values = {"account_id": account, "region": ctx.region, "repository": args.repository}
     trust = execution_role.render(execution_role.IAM_DIR / "trust-policy.json", **values)
     permissions = execution_role.render(execution_role.IAM_DIR / "permissions-policy.json", **values)
+    if args.backup_bucket:
+        permissions = execution_role.with_backup_bucket(permissions, args.backup_bucket)
     role_name = args.role_name or f"AgentCoreRuntime-{args.name}"
     arn, changed = execution_role.ensure_role(ctx.client("iam", ctx.region), role_name, trust, permissions)
     ctx.say(f"role {role_name}: {', '.join(changed) or 'up to date'}")
@@ -172,11 +181,30 @@ def _changes(args: argparse.Namespace) -> rt.Changes:
         role_arn=args.role_arn,
         mount_path=args.mount_path,
         network_mode=args.network_mode,
-        env=dict(args.env),
+        env=dict(args.env) | ({"BACKUP_BUCKET": args.backup_bucket} if args.backup_bucket else {}),
         unset_env=tuple(args.unset_env),
         idle_timeout=args.idle_timeout,
         max_lifetime=args.max_lifetime,
     )
+
+
+def _ensure_backup_bucket(args: argparse.Namespace, ctx: Context) -> None:
+    if not args.backup_bucket:
+        return
+    s3 = ctx.client("s3", ctx.region)
+    changed = backup_bucket.ensure_bucket(s3, args.backup_bucket, ctx.region, args.backup_expiry_days)
+    ctx.say(f"backup bucket {args.backup_bucket}: {', '.join(changed) or 'up to date'}")
+    if "created" in changed:
+        ctx.say(
+            f"  let the execution role use it: python deploy.py role --backup-bucket {args.backup_bucket}"
+        )
+
+
+def _bucket_name(text: str) -> str:
+    try:
+        return backup_bucket.check_name(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from e
 
 
 def _id_by_name(ctx: Context, name: str) -> str:
@@ -277,6 +305,19 @@ def build_parser() -> argparse.ArgumentParser:
     config.add_argument(
         "--skip-arch-check", action="store_true", help="do not check in ECR that the image is arm64"
     )
+    config.add_argument(
+        "--backup-bucket",
+        type=_bucket_name,
+        metavar="NAME",
+        help="back checkpoints up to this S3 bucket (created if missing; sets BACKUP_BUCKET)",
+    )
+    config.add_argument(
+        "--backup-expiry-days",
+        type=int,
+        default=backup_bucket.EXPIRY_DAYS,
+        metavar="N",
+        help="the bucket's expiry rule: objects after N days (default: %(default)s)",
+    )
 
     parser = argparse.ArgumentParser(
         prog="deploy.py",
@@ -318,6 +359,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--repository", default=DEFAULT_REPOSITORY, help="ECR repository (default: %(default)s)"
     )
     role.add_argument("--account", help="AWS account id (default: from STS)")
+    role.add_argument(
+        "--backup-bucket",
+        type=_bucket_name,
+        metavar="NAME",
+        help="also allow s3:GetObject and s3:PutObject on NAME/v1/* (backups)",
+    )
     role.set_defaults(func=cmd_role)
     return parser
 

@@ -32,6 +32,7 @@ class Settings:
     max_prompt_chars: int = 100_000
     max_tool_output_chars: int = 20_000
     max_warm_conversations: int = 32
+    backup_bucket: str | None = None  # S3 bucket for checkpoint backups (agent/backup.py); None: no backups
 
     @property
     def sessions_dir(self) -> Path:
@@ -52,4 +53,5 @@ class Settings:
             scripted_plan=plan if plan.is_absolute() else REPO / plan,
             provider_env={name: env[name] for name in provider_variables() if env.get(name)},
             shell_timeout=int(env.get("SHELL_TIMEOUT", cls.shell_timeout)),
+            backup_bucket=env.get("BACKUP_BUCKET", "").strip() or None,
         )

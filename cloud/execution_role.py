@@ -23,6 +23,14 @@ def render(template: Path, *, account_id: str, region: str, repository: str) -> 
     return json.loads(text)
 
 
+def with_backup_bucket(permissions: dict[str, Any], bucket: str) -> dict[str, Any]:
+    """The permissions plus iam/backup-policy-statement.json for `bucket`: GetObject and PutObject
+    under v1/ only (no ListBucket: a session cannot enumerate others' prefixes; no DeleteObject)."""
+    template = (IAM_DIR / "backup-policy-statement.json").read_text()
+    statement = json.loads(string.Template(template).substitute(BACKUP_BUCKET=bucket))
+    return {**permissions, "Statement": [*permissions["Statement"], statement]}
+
+
 def _missing(e: ClientError) -> bool:
     return error_code(e) == "NoSuchEntity"
 

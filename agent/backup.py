@@ -1,0 +1,315 @@
+"""Backups: every checkpoint pushed to S3, so a session's work outlives a storage reset.
+
+Keys (CHECKPOINTS.md) live under `v1/<sha256("agentcore-backup:" + runtime session id)>/`:
+file contents as `objects/<sha256>` or, when small, inside `packs/<sha256>` (see
+backup_transfer.py), then `manifests/<seq>.json`, then `latest.json` (`{"seq": N, "seqs": [...]}`),
+in that order, so whatever latest.json names is complete. The execution role has no
+s3:ListBucket: a prefix is reachable only by someone who knows the session id, and a
+restore never lists, it GETs what latest.json names. The conversation (`.sessions/session_*/`,
+which checkpoints do not copy) is pushed too, in the `history` map of the newest manifest.
+What is uploaded, and where, is remembered in `.sessions/.checkpoints/backup.json`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from agent import backup_files as files
+from agent.backup_files import DamagedBackup, Store
+from agent.backup_transfer import NOT_THERE, WORKERS, Transfer, error_code
+
+log = logging.getLogger(__name__)
+
+KEY_VERSION = "v1"
+# An object still in use is PUT again once it is this old, so the bucket's expiry rule
+# (cloud/backup_bucket.py: more than this + 14 idle days) never removes what a manifest needs.
+REFRESH_AFTER_DAYS = 30
+STATE_FILE = "backup.json"
+RESTORING_FILE = "backup-restore.json"  # present while a restore runs; removed last
+
+
+class BackupError(RuntimeError):
+    """A push or restore could not finish; the message says what happened and what comes next."""
+
+
+class BusyTracker(Protocol):
+    """BedrockAgentCoreApp's async-task API: /ping says HealthyBusy while a task is open."""
+
+    def add_async_task(self, name: str, metadata: dict | None = None) -> int: ...
+    def complete_async_task(self, task_id: int) -> bool: ...
+
+
+def prefix(session_id: str) -> str:
+    """The key prefix of a session's backups: derivable only from its runtime session id."""
+    return f"{KEY_VERSION}/{hashlib.sha256(f'agentcore-backup:{session_id}'.encode()).hexdigest()}"
+
+
+@dataclass
+class PushReport:
+    manifests: list[int] = field(default_factory=list)
+    requests: int = 0  # object and pack PUTs (manifests and latest.json not counted)
+    bytes: int = 0
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class RestoreReport:
+    """What a restore from backup brought back; `fields()` goes into the answer's `workspace`."""
+
+    checkpoint: str
+    files: int
+    bytes: int
+    downloaded_bytes: int
+    messages: int | None
+    seconds: float
+
+    def fields(self) -> dict[str, Any]:
+        restore = {"checkpoint": self.checkpoint, "files": self.files, "bytes": self.bytes}
+        return {"restored_from": "backup", "restore": {**restore, "seconds": round(self.seconds, 3)}}
+
+
+@dataclass(frozen=True)
+class MissingReport:
+    restored: list[str]
+    kept: list[str]  # something is at the path now: newer than the manifest, never overwritten
+    unavailable: list[str]  # not in the last manifest, or its content is in neither store nor backup
+
+
+class S3Backup:
+    """A session's checkpoints in one bucket. One per process; the boto3 client is made on first use."""
+
+    def __init__(self, bucket: str, client: Any = None, region: str | None = None) -> None:
+        self.bucket = bucket
+        self._client, self._region = client, region
+        self._guard = threading.Lock()
+        self._running = self._again = False
+
+    @classmethod
+    def from_bucket(cls, bucket: str | None, region: str | None = None) -> S3Backup | None:
+        """None when no bucket is set (BACKUP_BUCKET unset): checkpoints then stay in session storage."""
+        return cls(bucket, region=region) if bucket else None
+
+    def _transfer(self, session_id: str) -> Transfer:
+        with self._guard:
+            if self._client is None:  # AWS_ENDPOINT_URL_S3 is honoured by boto3 itself
+                import boto3
+                from botocore.config import Config
+
+                retries = {"mode": "standard", "max_attempts": 5}
+                config = Config(max_pool_connections=2 * WORKERS, retries=retries)
+                self._client = boto3.client("s3", region_name=self._region, config=config)
+        return Transfer(self._client, self.bucket, prefix(session_id))
+
+    # --- push ---------------------------------------------------------------------------------------
+
+    def start_backup(self, app: BusyTracker, workspace: Path, session_id: str | None) -> Any:
+        """Push in a thread while /ping says HealthyBusy; returns it (None if one already runs:
+        that one pushes again when done, so no checkpoint is left behind)."""
+        if not session_id:
+            return None
+        with self._guard:
+            if self._running:
+                self._again = True
+                return None
+            self._running = True
+        task = app.add_async_task("backup", {"bucket": self.bucket})
+        tag = prefix(session_id)[-8:]
+
+        def run() -> None:
+            try:
+                again = True
+                while again:
+                    try:
+                        self.push(workspace, session_id)
+                    except BackupError as error:
+                        log.warning("backup=<%s> | push failed: %s", tag, error)
+                    except Exception:  # a bug: say so in the log, keep the session serving
+                        log.exception("backup=<%s> | push failed unexpectedly", tag)
+                    with self._guard:
+                        again, self._again = self._again, False
+            finally:
+                with self._guard:
+                    self._running = False
+                app.complete_async_task(task)
+
+        thread = threading.Thread(target=run, name="backup", daemon=True)
+        thread.start()
+        return thread
+
+    def push(self, workspace: Path, session_id: str) -> PushReport:
+        """Upload the checkpoints not yet in S3: their new objects, then each manifest, then latest.json."""
+        started, report = time.perf_counter(), PushReport()
+        store, transfer = Store(workspace), self._transfer(session_id)
+        state = self._state(store, transfer.prefix)
+        pending = store.manifests(after=state["pushed_seq"])  # only these are read: a manifest can be MBs
+        if not pending:
+            return report
+        now = time.time()
+        known = state["objects"]
+
+        def fresh(sha: str) -> bool:
+            return sha in known and known[sha][0] >= now - REFRESH_AFTER_DAYS * 86400
+
+        def done(locations: dict, size: int) -> None:
+            known.update({sha: [now, loc] for sha, loc in locations.items()})
+            report.bytes += size
+            self._save(store, state)
+
+        try:
+            history, cache, blobs = files.history_files(workspace, state["history"], fresh)
+            needs = {m["seq"]: _shas(m["files"].values()) for m in pending}
+            needs[pending[-1]["seq"]] |= _shas(history.values())
+            wanted = set().union(*needs.values())
+            sources = {s: blobs[s] if s in blobs else store.object_path(s) for s in wanted if not fresh(s)}
+            report.requests = transfer.upload(sources, done)  # every object first, in as few packs as fit
+            for manifest in pending:
+                last = manifest is pending[-1]
+                locations = {s: known[s][1] for s in needs[manifest["seq"]] if known[s][1]}
+                body = {**manifest, "locations": locations, **({"history": history} if last else {})}
+                transfer.put(f"manifests/{manifest['seq']:06d}.json", files.json_bytes(body))
+                state["pushed_seq"] = manifest["seq"]
+                report.manifests.append(manifest["seq"])
+                self._save(store, state)
+            latest = {"seq": pending[-1]["seq"], "seqs": store.seqs(), "time": now}
+            transfer.put("latest.json", files.json_bytes(latest))
+        except (OSError, *_errors()) as error:
+            state["last_error"] = f"{type(error).__name__}: {error}"
+            self._save(store, state)
+            raise BackupError(
+                f"push to s3://{self.bucket} stopped: {error}; the next turn retries"
+            ) from error
+        state.update(history=cache, last_push=now, last_error=None)
+        self._save(store, state)
+        report.seconds = time.perf_counter() - started
+        return report
+
+    # --- restore ------------------------------------------------------------------------------------
+
+    def restore_if_empty(self, workspace: Path, session_id: str | None) -> RestoreReport | None:
+        """On a session's first turn, before its conversation is opened: if storage is empty and a
+        backup exists, bring back files and conversation. Resumes a restore that a kill cut short."""
+        store = Store(workspace)
+        marker = store.root / RESTORING_FILE
+        if not session_id or not (marker.exists() or files.storage_empty(workspace)):
+            return None
+        started, transfer = time.perf_counter(), self._transfer(session_id)
+        try:
+            latest = self._get_json(transfer, "latest.json", missing_ok=True)
+            if latest is None:
+                marker.unlink(missing_ok=True)
+                return None
+            seq = int(latest["seq"])
+            files.write_json(marker, {"seq": seq, "started": time.time()})
+            head = self._get_json(transfer, f"manifests/{seq:06d}.json")
+            older = [s for s in latest.get("seqs", []) if isinstance(s, int) and s < seq]
+            manifests = [m for s in older if (m := self._get_json(transfer, f"manifests/{s:06d}.json", True))]
+            history = head.pop("history", {})
+            needs = []  # (manifest, {sha: location}) oldest first, the head last
+            for m in (*manifests, head):
+                m.pop("history", None)
+                locations = m.pop("locations", {})
+                shas = files.check_manifest(m["files"], history if m is head else {})
+                needs.append((m, {sha: locations.get(sha) for sha in shas}))
+            store.staging(clear=True)
+            downloaded, stamps = transfer.download(store, _absent(store, needs[-1][1]))
+            # Older checkpoints (for undo) are best effort: an object only they use may have expired.
+            older_needs = {sha: loc for _, need in needs[:-1] for sha, loc in need.items()}
+            more, older_stamps = transfer.download(store, _absent(store, older_needs), missing_ok=True)
+            written, _ = files.materialize(store, head["files"])
+            files.materialize_history(store, history)
+            complete = [(m, need) for m, need in needs if not _absent(store, need)]
+            for m, _ in complete:
+                store.write_manifest(m)
+            state = self._state(store, transfer.prefix)
+            state.update(pushed_seq=seq, history={}, last_error=None)
+            stamps |= older_stamps
+            for _, need in complete:
+                state["objects"].update({sha: [stamps.get(sha, 0.0), loc] for sha, loc in need.items()})
+            self._save(store, state)
+            marker.unlink()  # last: until here a rerun resumes
+        except (OSError, KeyError, TypeError, ValueError, *_errors()) as error:
+            raise BackupError(
+                f"restore from s3://{self.bucket} stopped: {error}; the next turn resumes it"
+            ) from error
+        return RestoreReport(
+            checkpoint=str(head.get("id", f"{seq:06d}")),
+            files=sum(1 for p in written if head["files"][p]["type"] == "file"),
+            bytes=sum(e.get("size", 0) for e in [*head["files"].values(), *history.values()]),
+            downloaded_bytes=downloaded + more,
+            messages=head.get("messages"),
+            seconds=time.perf_counter() - started,
+        )
+
+    def restore_missing(self, workspace: Path, session_id: str | None, missing: list[str]) -> MissingReport:
+        """Bring back entries missing against the last manifest, from the store or else the backup.
+        Whatever is at a path now is newer than the manifest and stays as it is."""
+        store = Store(workspace)
+        seqs = store.seqs()
+        last = store.manifests(after=seqs[-2] if len(seqs) > 1 else -1)
+        entries = last[-1]["files"] if last else {}
+        chosen = {p: entries[p] for p in missing if p in entries}
+        try:
+            shas = files.check_manifest(chosen, {})
+            absent = [sha for sha in shas if not store.object_path(sha).exists()]
+            if absent and session_id:
+                known = self._state(store, prefix(session_id))["objects"]
+                wanted = {sha: known[sha][1] for sha in absent if sha in known}  # what was pushed, and where
+                self._transfer(session_id).download(store, wanted, whole_packs=False, missing_ok=True)
+            present = [
+                p for p, e in chosen.items() if e["type"] != "file" or store.object_path(e["sha256"]).exists()
+            ]
+            restored, kept = files.materialize(store, entries, only=present)
+        except (OSError, *_errors()) as error:
+            raise BackupError(f"could not restore missing files from s3://{self.bucket}: {error}") from error
+        return MissingReport(restored, kept, sorted(set(missing) - set(restored) - set(kept)))
+
+    @staticmethod
+    def _get_json(transfer: Transfer, key: str, missing_ok: bool = False) -> dict | None:
+        try:
+            return transfer.get_json(key)
+        except _errors() as error:
+            code = error_code(error)
+            if missing_ok and code in NOT_THERE:
+                # Without s3:ListBucket S3 answers a missing key with 403, so 403 usually means "no backup"
+                log.info("backup | no %s (S3 said %s)", key, code)
+                return None
+            raise
+
+    # --- state --------------------------------------------------------------------------------------
+
+    def status(self, workspace: Path) -> dict[str, Any]:
+        """The backup state for `client.py status`: bucket, last checkpoint pushed, when, last error."""
+        state = files.read_json(Store(workspace).root / STATE_FILE) or {}
+        return {"bucket": self.bucket, **{k: state.get(k) for k in ("pushed_seq", "last_push", "last_error")}}
+
+    def _state(self, store: Store, pre: str) -> dict[str, Any]:
+        state = files.read_json(store.root / STATE_FILE)
+        if not state or state.get("bucket") != self.bucket or state.get("prefix") != pre:
+            # another bucket (or none yet): nothing is known to be there
+            state = {"bucket": self.bucket, "prefix": pre, "pushed_seq": 0, "objects": {}, "history": {}}
+        return state
+
+    @staticmethod
+    def _save(store: Store, state: dict) -> None:
+        files.write_json(store.root / STATE_FILE, state)
+
+
+def _absent(store: Store, wanted: dict[str, Any]) -> dict[str, Any]:
+    return {sha: loc for sha, loc in wanted.items() if not store.object_path(sha).exists()}
+
+
+def _shas(entries: Any) -> set[str]:
+    return {e["sha256"] for e in entries if e.get("type") == "file"}
+
+
+def _errors() -> tuple[type[Exception], ...]:
+    """What S3 calls raise; botocore is imported on first use (it costs the agent's cold start)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    return (ClientError, BotoCoreError, DamagedBackup)
