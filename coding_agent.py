@@ -7,6 +7,7 @@ Contract: SPEC section 1. The supporting pieces are one import away, in agent/.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncGenerator
@@ -21,6 +22,7 @@ from strands.session.file_session_manager import FileSessionManager
 
 from agent import history, protocol, workspace
 from agent.conversations import Busy, Conversation, Conversations
+from agent.health import Health, UnhealthyPing
 from agent.hooks import OutputLimit
 from agent.providers import build_model
 from agent.settings import Settings
@@ -50,10 +52,12 @@ def model() -> Model:
 def open_conversation(conversation_id: str) -> tuple[Agent, FileSessionManager, list[str]]:
     """The agent factory: restore a conversation's Agent from session storage."""
 
+    chosen = model()  # outside build(): a provider problem is not damage to the history
+
     def build() -> tuple[Agent, FileSessionManager]:
         sessions = FileSessionManager(session_id=conversation_id, storage_dir=str(settings.sessions_dir))
         agent = Agent(
-            model=model(),
+            model=chosen,
             tools=tools,
             system_prompt=SYSTEM_PROMPT.format(workspace=settings.workspace),
             session_manager=sessions,
@@ -69,6 +73,8 @@ def open_conversation(conversation_id: str) -> tuple[Agent, FileSessionManager, 
 
 
 conversations = Conversations(open_conversation, limit=settings.max_warm_conversations)
+health = Health(conversations.stalled_opens, settings.stall_seconds)
+app.add_middleware(UnhealthyPing, health=health)  # /ping answers 503 while turns could not be answered
 
 
 async def run_turn(conversation: Conversation, prompt: str) -> AsyncGenerator[dict[str, Any], None]:
@@ -77,7 +83,8 @@ async def run_turn(conversation: Conversation, prompt: str) -> AsyncGenerator[di
     started = time.perf_counter()
     try:
         snapshot = workspace.snapshot(settings.workspace)
-        agent = conversations.open(conversation).agent
+        # In a thread: restoring reads session storage, and the event loop serves every other turn.
+        agent = (await asyncio.to_thread(conversations.open, conversation)).agent
         interrupted = history.close_interrupted_turn(agent, conversation.session_manager)
         messages_before = len(agent.messages)
         tool_names: dict[str, str] = {}
@@ -114,6 +121,7 @@ async def run_turn(conversation: Conversation, prompt: str) -> AsyncGenerator[di
 @app.entrypoint
 async def invoke(payload: Any, context: Any) -> Any:
     """POST /invocations: validate, claim the conversation, run one turn (as JSON or as SSE)."""
+    health.watch(asyncio.get_running_loop())  # the SDK's worker loop, which runs every turn
     try:
         request = protocol.parse_request(payload, context.session_id, settings.max_prompt_chars)
         conversation = conversations.begin(request.conversation_id)

@@ -9,6 +9,7 @@ re-read the whole history from disk; the least recently used ones are let go.
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ class Conversations:
         self._limit = limit
         self._guard = threading.Lock()
         self._pool: OrderedDict[str, Conversation] = OrderedDict()
+        self._opening: dict[str, float] = {}  # conversation id -> when its restore started
 
     def begin(self, conversation_id: str) -> Conversation:
         """Claim the conversation for one turn, or raise Busy. Cheap: no disk I/O happens here."""
@@ -53,10 +55,22 @@ class Conversations:
     def open(self, conversation: Conversation) -> Conversation:
         """Restore the Agent if it is not warm yet. Call while holding the conversation (after begin)."""
         if conversation.agent is None:
-            conversation.agent, conversation.session_manager, conversation.quarantined = self._opener(
-                conversation.id
-            )
+            with self._guard:
+                self._opening[conversation.id] = time.monotonic()
+            try:
+                conversation.agent, conversation.session_manager, conversation.quarantined = self._opener(
+                    conversation.id
+                )
+            finally:
+                with self._guard:
+                    del self._opening[conversation.id]
         return conversation
+
+    def stalled_opens(self, after: float) -> list[str]:
+        """Conversations whose restore has run for more than `after` seconds (for /ping)."""
+        now = time.monotonic()
+        with self._guard:
+            return [cid for cid, started in self._opening.items() if now - started > after]
 
     @staticmethod
     def end(conversation: Conversation) -> None:

@@ -30,6 +30,7 @@ class Settings:
     max_prompt_chars: int = 100_000
     max_tool_output_chars: int = 20_000
     max_warm_conversations: int = 32
+    stall_seconds: float = 30.0  # a restore or a stuck turn loop this long makes /ping Unhealthy (503)
 
     @property
     def sessions_dir(self) -> Path:
@@ -54,4 +55,5 @@ class Settings:
             openai_api_key=env.get("OPENAI_API_KEY", "none"),
             ollama_host=env.get("OLLAMA_HOST", cls.ollama_host),
             shell_timeout=int(env.get("SHELL_TIMEOUT", cls.shell_timeout)),
+            stall_seconds=float(env.get("STALL_SECONDS", cls.stall_seconds)),
         )

@@ -217,3 +217,37 @@ def test_importing_the_service_touches_no_workspace(tmp_path: Path):
     repo = Path(__file__).resolve().parent.parent
     subprocess.run([sys.executable, "-c", "import coding_agent"], cwd=repo, env=env, check=True)
     assert not workspace.exists()
+
+
+def test_health_says_when_the_turn_loop_stops_running_callbacks():
+    import asyncio
+    import threading
+    import time
+
+    from agent.health import Health
+
+    loop = asyncio.new_event_loop()
+    threading.Thread(target=loop.run_forever, daemon=True).start()
+    health = Health(lambda after: [], stall_after=0.1)
+    health.watch(loop)
+    assert health.problem() is None  # posts a heartbeat, which runs at once
+    deadline = time.monotonic() + 5
+    while health._posted is not None:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    release = threading.Event()
+    loop.call_soon_threadsafe(release.wait)  # a blocking call wedges the loop
+    health.problem()
+    time.sleep(0.2)
+    assert "has not run for" in (health.problem() or "")
+    release.set()
+    while health.problem() is not None:
+        assert time.monotonic() < deadline, "the loop ran again but health did not recover"
+        time.sleep(0.01)
+    loop.call_soon_threadsafe(loop.stop)
+
+
+def test_health_names_a_restore_that_takes_too_long():
+    from agent.health import Health
+
+    assert "restoring conversation 'c'" in (Health(lambda after: ["c"], stall_after=1).problem() or "")
