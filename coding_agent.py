@@ -21,6 +21,7 @@ from strands.models.model import Model
 from strands.session.file_session_manager import FileSessionManager
 
 from agent import history, protocol, workspace
+from agent.conversation_manager import SteppedWindowConversationManager
 from agent.conversations import Busy, Conversation, Conversations
 from agent.health import Health, UnhealthyPing
 from agent.hooks import OutputLimit
@@ -59,6 +60,7 @@ def open_conversation(conversation_id: str) -> tuple[Agent, FileSessionManager, 
         agent = Agent(
             model=chosen,
             tools=tools,
+            conversation_manager=SteppedWindowConversationManager(),
             system_prompt=SYSTEM_PROMPT.format(workspace=settings.workspace),
             session_manager=sessions,
             hooks=[OutputLimit(settings.max_tool_output_chars)],

@@ -18,7 +18,7 @@ from tests.agent_process import AgentProcess
 
 PLAN = Path(__file__).resolve().with_name("plan.json")
 REPO = PLAN.parent.parent
-WINDOW = 40  # SlidingWindowConversationManager's default window, which the service keeps
+WINDOW = 40  # the least the service's stepped window keeps in memory (it trims from 60 back to 40)
 
 # The floor a cold start cannot beat: the two classes the service is built from, and nothing else.
 FLOOR_IMPORTS = "from strands import Agent; from bedrock_agentcore.runtime import BedrockAgentCoreApp"
@@ -71,7 +71,7 @@ def cold_start(runs: int) -> dict:
 def history_growth(workspace: Path, sizes: tuple[int, ...], samples: int) -> dict:
     """Warm turn latency and cold restore (first turn after a restart) with N stored messages.
 
-    Every turn adds two messages. Above the sliding window (40) memory stays at 40 however many are
+    Every turn adds two messages. Above the window, memory stays between 40 and 60 however many are
     stored; below it, memory grows, so small sizes spread their warm turns over several conversations
     of that size, 5 turns each, to keep memory near N.
     """
@@ -112,7 +112,7 @@ def history_growth(workspace: Path, sizes: tuple[int, ...], samples: int) -> dic
         "breakdown": turn_breakdown(
             (small["messages_in_memory"][0], large["messages_in_memory"][1]), max(samples, 30)
         ),
-        "targets": "warm largest <= 1.2 x smallest; cold restore of 1,000 <= 300 ms",
+        "targets": "warm largest <= 1.15 x smallest; cold restore of 1,000 <= 300 ms",
     }
 
 

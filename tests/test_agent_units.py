@@ -251,3 +251,54 @@ def test_health_names_a_restore_that_takes_too_long():
     from agent.health import Health
 
     assert "restoring conversation 'c'" in (Health(lambda after: ["c"], stall_after=1).problem() or "")
+
+
+def _stepped(storage: Path, cid: str, model, window: int = 4, step: int = 4):
+    from agent.conversation_manager import SteppedWindowConversationManager
+
+    sessions = FileSessionManager(session_id=cid, storage_dir=str(storage))
+    manager = SteppedWindowConversationManager(window_size=window, step=step)
+    agent = Agent(model=model, session_manager=sessions, conversation_manager=manager, callback_handler=None)
+    return agent, manager
+
+
+def test_stepped_window_trims_only_past_window_plus_step_and_back_to_the_window(tmp_path: Path, plan: Path):
+    agent, manager = _stepped(tmp_path, "c", ScriptedModel(plan, tmp_path))
+    agent_json = history.session_dir(tmp_path, "c") / "agents" / "agent_default" / "agent.json"
+    held, writes, last = [], 0, agent_json.read_text() if agent_json.exists() else ""
+    for i in range(8):
+        agent(f"turn {i}")
+        held.append(len(agent.messages))
+        writes += agent_json.read_text() != last
+        last = agent_json.read_text()
+    assert held == [2, 4, 6, 8, 4, 6, 8, 4]  # grows to window + step (8), then cut back to the window (4)
+    assert manager.removed_message_count == 12
+    assert writes <= 3  # agent.json changed at the two trims (and once at the start), not on every turn
+    restored, _ = _stepped(tmp_path, "c", ScriptedModel(plan, tmp_path))
+    assert restored.messages[0]["content"][0]["text"] == "turn 6"
+
+
+def test_a_history_written_by_the_plain_sliding_window_restores_into_the_stepped_one(
+    tmp_path: Path, plan: Path
+):
+    model = ScriptedModel(plan, tmp_path)
+    old, _ = _conversation(tmp_path, "c", model)  # Strands' default manager, as the service used before
+    old.conversation_manager.window_size = 4
+    for i in range(4):
+        old(f"turn {i}")
+    assert old.conversation_manager.removed_message_count == 4
+    agent, manager = _stepped(tmp_path, "c", model)
+    assert manager.removed_message_count == 4 and len(agent.messages) == 4
+    agent("turn 4")
+    restored, _ = _stepped(tmp_path, "c", model)
+    assert [m["content"][0]["text"] for m in restored.messages][-2] == "turn 4"
+
+
+def test_an_unknown_or_damaged_manager_state_resumes_from_what_it_says_or_from_the_start():
+    from agent.conversation_manager import SteppedWindowConversationManager
+
+    manager = SteppedWindowConversationManager()
+    manager.restore_from_session({"__name__": "SummarizingConversationManager", "removed_message_count": 7})
+    assert manager.removed_message_count == 7
+    manager.restore_from_session({"__name__": "Other", "removed_message_count": "x"})
+    assert manager.removed_message_count == 0
