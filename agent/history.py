@@ -48,7 +48,7 @@ def session_dir(storage: Path, conversation_id: str) -> Path:
     return storage / f"session_{conversation_id}"
 
 
-def load(path: Path) -> Any:
+def load(path: Path | str) -> Any:
     """A JSON file's value, or None when it is missing, not a regular file, too big, or not sane JSON."""
     try:
         fd = os.open(path, _OPEN)
@@ -168,17 +168,17 @@ def find_damage(root: Path) -> list[Path]:
     if not _valid_agent(agent) or _is_dir(messages) is False:
         return [*bad, agent_dir]
     offset = agent["conversation_manager_state"].get("removed_message_count", 0)
-    numbered: dict[int, Path] = {}
+    numbered: dict[int, str] = {}  # plain strings: a long history has thousands of names
     for entry in _entries(messages):
         match = _MESSAGE_FILE.fullmatch(entry.name)
         if match:  # a FIFO, link or directory by that name fails load() below, like a torn file
-            numbered[int(match.group(1))] = Path(entry.path)
+            numbered[int(match.group(1))] = entry.path
         else:
             bad.append(Path(entry.path))  # a stray name breaks Strands' int() parse of every file name
     # Strands reads only from the offset on: check those (a restore stays cheap on a long history).
     broken = next((i for i in sorted(numbered) if i >= offset and not valid_message(load(numbered[i]))), None)
     if broken is not None:
-        bad.extend(p for i, p in sorted(numbered.items()) if i >= broken)
+        bad.extend(Path(p) for i, p in sorted(numbered.items()) if i >= broken)
     return bad
 
 
