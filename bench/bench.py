@@ -150,8 +150,8 @@ def render(r: dict) -> str:
             row(
                 3,
                 f"history {size} stored msgs ({memory} in memory)",
-                f"warm p50 {h['warm_turn_p50_ms']:.1f} "
-                f"ms, cold restore turn {h['cold_restore_turn_ms']:.1f} ms",
+                f"warm p50 {h['warm_turn_p50_ms']:.1f} ms (agent CPU {h.get('warm_turn_cpu_ms', 0):.1f} ms), "
+                f"cold restore turn {h['cold_restore_turn_ms']:.1f} ms",
             )
         )
     sizes, ratio, restore = (
@@ -163,7 +163,7 @@ def render(r: dict) -> str:
         row(
             3,
             f"warm turn, {sizes[-1]} vs {sizes[0]} stored msgs",
-            f"**{ratio:.2f} x**",
+            f"**{ratio:.2f} x** (agent CPU {hist.get('warm_cpu_ratio_largest_vs_smallest', 0):.2f} x)",
             "<= 1.15 x",
             ratio <= 1.15,
         ),

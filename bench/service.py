@@ -5,6 +5,7 @@ from __future__ import annotations
 import compileall
 import cProfile
 import math
+import os
 import pstats
 import statistics
 import subprocess
@@ -88,32 +89,44 @@ def history_growth(workspace: Path, sizes: tuple[int, ...], samples: int) -> dic
         agent.start()
         agent.invoke("warm up the process", conversation_id="other")  # the model and imports, not the restore
         cold = timed(lambda: agent.invoke("hi", conversation_id=f"h{size}-0"))  # noqa: B023
-        warm, in_memory = [], []
+        warm, in_memory, cpu = [], [], 0.0
         for c in range(conversations):
             if c:
                 agent.invoke("hi", conversation_id=f"h{size}-{c}")  # its restore: not a warm turn
+            cpu_before = _cpu_s(agent.proc.pid)
             for _ in range(samples // conversations):
                 started = time.perf_counter()
                 answer = agent.invoke("hi", conversation_id=f"h{size}-{c}").json()
                 warm.append(time.perf_counter() - started)
                 in_memory.append(answer["history"]["messages_before"])
+            cpu += _cpu_s(agent.proc.pid) - cpu_before
         agent.stop()
         rows[size] = {
             "cold_restore_turn_ms": 1000 * cold,
             "warm_turn_p50_ms": 1000 * percentile(warm, 50),
             "warm_turns": len(warm),
+            # The agent's CPU per warm turn: steadier than wall time on a machine others load too.
+            "warm_turn_cpu_ms": 1000 * cpu / len(warm),
             "messages_in_memory": [min(in_memory), max(in_memory)],  # what the window keeps, not stored
         }
     small, large = rows[sizes[0]], rows[sizes[-1]]
     return {
         "by_messages": rows,
         "warm_ratio_largest_vs_smallest": large["warm_turn_p50_ms"] / small["warm_turn_p50_ms"],
+        "warm_cpu_ratio_largest_vs_smallest": large["warm_turn_cpu_ms"] / small["warm_turn_cpu_ms"],
         "cold_restore_largest_ms": large["cold_restore_turn_ms"],
         "breakdown": turn_breakdown(
             (small["messages_in_memory"][0], large["messages_in_memory"][1]), max(samples, 30)
         ),
         "targets": "warm largest <= 1.15 x smallest; cold restore of 1,000 <= 300 ms",
     }
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far (clock ticks from /proc)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def turn_breakdown(in_memory: tuple[int, ...], turns: int) -> dict:
