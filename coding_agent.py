@@ -19,6 +19,7 @@ from starlette.responses import JSONResponse
 from strands import Agent
 from strands.models.model import Model
 from strands.session.file_session_manager import FileSessionManager
+from strands.tools.decorator import DecoratedFunctionTool
 
 from agent import history, protocol, workspace
 from agent.conversation_manager import SteppedWindowConversationManager
@@ -38,9 +39,6 @@ Answer briefly: what you changed, and how to run it."""
 log = logging.getLogger("coding_agent")
 settings = Settings.from_env()
 app = BedrockAgentCoreApp()
-tools = make_tools(
-    workspace.Workspace(settings.workspace), settings.shell_timeout, settings.max_tool_output_chars
-)
 # Nothing here touches the workspace: AgentCore mounts session storage after the import.
 
 
@@ -48,6 +46,13 @@ tools = make_tools(
 def model() -> Model:
     """One model for every conversation, built on first use (providers are slow to import)."""
     return build_model(settings)
+
+
+@cache
+def tools() -> list[DecoratedFunctionTool]:
+    """The shell and file_editor tools, built on first use: nothing before the first turn needs them."""
+    root = workspace.Workspace(settings.workspace)
+    return make_tools(root, settings.shell_timeout, settings.max_tool_output_chars)
 
 
 def open_conversation(conversation_id: str) -> tuple[Agent, FileSessionManager, list[str]]:
@@ -59,7 +64,7 @@ def open_conversation(conversation_id: str) -> tuple[Agent, FileSessionManager, 
         sessions = FileSessionManager(session_id=conversation_id, storage_dir=str(settings.sessions_dir))
         agent = Agent(
             model=chosen,
-            tools=tools,
+            tools=tools(),
             conversation_manager=SteppedWindowConversationManager(),
             system_prompt=SYSTEM_PROMPT.format(workspace=settings.workspace),
             session_manager=sessions,
@@ -145,5 +150,6 @@ async def invoke(payload: Any, context: Any) -> Any:
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s | %(message)s")
     logging.getLogger("bedrock_agentcore").propagate = False  # it logs JSON lines through its own handler
-    # No WebSocket handler is defined: uvicorn need not load a WebSocket implementation (~5 ms of start).
-    app.run(port=settings.port, host=settings.host, ws="none")
+    # No WebSocket handler is defined, so no WebSocket implementation to load (~5 ms of start); h11 and
+    # asyncio named outright, so uvicorn does not first try to import httptools and uvloop.
+    app.run(port=settings.port, host=settings.host, ws="none", http="h11", loop="asyncio")
