@@ -58,13 +58,14 @@ def tools() -> list[DecoratedFunctionTool]:
 def open_conversation(conversation_id: str) -> tuple[Agent, FileSessionManager, list[str]]:
     """The agent factory: restore a conversation's Agent from session storage."""
 
-    chosen = model()  # outside build(): a provider problem is not damage to the history
+    # Outside build(): a provider or tool problem is not damage to the history.
+    chosen, toolset = model(), tools()
 
     def build() -> tuple[Agent, FileSessionManager]:
         sessions = FileSessionManager(session_id=conversation_id, storage_dir=str(settings.sessions_dir))
         agent = Agent(
             model=chosen,
-            tools=tools(),
+            tools=toolset,
             conversation_manager=SteppedWindowConversationManager(),
             system_prompt=SYSTEM_PROMPT.format(workspace=settings.workspace),
             session_manager=sessions,

@@ -302,3 +302,21 @@ def test_an_unknown_or_damaged_manager_state_resumes_from_what_it_says_or_from_t
     assert manager.removed_message_count == 7
     manager.restore_from_session({"__name__": "Other", "removed_message_count": "x"})
     assert manager.removed_message_count == 0
+
+
+def test_any_restore_failure_sets_the_whole_conversation_aside_and_starts_afresh(tmp_path: Path, plan: Path):
+    model = ScriptedModel(plan, tmp_path)
+    agent, _ = _conversation(tmp_path, "c", model)
+    agent("one")
+    calls = []
+
+    def build():
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("something in the history we did not foresee")
+        return _conversation(tmp_path, "c", model)
+
+    (agent, _), moved = history.open_with_quarantine(tmp_path, "c", build)
+    assert moved == ["session_c"] and agent.messages == []
+    kept = list((tmp_path / ".quarantine").glob("c-*/session_c/agents/agent_default/messages/message_0.json"))
+    assert kept, "the old conversation was not set aside"
