@@ -7,6 +7,7 @@ Contract: docs/CONTRACT.md §1. The supporting pieces are one import away, in ag
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncGenerator
@@ -18,18 +19,21 @@ from starlette.responses import JSONResponse
 from strands import Agent
 from strands.models.model import Model
 from strands.session.file_session_manager import FileSessionManager
-from strands.vended_tools import file_editor, shell
+from strands.tools.decorator import DecoratedFunctionTool
 
 from agent import history, protocol, workspace
+from agent.conversation_manager import SteppedWindowConversationManager
 from agent.conversations import Busy, Conversation, Conversations
+from agent.health import Health, UnhealthyPing
 from agent.hooks import OutputLimit
 from agent.providers import build_model
 from agent.settings import Settings
+from agent.tools import make_tools
 
 SYSTEM_PROMPT = """You are a coding agent. Your workspace is {workspace}; it persists across sessions.
 Before you act, look at what the workspace already holds and build on it instead of starting over.
 Use `shell` for commands: each call starts fresh in the workspace with no input, so pass flags such
-as --yes rather than waiting for a prompt. Use `file_editor` with absolute paths under {workspace}.
+as --yes rather than waiting for a prompt. Use `file_editor` with paths in {workspace}.
 Answer briefly: what you changed, and how to run it."""
 
 log = logging.getLogger("coding_agent")
@@ -44,15 +48,25 @@ def model() -> Model:
     return build_model(settings)
 
 
+@cache
+def tools() -> list[DecoratedFunctionTool]:
+    """The shell and file_editor tools, built on first use: nothing before the first turn needs them."""
+    root = workspace.Workspace(settings.workspace)
+    return make_tools(root, settings.shell_timeout, settings.max_tool_output_chars)
+
+
 def open_conversation(conversation_id: str) -> tuple[Agent, FileSessionManager, list[str]]:
     """The agent factory: restore a conversation's Agent from session storage."""
+
+    # Outside build(): a provider or tool problem is not damage to the history.
+    chosen, toolset = model(), tools()
 
     def build() -> tuple[Agent, FileSessionManager]:
         sessions = FileSessionManager(session_id=conversation_id, storage_dir=str(settings.sessions_dir))
         agent = Agent(
-            model=model(),
-            tools=[shell, file_editor],
-            sandbox=workspace.WorkspaceSandbox(settings.workspace, settings.shell_timeout),
+            model=chosen,
+            tools=toolset,
+            conversation_manager=SteppedWindowConversationManager(),
             system_prompt=SYSTEM_PROMPT.format(workspace=settings.workspace),
             session_manager=sessions,
             hooks=[OutputLimit(settings.max_tool_output_chars)],
@@ -67,6 +81,8 @@ def open_conversation(conversation_id: str) -> tuple[Agent, FileSessionManager, 
 
 
 conversations = Conversations(open_conversation, limit=settings.max_warm_conversations)
+health = Health(conversations.stalled_opens, settings.stall_seconds)
+app.add_middleware(UnhealthyPing, health=health)  # /ping answers 503 while turns could not be answered
 
 
 async def run_turn(conversation: Conversation, prompt: str) -> AsyncGenerator[dict[str, Any], None]:
@@ -75,7 +91,8 @@ async def run_turn(conversation: Conversation, prompt: str) -> AsyncGenerator[di
     started = time.perf_counter()
     try:
         snapshot = workspace.snapshot(settings.workspace)
-        agent = conversations.open(conversation).agent
+        # In a thread: restoring reads session storage, and the event loop serves every other turn.
+        agent = (await asyncio.to_thread(conversations.open, conversation)).agent
         interrupted = history.close_interrupted_turn(agent, conversation.session_manager)
         messages_before = len(agent.messages)
         tool_names: dict[str, str] = {}
@@ -112,6 +129,7 @@ async def run_turn(conversation: Conversation, prompt: str) -> AsyncGenerator[di
 @app.entrypoint
 async def invoke(payload: Any, context: Any) -> Any:
     """POST /invocations: validate, claim the conversation, run one turn (as JSON or as SSE)."""
+    health.watch(asyncio.get_running_loop())  # the SDK's worker loop, which runs every turn
     try:
         request = protocol.parse_request(payload, context.session_id, settings.max_prompt_chars)
         conversation = conversations.begin(request.conversation_id)
@@ -133,4 +151,6 @@ async def invoke(payload: Any, context: Any) -> Any:
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s | %(message)s")
     logging.getLogger("bedrock_agentcore").propagate = False  # it logs JSON lines through its own handler
-    app.run(port=settings.port, host=settings.host)
+    # No WebSocket handler is defined, so no WebSocket implementation to load (~5 ms of start); h11 and
+    # asyncio named outright, so uvicorn does not first try to import httptools and uvloop.
+    app.run(port=settings.port, host=settings.host, ws="none", http="h11", loop="asyncio")

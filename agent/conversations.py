@@ -3,16 +3,23 @@
 Two Agents on one session id overwrite each other's history files silently, so a
 conversation's turns are serialized here: a second turn while one runs is refused
 (409), never queued behind it. Agents stay warm between turns so a turn does not
-re-read the whole history from disk; the least recently used ones are let go.
+re-read the whole history from disk; the least recently used ones are let go. The pool's
+guard is held only for dictionary updates, never during a restore's disk I/O, so a slow
+(or wedged) restore of one conversation never holds up another's turn.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+
+from strands import Agent
+from strands.session.file_session_manager import FileSessionManager
+
+Opener = Callable[[str], tuple[Agent, FileSessionManager, list[str]]]
 
 
 class Busy(RuntimeError):
@@ -24,8 +31,8 @@ class Conversation:
     """One conversation's Agent and what opening it found."""
 
     id: str
-    agent: Any = None
-    session_manager: Any = None
+    agent: Agent | None = None  # None until opened (restored from session storage)
+    session_manager: FileSessionManager | None = None
     quarantined: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -33,11 +40,12 @@ class Conversation:
 class Conversations:
     """The warm pool. `opener(id)` restores a conversation: (agent, session_manager, quarantined files)."""
 
-    def __init__(self, opener: Callable[[str], tuple[Any, Any, list[str]]], limit: int = 32) -> None:
+    def __init__(self, opener: Opener, limit: int = 32) -> None:
         self._opener = opener
         self._limit = limit
         self._guard = threading.Lock()
         self._pool: OrderedDict[str, Conversation] = OrderedDict()
+        self._opening: dict[str, float] = {}  # conversation id -> when its restore started
 
     def begin(self, conversation_id: str) -> Conversation:
         """Claim the conversation for one turn, or raise Busy. Cheap: no disk I/O happens here."""
@@ -53,10 +61,22 @@ class Conversations:
     def open(self, conversation: Conversation) -> Conversation:
         """Restore the Agent if it is not warm yet. Call while holding the conversation (after begin)."""
         if conversation.agent is None:
-            conversation.agent, conversation.session_manager, conversation.quarantined = self._opener(
-                conversation.id
-            )
+            with self._guard:
+                self._opening[conversation.id] = time.monotonic()
+            try:
+                conversation.agent, conversation.session_manager, conversation.quarantined = self._opener(
+                    conversation.id
+                )
+            finally:
+                with self._guard:
+                    del self._opening[conversation.id]
         return conversation
+
+    def stalled_opens(self, after: float) -> list[str]:
+        """Conversations whose restore has run for more than `after` seconds (for /ping)."""
+        now = time.monotonic()
+        with self._guard:
+            return [cid for cid, started in self._opening.items() if now - started > after]
 
     @staticmethod
     def end(conversation: Conversation) -> None:

@@ -33,6 +33,7 @@ class Settings:
     max_tool_output_chars: int = 20_000
     max_warm_conversations: int = 32
     backup_bucket: str | None = None  # S3 bucket for checkpoint backups (agent/backup.py); None: no backups
+    stall_seconds: float = 30.0  # a restore or a stuck turn loop this long makes /ping Unhealthy (503)
 
     @property
     def sessions_dir(self) -> Path:
@@ -54,4 +55,5 @@ class Settings:
             provider_env={name: env[name] for name in provider_variables() if env.get(name)},
             shell_timeout=int(env.get("SHELL_TIMEOUT", cls.shell_timeout)),
             backup_bucket=env.get("BACKUP_BUCKET", "").strip() or None,
+            stall_seconds=float(env.get("STALL_SECONDS", cls.stall_seconds)),
         )

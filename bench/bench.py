@@ -110,11 +110,16 @@ def render(r: dict) -> str:
         "|---|---|---|---|---|",
         row(
             1,
-            "cold start to Healthy /ping",
-            f"{cold['start_s']:.2f} s = **{cold['ratio']:.2f} x** the "
-            f"import floor ({cold['import_floor_s']:.2f} s)",
-            "<= 1.2 x",
-            cold["ratio"] <= 1.2,
+            "cold start to Healthy /ping (floor: strands.Agent + BedrockAgentCoreApp imports)",
+            f"{cold['start_s']:.2f} s = **{cold['ratio']:.2f} x** the floor "
+            f"({cold['import_floor_s']:.2f} s); "
+            + (
+                f"the seed's imports {cold['seed_imports_s']:.2f} s = {cold['seed_ratio']:.2f} x"
+                if cold.get("seed_imports_s")
+                else "the seed's imports: strands_tools not installed"
+            ),
+            "<= 1.15 x, below the seed's",
+            cold["ratio"] <= 1.15 and cold["start_s"] < (cold.get("seed_imports_s") or float("inf")),
         ),
     ]
     ways = {
@@ -145,8 +150,8 @@ def render(r: dict) -> str:
             row(
                 3,
                 f"history {size} stored msgs ({memory} in memory)",
-                f"warm p50 {h['warm_turn_p50_ms']:.1f} "
-                f"ms, cold restore turn {h['cold_restore_turn_ms']:.1f} ms",
+                f"warm p50 {h['warm_turn_p50_ms']:.1f} ms (agent CPU {h.get('warm_turn_cpu_ms', 0):.1f} ms), "
+                f"cold restore turn {h['cold_restore_turn_ms']:.1f} ms",
             )
         )
     sizes, ratio, restore = (
@@ -158,9 +163,9 @@ def render(r: dict) -> str:
         row(
             3,
             f"warm turn, {sizes[-1]} vs {sizes[0]} stored msgs",
-            f"**{ratio:.2f} x**",
-            "<= 1.2 x",
-            ratio <= 1.2,
+            f"**{ratio:.2f} x** (agent CPU {hist.get('warm_cpu_ratio_largest_vs_smallest', 0):.2f} x)",
+            "<= 1.15 x",
+            ratio <= 1.15,
         ),
         row(3, f"cold restore turn, {sizes[-1]} msgs", f"**{restore:.0f} ms**", "<= 300 ms", restore <= 300),
     ]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 
@@ -14,7 +13,8 @@ from agent import history, protocol, providers
 from agent.providers import ModelConfigError, build_model
 from agent.scripted import BANNER, PlanError, ScriptedModel, load_plan
 from agent.settings import DEFAULT_MODEL_ID, Settings
-from agent.workspace import OutsideWorkspace, WorkspaceSandbox, snapshot
+from agent.tools import make_tools
+from agent.workspace import Workspace, snapshot
 
 
 def test_settings_come_from_the_environment_with_spec_defaults():
@@ -52,24 +52,6 @@ def test_prompt_limit_is_413_and_other_problems_are_400():
     with pytest.raises(protocol.BadRequest) as e:
         protocol.parse_request({"prompt": "ok", "conversation_id": "a b"}, None, max_prompt_chars=10)
     assert e.value.status == 400
-
-
-def test_sandbox_refuses_parent_escapes_and_symlinks_out(tmp_path: Path):
-    root, outside = tmp_path / "ws", tmp_path / "outside"
-    root.mkdir(), outside.mkdir()
-    (root / "link").symlink_to(outside)
-    sandbox = WorkspaceSandbox(root)
-    for path in ("../x.txt", "sub/../../x.txt", str(outside / "x.txt"), "link/x.txt", "~/x.txt"):
-        with pytest.raises(OutsideWorkspace):
-            asyncio.run(sandbox.write_text(path, "no"))
-    assert list(outside.iterdir()) == []
-    asyncio.run(sandbox.write_text("inside/ok.txt", "yes"))
-    assert (root / "inside" / "ok.txt").read_text() == "yes"
-
-
-def test_shell_falls_back_to_the_workspace_when_asked_for_a_missing_directory(tmp_path: Path):
-    result = asyncio.run(WorkspaceSandbox(tmp_path).execute("pwd", cwd="no/such/dir"))
-    assert result.stdout.strip() == str(tmp_path.resolve())
 
 
 def test_snapshot_lists_the_top_level_without_the_history(tmp_path: Path):
@@ -158,9 +140,8 @@ def test_scripted_model_plays_tool_steps_then_quotes_what_it_saw(tmp_path: Path)
         ],
     }
     path.write_text(json.dumps({"rules": [rule]}))
-    from strands.vended_tools import shell
-
-    agent = Agent(model=ScriptedModel(path, tmp_path), tools=[shell], callback_handler=None)
+    tools = make_tools(Workspace(tmp_path), shell_timeout=10, output_chars=1000)
+    agent = Agent(model=ScriptedModel(path, tmp_path), tools=tools, callback_handler=None)
     answer = str(agent("list please")).strip()
     assert answer.startswith(BANNER)
     assert f"in {tmp_path}" in answer  # the tool really ran and its output was quoted
@@ -278,3 +259,106 @@ def test_importing_the_service_touches_no_workspace(tmp_path: Path):
     repo = Path(__file__).resolve().parent.parent
     subprocess.run([sys.executable, "-c", "import coding_agent"], cwd=repo, env=env, check=True)
     assert not workspace.exists()
+
+
+def test_health_says_when_the_turn_loop_stops_running_callbacks():
+    import asyncio
+    import threading
+    import time
+
+    from agent.health import Health
+
+    loop = asyncio.new_event_loop()
+    threading.Thread(target=loop.run_forever, daemon=True).start()
+    health = Health(lambda after: [], stall_after=0.1)
+    health.watch(loop)
+    assert health.problem() is None  # posts a heartbeat, which runs at once
+    deadline = time.monotonic() + 5
+    while health._posted is not None:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    release = threading.Event()
+    loop.call_soon_threadsafe(release.wait)  # a blocking call wedges the loop
+    health.problem()
+    time.sleep(0.2)
+    assert "has not run for" in (health.problem() or "")
+    release.set()
+    while health.problem() is not None:
+        assert time.monotonic() < deadline, "the loop ran again but health did not recover"
+        time.sleep(0.01)
+    loop.call_soon_threadsafe(loop.stop)
+
+
+def test_health_names_a_restore_that_takes_too_long():
+    from agent.health import Health
+
+    assert "restoring conversation 'c'" in (Health(lambda after: ["c"], stall_after=1).problem() or "")
+
+
+def _stepped(storage: Path, cid: str, model, window: int = 4, step: int = 4):
+    from agent.conversation_manager import SteppedWindowConversationManager
+
+    sessions = FileSessionManager(session_id=cid, storage_dir=str(storage))
+    manager = SteppedWindowConversationManager(window_size=window, step=step)
+    agent = Agent(model=model, session_manager=sessions, conversation_manager=manager, callback_handler=None)
+    return agent, manager
+
+
+def test_stepped_window_trims_only_past_window_plus_step_and_back_to_the_window(tmp_path: Path, plan: Path):
+    agent, manager = _stepped(tmp_path, "c", ScriptedModel(plan, tmp_path))
+    agent_json = history.session_dir(tmp_path, "c") / "agents" / "agent_default" / "agent.json"
+    held, writes, last = [], 0, agent_json.read_text() if agent_json.exists() else ""
+    for i in range(8):
+        agent(f"turn {i}")
+        held.append(len(agent.messages))
+        writes += agent_json.read_text() != last
+        last = agent_json.read_text()
+    assert held == [2, 4, 6, 8, 4, 6, 8, 4]  # grows to window + step (8), then cut back to the window (4)
+    assert manager.removed_message_count == 12
+    assert writes <= 3  # agent.json changed at the two trims (and once at the start), not on every turn
+    restored, _ = _stepped(tmp_path, "c", ScriptedModel(plan, tmp_path))
+    assert restored.messages[0]["content"][0]["text"] == "turn 6"
+
+
+def test_a_history_written_by_the_plain_sliding_window_restores_into_the_stepped_one(
+    tmp_path: Path, plan: Path
+):
+    model = ScriptedModel(plan, tmp_path)
+    old, _ = _conversation(tmp_path, "c", model)  # Strands' default manager, as the service used before
+    old.conversation_manager.window_size = 4
+    for i in range(4):
+        old(f"turn {i}")
+    assert old.conversation_manager.removed_message_count == 4
+    agent, manager = _stepped(tmp_path, "c", model)
+    assert manager.removed_message_count == 4 and len(agent.messages) == 4
+    agent("turn 4")
+    restored, _ = _stepped(tmp_path, "c", model)
+    assert [m["content"][0]["text"] for m in restored.messages][-2] == "turn 4"
+
+
+def test_an_unknown_or_damaged_manager_state_resumes_from_what_it_says_or_from_the_start():
+    from agent.conversation_manager import SteppedWindowConversationManager
+
+    manager = SteppedWindowConversationManager()
+    manager.restore_from_session({"__name__": "SummarizingConversationManager", "removed_message_count": 7})
+    assert manager.removed_message_count == 7
+    manager.restore_from_session({"__name__": "Other", "removed_message_count": "x"})
+    assert manager.removed_message_count == 0
+
+
+def test_any_restore_failure_sets_the_whole_conversation_aside_and_starts_afresh(tmp_path: Path, plan: Path):
+    model = ScriptedModel(plan, tmp_path)
+    agent, _ = _conversation(tmp_path, "c", model)
+    agent("one")
+    calls = []
+
+    def build():
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("something in the history we did not foresee")
+        return _conversation(tmp_path, "c", model)
+
+    (agent, _), moved = history.open_with_quarantine(tmp_path, "c", build)
+    assert moved == ["session_c"] and agent.messages == []
+    kept = list((tmp_path / ".quarantine").glob("c-*/session_c/agents/agent_default/messages/message_0.json"))
+    assert kept, "the old conversation was not set aside"

@@ -143,9 +143,9 @@ def test_ping_is_busy_during_a_turn_and_a_second_turn_on_it_gets_409(server: Age
 @pytest.mark.parametrize(
     ("how", "says"),
     [
-        ("absolute", "outside the workspace"),  # WorkspaceSandbox
-        ("dotdot", "path traversal is not allowed"),  # file_editor's own check (the sandbox's is unit-tested)
-        ("symlink", "outside the workspace"),  # WorkspaceSandbox, after resolving the link
+        ("absolute", "outside the workspace"),
+        ("dotdot", "path traversal is not allowed"),
+        ("symlink", "symbolic link"),  # never followed (the races are in tests/test_file_tools.py)
     ],
 )
 def test_file_tools_refuse_paths_outside_the_workspace(
@@ -167,7 +167,7 @@ def test_file_tools_refuse_paths_outside_the_workspace(
 def test_file_tools_cannot_read_the_conversation_history(server: AgentProcess):
     events = server.stream("read history", conversation_id="nosy")
     listing, reading = [e for e in events if e["type"] == "tool_result"]
-    assert listing["status"] == "success" and reading["status"] == "error"
+    assert listing["status"] == reading["status"] == "error"
     assert "conversation history" in events[-1]["response"]
     history = server.workspace / ".sessions" / "session_nosy" / "session.json"
     assert history.exists()  # it was there to read, and the tool was refused
@@ -184,7 +184,7 @@ def test_shell_runs_in_the_workspace_and_never_waits_for_input(server: AgentProc
 def test_large_tool_output_is_capped_before_it_reaches_history(server: AgentProcess):
     assert server.invoke("big output", conversation_id="big").status_code == 200
     stored = json.dumps(history(server.workspace, "big"))
-    assert "more characters not shown" in stored
+    assert "bytes not shown" in stored  # the shell keeps the first and last part
     assert len(stored) < 40_000  # the command printed 100,000 characters
 
 
