@@ -7,7 +7,9 @@ Contract: SPEC section 1. The supporting pieces are one import away, in agent/.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import threading
 import time
 from collections.abc import AsyncGenerator
 from functools import cache
@@ -21,10 +23,14 @@ from strands.session.file_session_manager import FileSessionManager
 from strands.vended_tools import file_editor, shell
 
 from agent import history, protocol, workspace
+from agent.budget import TurnBudget
 from agent.conversations import Busy, Conversation, Conversations
 from agent.hooks import OutputLimit
 from agent.providers import build_model
+from agent.recorder import Busy as WorkspaceBusy
+from agent.recorder import Recorder
 from agent.settings import Settings
+from agent.undo import UndoError
 
 SYSTEM_PROMPT = """You are a coding agent. Your workspace is {workspace}; it persists across sessions.
 Before you act, look at what the workspace already holds and build on it instead of starting over.
@@ -69,44 +75,119 @@ def open_conversation(conversation_id: str) -> tuple[Agent, FileSessionManager, 
 conversations = Conversations(open_conversation, limit=settings.max_warm_conversations)
 
 
+recorder = Recorder(
+    settings.workspace, settings.checkpoint_keep, settings.checkpoint_max_bytes, settings.storage_quota_bytes
+)
+
+
 async def run_turn(conversation: Conversation, prompt: str) -> AsyncGenerator[dict[str, Any], None]:
-    """One turn as service events; the last is `done` or `error`. Releases the conversation at the end."""
+    """One turn as service events; the last is `done` or `error`.
+
+    The conversation handshake: `begin` (in invoke: claim it, or 409) -> `open` (restore its
+    Agent) -> the turn -> `end` (release it), whatever happens. A checkpoint brackets the turn:
+    `recorder.begin` before the model runs, `recorder.end` after it, answered or not."""
     busy = app.add_async_task("turn")  # /ping says HealthyBusy until complete_async_task
-    started = time.perf_counter()
+    started, start, result = time.perf_counter(), None, None
+    outcome, failure = "failed", None
     try:
-        snapshot = workspace.snapshot(settings.workspace)
-        agent = conversations.open(conversation).agent
-        interrupted = history.close_interrupted_turn(agent, conversation.session_manager)
-        messages_before = len(agent.messages)
-        tool_names: dict[str, str] = {}
-        result = None
-        # The snapshot goes in as its own block, so the model notices earlier work even unasked.
-        async for event in agent.stream_async([{"text": snapshot.describe()}, {"text": prompt}]):
-            for out in protocol.events_of(event, tool_names):
-                yield out
-            result = event.get("result", result)
-        done = protocol.answer(
-            str(result).strip(),
-            conversation.id,
-            {"path": str(snapshot.path), "restored": snapshot.restored, "entries": len(snapshot.entries)},
-            messages_before,
-            conversation.quarantined,
-            interrupted,
+        try:
+            snapshot = workspace.snapshot(settings.workspace)
+            agent = conversations.open(conversation).agent
+            interrupted = history.close_interrupted_turn(agent, conversation.session_manager)
+            messages_before = len(agent.messages)
+            start = await asyncio.to_thread(recorder.begin, conversation.id)
+            tool_names: dict[str, str] = {}
+            # The snapshot goes in as its own block, so the model notices earlier work even unasked.
+            async with TurnBudget(settings.max_turn_seconds, settings.max_model_calls) as budget:
+                blocks = [{"text": snapshot.describe()}, {"text": prompt}]
+                async for event in agent.stream_async(blocks, **budget.kwargs):
+                    for out in protocol.events_of(event, tool_names):
+                        yield out
+                    result = event.get("result", result)
+            failure = budget.exceeded(getattr(result, "stop_reason", None))
+            if failure:  # close the history now, so the next turn starts from an answered one
+                history.close_interrupted_turn(agent, conversation.session_manager)
+            outcome = "budget" if failure else "answered"
+        except Exception as error:  # the model or a provider failed: say so, keep serving
+            log.warning(
+                "conversation_id=<%s> | turn failed: %s",
+                conversation.id,
+                error,
+                exc_info=log.isEnabledFor(logging.DEBUG),
+            )
+            failure = f"the turn failed: {error}"
+        record = protocol.TurnRecord()
+        if start is not None:
+            record = await asyncio.to_thread(recorder.end, start, conversation.id, prompt, outcome)
+            if recorder.needs_pruning():
+                _prune_in_background()
+        if failure:
+            kept = f"; checkpoint {record.checkpoint} kept what it changed (client.py undo takes it back)"
+            yield protocol.error_event(
+                failure + (kept if record.checkpoint else ""), checkpoint=record.checkpoint
+            )
+            return
+        done = protocol.Answer.of(
+            str(result),
+            snapshot,
+            conversation,
+            messages_before=messages_before,
+            interrupted=interrupted,
+            record=record,
         )
         conversation.quarantined = []  # reported once
         log.info("conversation_id=<%s> | turn done in %.3fs", conversation.id, time.perf_counter() - started)
-        yield {"type": "done", **done}
-    except Exception as error:  # the model or a provider failed: say so, keep serving
-        log.warning(
-            "conversation_id=<%s> | turn failed: %s",
-            conversation.id,
-            error,
-            exc_info=log.isEnabledFor(logging.DEBUG),
-        )
-        yield {"type": "error", "message": f"the turn failed: {error}"}
+        yield protocol.done_event(done)
     finally:
         Conversations.end(conversation)
         app.complete_async_task(busy)
+
+
+def _prune_in_background() -> None:
+    """Drop old checkpoints after the answer, still HealthyBusy so the platform does not stop us."""
+    task = app.add_async_task("prune checkpoints")
+
+    def prune() -> None:
+        try:
+            recorder.prune()
+        except OSError as error:
+            log.warning("checkpoints | prune failed: %s", error)
+        finally:
+            app.complete_async_task(task)
+
+    threading.Thread(target=prune, name="prune-checkpoints", daemon=True).start()
+
+
+async def act(request: protocol.ActionRequest) -> Any:
+    """The requests that run no turn: undo, checkpoints, status (README "Checkpoints, undo and storage")."""
+    if request.action == "checkpoints":
+        return {"action": "checkpoints", "checkpoints": await asyncio.to_thread(recorder.checkpoints)}
+    if request.action == "status":
+        status = await asyncio.to_thread(recorder.status)
+        return {"action": "status", **status, "backup": {"enabled": settings.backup_bucket is not None}}
+    busy = app.add_async_task("undo")
+    claimed: list[Conversation] = []
+    try:
+        involved = await asyncio.to_thread(recorder.conversations_to_undo, request.turns)
+        for conversation_id in sorted({request.conversation_id, *involved}):
+            claimed.append(conversations.begin(conversation_id))
+        report = await asyncio.to_thread(recorder.undo, request.turns, request.conversation_id, involved)
+        for conversation in claimed:
+            Conversations.drop(conversation)  # warm Agents must not keep the turns taken back
+    finally:
+        for conversation in claimed:
+            Conversations.end(conversation)
+        app.complete_async_task(busy)
+    files = report["files"]
+    summary = (
+        f"undid {len(report['turns'])} turn(s): the workspace is back at checkpoint {report['restored_to']} "
+        f"({len(files['restored'])} restored, {len(files['deleted'])} deleted, {len(files['mode'])} modes); "
+        + "; ".join(
+            f"{cid}: {h['messages_before']} -> {h['messages_after']} messages"
+            for cid, h in report["history"].items()
+        )
+    )
+    return {"action": "undo", "response": summary, "conversation_id": request.conversation_id, **report}
 
 
 @app.entrypoint
@@ -114,10 +195,12 @@ async def invoke(payload: Any, context: Any) -> Any:
     """POST /invocations: validate, claim the conversation, run one turn (as JSON or as SSE)."""
     try:
         request = protocol.parse_request(payload, context.session_id, settings.max_prompt_chars)
+        if isinstance(request, protocol.ActionRequest):
+            return await act(request)
         conversation = conversations.begin(request.conversation_id)
     except protocol.BadRequest as error:
         return JSONResponse({"error": str(error)}, status_code=error.status)
-    except Busy as error:
+    except (Busy, WorkspaceBusy, UndoError) as error:
         return JSONResponse({"error": str(error)}, status_code=409)
     turn = run_turn(conversation, request.prompt)
     if request.stream:
@@ -126,8 +209,11 @@ async def invoke(payload: Any, context: Any) -> Any:
     async for event in turn:  # run it to the end, so the conversation is released before we answer
         last = event
     if last.get("type") == "done":
-        return {key: value for key, value in last.items() if key != "type"}
-    return JSONResponse({"error": last.get("message", "the turn ended without an answer")}, status_code=500)
+        return protocol.body_of(last)
+    error = {"error": last.get("message", "the turn ended without an answer")}
+    if last.get("checkpoint"):
+        error["checkpoint"] = last["checkpoint"]
+    return JSONResponse(error, status_code=500)
 
 
 if __name__ == "__main__":

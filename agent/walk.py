@@ -1,0 +1,149 @@
+"""The checkpoint walk: every entry of the workspace by lstat, and how two walks differ.
+
+Iterative (any depth), never follows a symlink (it is recorded with its target), never opens
+anything: reading a file's bytes is the store's job, and only for regular files. `.sessions/`
+is not part of the project (history is captured by message count) but is counted for usage;
+the checkpoint store inside it is counted by the store itself.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+HIDDEN = ".sessions"  # conversation history: captured by message count, not copied
+STORE = ".checkpoints"  # under HIDDEN
+Entry = dict[str, Any]
+
+
+@dataclass
+class Walk:
+    """One lstat walk of the workspace: its manifest entries and what the storage holds."""
+
+    files: dict[str, Entry] = field(default_factory=dict)
+    bytes: int = 0  # apparent size of the project's files and symlinks (like du --apparent-size)
+    hidden_bytes: int = 0  # conversation history under .sessions/ (the checkpoint store not included)
+    count: int = 0  # files, symlinks and FIFOs (directories not counted)
+    skipped: list[str] = field(default_factory=list)  # unreadable directories, sockets, devices
+
+
+def walk(root: Path, previous: dict[str, Entry] | None = None) -> Walk:
+    """Walk `root` without following symlinks, iteratively (any depth). A file whose stat matches
+    `previous` keeps its entry (the same object, hash included); others are hashed by `checkpoint`."""
+    previous = previous or {}
+    out, files = Walk(), {}
+    stack: list[tuple[str, str, bool]] = [("", str(root), False)]
+    while stack:
+        prefix, path, hidden = stack.pop()
+        try:
+            entries = os.scandir(path)
+        except OSError as error:  # vanished, unreadable, or a path too long: note it, go on
+            out.skipped.append(f"{prefix or './'}: {error.strerror}")
+            continue
+        with entries:
+            for entry in entries:
+                relpath = prefix + entry.name
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except OSError:
+                    continue  # removed while we walked
+                mode = st.st_mode
+                if hidden or (not prefix and entry.name == HIDDEN):
+                    if stat.S_ISDIR(mode):
+                        if relpath != f"{HIDDEN}/{STORE}":
+                            stack.append((relpath + "/", entry.path, True))
+                    else:
+                        out.hidden_bytes += st.st_size
+                    continue
+                if stat.S_ISREG(mode):
+                    out.count += 1
+                    out.bytes += st.st_size
+                    old = previous.get(relpath)
+                    if (
+                        old is not None
+                        and old.get("size") == st.st_size
+                        and old.get("mtime") == st.st_mtime_ns / 1e9
+                        and old.get("ctime") == st.st_ctime_ns / 1e9
+                        and old.get("ino") == st.st_ino
+                        and old.get("mode") == stat.S_IMODE(mode)
+                        and old.get("type") == "file"
+                        and "sha256" in old
+                    ):
+                        files[relpath] = old  # unchanged: the same entry, so diff and JSON skip it
+                        continue
+                elif stat.S_ISDIR(mode):
+                    stack.append((relpath + "/", entry.path, False))
+                else:
+                    out.count += 1
+                item = _entry(entry.path, st)
+                if item is None:
+                    out.skipped.append(f"{relpath}: not a file, directory, symlink or FIFO")
+                    continue
+                if item["type"] == "symlink":
+                    out.bytes += st.st_size
+                old = previous.get(relpath)
+                files[relpath] = old if old == item else item
+    out.files = files
+    return out
+
+
+def _entry(path: str, st: os.stat_result) -> Entry | None:
+    mode = stat.S_IMODE(st.st_mode)
+    if stat.S_ISREG(st.st_mode):
+        return {
+            "type": "file",
+            "size": st.st_size,
+            "mode": mode,
+            "mtime": st.st_mtime_ns / 1e9,
+            "ctime": st.st_ctime_ns / 1e9,  # changes with any write or chmod, even a faked mtime
+            "ino": st.st_ino,
+        }
+    if stat.S_ISDIR(st.st_mode):
+        return {"type": "dir", "mode": mode}
+    if stat.S_ISLNK(st.st_mode):
+        try:
+            return {"type": "symlink", "target": os.readlink(path)}
+        except OSError:
+            return None
+    if stat.S_ISFIFO(st.st_mode):
+        return {"type": "fifo", "mode": mode}
+    return None  # sockets and devices: nothing to keep, and session storage refuses them anyway
+
+
+def content(entry: Entry) -> tuple[Any, ...]:
+    """What an entry holds, mode aside: two entries with equal content need no restore."""
+    return (entry["type"], entry.get("sha256"), entry.get("target"))
+
+
+def diff(before: dict[str, Entry], after: dict[str, Entry]) -> dict[str, list[str]]:
+    """Added, modified (content or type), deleted, and mode-only changes from `before` to `after`."""
+    changed: dict[str, list[str]] = {"added": [], "modified": [], "deleted": [], "mode": []}
+    for path, entry in after.items():
+        old = before.get(path)
+        if old is entry:
+            continue
+        if old is None:
+            changed["added"].append(path)
+        elif content(old) != content(entry):
+            changed["modified"].append(path)
+        elif old.get("mode") != entry.get("mode"):
+            changed["mode"].append(path)
+    changed["deleted"] = [path for path in before if path not in after]
+    return changed
+
+
+def verify(manifest: dict[str, Entry], now: dict[str, Entry]) -> dict[str, list[str]]:
+    """What is missing from the workspace, or differs, against a manifest (size, mode, mtime, hash)."""
+    missing, changed = [], []
+    for path, entry in manifest.items():
+        found = now.get(path)
+        if found is None:
+            missing.append(path)
+        elif content(found) != content(entry) or any(
+            found.get(k) != entry.get(k) for k in ("size", "mode", "mtime")
+        ):
+            changed.append(path)
+    return {"missing": missing, "changed": changed}
