@@ -129,3 +129,23 @@ def run_command(
         if "contentStop" in chunk:
             code, status = chunk["contentStop"]["exitCode"], chunk["contentStop"]["status"]
     return code, status, "".join(out)
+
+
+def act(
+    client: Any, arn: str, session: str, body: dict[str, Any], say: Callable[[str], None] = _to_stderr
+) -> dict[str, Any]:
+    """A request that runs no turn ({"action": "undo" | "checkpoints" | "status", ...}); its JSON answer."""
+    response = with_retry(
+        lambda: client.invoke_agent_runtime(
+            agentRuntimeArn=arn,
+            runtimeSessionId=session,
+            payload=json.dumps(body).encode(),
+            contentType="application/json",
+            accept="application/json",
+        ),
+        say,
+    )
+    answer = json.loads(response["response"].read())
+    if "error" in answer:
+        raise TurnFailed(f"the agent answered with an error: {answer['error']}")
+    return answer

@@ -16,6 +16,8 @@ import pytest
 from botocore.exceptions import ClientError
 from local_runtime import LocalRuntime, invoke, local_runtime, run
 
+import client as client_cli
+
 PLAN = Path(__file__).resolve().parent / "plans" / "checkpoints.json"
 QUOTA = 4_000_000
 GIT = "git -c user.email=t@example.com -c user.name=t"
@@ -197,3 +199,34 @@ def test_the_first_turn_after_a_stop_verifies_the_workspace_against_the_last_che
     data.stop_runtime_session(agentRuntimeArn=arn, runtimeSessionId=session)
     verified = invoke(data, arn, session, "hello")["workspace"]["verified"]
     assert verified == {"missing": ["a.txt"], "changed": ["b.txt"]}
+
+
+def test_client_undo_checkpoints_and_status_print_a_short_summary(
+    local: LocalRuntime, data, arn: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    session = new_id()
+    monkeypatch.setenv("AWS_ENDPOINT_URL_BEDROCK_AGENTCORE", local.url)
+    turn(data, arn, session, "echo one > one.txt")
+    turn(data, arn, session, "echo two > two.txt")
+    where = ["--arn", arn, "--session", session]
+
+    assert client_cli.main(["checkpoints", *where]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3 and "+1 ~0 -0 m0" in lines[-1] and "echo two > two.txt" in lines[-1]
+
+    assert client_cli.main(["undo", "--turns", "1", *where]) == 0
+    out = capsys.readouterr()
+    assert out.out.startswith("undid 1 turn(s)") and "deleted: two.txt" in out.out
+    assert "recorded as checkpoint" in out.err
+    assert shell(data, arn, session, "ls").split() == ["one.txt"]
+
+    shell(data, arn, session, "head -c 3300000 /dev/zero > big.bin")
+    assert client_cli.main(["status", *where]) == 0
+    out = capsys.readouterr()
+    assert out.out.startswith("storage: ") and "checkpoints: 4 kept (latest 000004)" in out.out
+    assert "backup: off" in out.out and "warning: session storage is" in out.err
+
+    assert client_cli.main(["invoke", "hello", *where]) == 0
+    assert "warning: session storage is" in capsys.readouterr().err
+    assert client_cli.main(["undo", "--turns", "9", *where]) == 1
+    assert "cannot undo 9 turn(s)" in capsys.readouterr().err
