@@ -49,7 +49,7 @@ class CheckpointStore:
         self._bytes: int | None = None  # objects + manifests, counted once, then kept up to date
         self._refs: Counter[str] | None = None  # how many manifests name each object
         self._dirs: set[str] = set()
-        self.last_walk: dict[str, Entry] | None = None  # hashes of the last walk, for the next one
+        self.last_walk: Walk | None = None  # the last walk, hashes included: the next one starts from it
         self._fragments: dict[str, tuple[Entry, str]] = {}  # path -> (entry, its JSON text)
 
     # --- the contract's API --------------------------------------------------------------------
@@ -134,7 +134,10 @@ class CheckpointStore:
             for relpath, item in list(found.files.items()):
                 if item["type"] == "file" and "sha256" not in item and not self._hash_in(relpath, item):
                     del found.files[relpath]  # no longer a regular file: the next walk sees what it is
-            self.last_walk = found.files
+                    found.keys.pop(relpath, None)
+                elif item.get("ctime") == -1.0:
+                    found.keys.pop(relpath, None)  # written while we read it: hash it again next time
+            self.last_walk = found
 
     def checkpoint(self, found: Walk, **fields: Any) -> dict[str, Any]:
         """Store what changed since the latest manifest, then write the manifest (objects first).

@@ -55,8 +55,10 @@ class Recorder:
         self._guard = threading.Lock()
 
     def _walk(self) -> Walk:
+        if self.store.last_walk is not None:
+            return walk(self.workspace, before=self.store.last_walk)
         latest = self.store.latest()
-        return walk(self.workspace, self.store.last_walk or (latest["files"] if latest else {}))
+        return walk(self.workspace, latest["files"] if latest else {})
 
     def begin(self, conversation_id: str) -> TurnStart:
         """Before the model runs: verify (first turn here), keep changes made between turns."""

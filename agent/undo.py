@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.checkpoints import CheckpointStore
-from agent.walk import Entry, content
+from agent.walk import Entry
 
 _MESSAGE = re.compile(r"message_(\d+)\.json")
 
@@ -66,11 +66,6 @@ def plan(store: CheckpointStore, count: int) -> UndoPlan:
     for turn in turns:  # newest first, so the oldest undone turn of each conversation wins
         if turn.get("conversation_id") is not None:
             keep[turn["conversation_id"]] = int(turn.get("messages_before", 0))
-    missing = [p for p, e in target["files"].items() if e.get("sha256") and not store.has_object(e["sha256"])]
-    if missing:
-        raise UndoError(
-            f"checkpoint {target['id']} lacks the contents of {len(missing)} file(s), e.g. {missing[0]}"
-        )
     return UndoPlan(target=target, turns=turns, keep_messages=keep)
 
 
@@ -80,36 +75,49 @@ def restore(
     """Make the workspace hold `target` again; `now` is a fresh walk. Returns what it changed.
 
     Deletes first (so no symlink the turns made can redirect a write), then directories,
-    then files (each written beside its place and renamed in), then modes."""
+    then files (each written beside its place and renamed in), then modes. Checks first that
+    every content it needs is in the store, so a damaged store changes nothing."""
     unsafe = [p for p in target if p.startswith("/") or ".." in p.split("/")]
     if unsafe:
         raise UndoError(f"the checkpoint names a path outside the workspace: {unsafe[0]!r}")
-    gone = [p for p, e in now.items() if p not in target or target[p]["type"] != e["type"]]
-    for path in sorted(gone, key=lambda p: p.count("/"), reverse=True):
-        full = root / path
-        if now[path]["type"] == "dir":
-            shutil.rmtree(full, ignore_errors=True)  # rmtree never follows symlinks
-        else:
-            with suppress(FileNotFoundError):
-                full.unlink()
-    kept = {p: e for p, e in now.items() if p not in gone}
-    written, modes = [], []
-    for path, entry in sorted(target.items(), key=lambda item: item[0].count("/")):
-        here = kept.get(path)
+    gone = {p for p, e in now.items() if p not in target or target[p]["type"] != e["type"]}
+    mkdirs, writes, modes = [], [], []
+    for path, entry in target.items():
+        here = None if path in gone else now.get(path)
         if entry["type"] == "dir":
             if here is None:
-                (root / path).mkdir(mode=0o700)
-                written.append(path)
-        elif here is None or content(here) != content(entry):
-            _put(root / path, entry, store)
-            written.append(path)
-        if here is not None and entry["type"] != "symlink" and here.get("mode") != entry.get("mode"):
+                mkdirs.append(path)
+            elif here.get("mode") != entry.get("mode"):
+                modes.append(path)
+        elif (
+            here is None
+            or here.get("sha256") != entry.get("sha256")
+            or here.get("target") != entry.get("target")
+        ):
+            writes.append(path)
+        elif entry["type"] != "symlink" and here.get("mode") != entry.get("mode"):
             modes.append(path)
-    for path, entry in sorted(target.items(), key=lambda item: item[0].count("/"), reverse=True):
-        if entry["type"] != "symlink" and (path in written or path in modes):
-            os.chmod(root / path, entry["mode"], follow_symlinks=False)
-    deleted = [p for p in gone if p not in target]
-    return {"restored": written, "deleted": deleted, "mode": [p for p in modes if p not in written]}
+    lacking = [p for p in writes if "sha256" in target[p] and not store.has_object(target[p]["sha256"])]
+    if lacking:
+        raise UndoError(f"the checkpoint lacks the contents of {len(lacking)} file(s), e.g. {lacking[0]}")
+    for path in sorted(gone, key=_depth, reverse=True):
+        if now[path]["type"] == "dir":
+            shutil.rmtree(root / path, ignore_errors=True)  # rmtree never follows symlinks
+        else:
+            with suppress(FileNotFoundError):
+                (root / path).unlink()
+    for path in sorted(mkdirs, key=_depth):
+        (root / path).mkdir(mode=0o700, exist_ok=True)
+    for path in writes:
+        _put(root / path, target[path], store)
+    for path in sorted(mkdirs + writes + modes, key=_depth, reverse=True):  # a read-only dir last
+        if target[path]["type"] != "symlink":
+            os.chmod(root / path, target[path]["mode"], follow_symlinks=False)
+    return {"restored": mkdirs + writes, "deleted": sorted(p for p in gone if p not in target), "mode": modes}
+
+
+def _depth(path: str) -> int:
+    return path.count("/")
 
 
 def _put(path: Path, entry: Entry, store: CheckpointStore) -> None:

@@ -125,7 +125,7 @@ def test_pruning_keeps_the_last_k_and_deletes_objects_no_manifest_names(tmp_path
     store = CheckpointStore(tmp_path)
     for i in range(6):
         (tmp_path / "f.txt").write_text(f"version {i}")
-        store.checkpoint(walk(tmp_path, store.last_walk), kind="turn")
+        store.checkpoint(walk(tmp_path, before=store.last_walk), kind="turn")
     stray = store.objects / ".tmp-killed"
     stray.write_text("left by a kill")
     assert store.prune(keep=3, max_bytes=10**9) == [1, 2, 3]
