@@ -19,7 +19,7 @@ from typing import Any
 from agent import undo
 from agent.checkpoints import CheckpointStore, missing_paths
 from agent.protocol import TurnRecord, Usage
-from agent.walk import Walk, diff, verify, walk
+from agent.walk import Walk, after_restore, diff, verify, walk
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +149,9 @@ class Recorder:
                 before = undo.stored_messages(self.sessions, cid)
                 undo.truncate_history(self.sessions, cid, keep)
                 history[cid] = {"messages_before": before, "messages_after": keep}
-            after = self._walk()
+            after = after_restore(
+                self.workspace, step.target["files"], now, changed["restored"] + changed["mode"]
+            )
             manifest = self.store.checkpoint(
                 after,
                 kind="undo",

@@ -104,6 +104,30 @@ def walk(root: Path, previous: dict[str, Entry] | None = None, before: Walk | No
     return out
 
 
+def after_restore(root: Path, state: dict[str, Entry], before: Walk, touched: list[str]) -> Walk:
+    """The walk of a workspace just restored to `state`, without walking it: paths the restore
+    wrote or chmod-ed are lstat-ed afresh (their hashes come from `state`), the rest is `before`."""
+    out = Walk(hidden_bytes=before.hidden_bytes)
+    again = set(touched)
+    for path, entry in state.items():
+        item = None if path in again else before.files.get(path)
+        if item is None:
+            st = os.lstat(root / path)
+            item = _entry(str(root / path), st)
+            if item is None:
+                continue
+            if item["type"] == "file":
+                item["sha256"] = entry["sha256"]
+                out.keys[path] = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_mode)
+        elif path in before.keys:
+            out.keys[path] = before.keys[path]
+        out.files[path] = item
+        if item["type"] != "dir":
+            out.count += 1
+            out.bytes += item.get("size", len(item.get("target", "")))
+    return out
+
+
 def _entry(path: str, st: os.stat_result) -> Entry | None:
     mode = stat.S_IMODE(st.st_mode)
     if stat.S_ISREG(st.st_mode):

@@ -20,6 +20,7 @@ SECTIONS = (
     "stop_resume",
     "scale",
     "workspace_size",
+    "checkpoints",
 )
 
 

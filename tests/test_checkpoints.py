@@ -19,7 +19,7 @@ from local_runtime import wait_for
 from agent import protocol, undo
 from agent.checkpoints import CheckpointStore, missing_paths
 from agent.recorder import Recorder
-from agent.walk import walk
+from agent.walk import content, walk
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -147,7 +147,7 @@ KILL_MID_CHECKPOINT = textwrap.dedent(
     from pathlib import Path
     sys.path.insert(0, {repo!r})
     from agent.checkpoints import CheckpointStore
-    from agent.walk import walk
+    from agent.walk import content, walk
     root = Path(sys.argv[1])
     store = CheckpointStore(root)
     store.checkpoint(walk(root, store.latest()["files"]), kind="turn")
@@ -262,6 +262,10 @@ def test_undo_twice_goes_further_back_instead_of_undoing_the_undo(tmp_path: Path
     assert tree(tmp_path) == states[2] and first["files"]["deleted"] == ["turn2.txt"]
     second = recorder.undo(1, "c", {"c"})
     assert tree(tmp_path) == states[1] and second["turns"][0]["prompt"] == "turn 1"
+    fresh = walk(tmp_path)  # the undo's manifest is built without a walk: it must match one
+    recorder.store.hash_missing(fresh)
+    recorded = recorder.store.latest()["files"]
+    assert {p: content(e) for p, e in fresh.files.items()} == {p: content(e) for p, e in recorded.items()}
     listing = recorder.checkpoints()
     assert [c["kind"] for c in listing] == ["external", "turn", "turn", "turn", "undo", "undo"]
     assert [c.get("undone", False) for c in listing if c["kind"] == "turn"] == [False, True, True]
