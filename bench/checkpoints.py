@@ -75,10 +75,6 @@ def change(root: Path, count: int, round_: int) -> None:
         path.write_text(f"// turn {round_}\n" + path.read_text())
 
 
-def size(path: Path) -> int:
-    return sum(p.lstat().st_size for p in path.rglob("*") if not p.is_dir() or p.is_symlink())
-
-
 def workspace_bytes(root: Path) -> int:
     return sum(e.get("size", 0) for e in walk(root).files.values())
 
@@ -217,7 +213,7 @@ def tar_way(ws: Path, state: Path) -> dict:
         "first_s": first,
         "after_10_ms": 1000 * then,
         "undo_ms": 1000 * undo,
-        "bytes": size(state),
+        "bytes": allocated(state),
         "project_git": True,
     }
 
@@ -240,7 +236,7 @@ def git_way(ws: Path, state: Path) -> dict:
         "first_s": first,
         "after_10_ms": 1000 * then,
         "undo_ms": 1000 * undo,
-        "bytes": size(state / "git"),
+        "bytes": allocated(state / "git"),
         "project_git": has_git,
     }
 
@@ -256,7 +252,7 @@ def store_way(ws: Path, state: Path) -> dict:
         "first_s": first,
         "after_10_ms": 1000 * then,
         "undo_ms": 1000 * undo,
-        "bytes": store.bytes(),
+        "bytes": allocated(store.root),
         "project_git": True,
     }
 
@@ -269,7 +265,7 @@ def candidates(tmp: Path, files: int) -> list[dict]:
     project_git(made / "big")
     rows = []
     for name, source in ((label, made / "demo"), (f"{files:,} files", made / "big")):
-        ws_bytes = workspace_bytes(source)
+        ws_bytes = allocated(source)
         for way, measure in (
             ("GNU tar --listed-incremental", tar_way),
             ("git, separate GIT_DIR", git_way),
@@ -289,7 +285,7 @@ def candidates(tmp: Path, files: int) -> list[dict]:
 def render_candidates(rows: list[dict]) -> str:
     lines = [
         "| workspace | mechanism | first checkpoint | after 10 changed files | undo one turn "
-        "| storage vs workspace | project .git kept |",
+        "| storage vs workspace (on disk) | project .git kept |",
         "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
