@@ -8,6 +8,7 @@ Contract: SPEC section 1. The supporting pieces are one import away, in agent/.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -118,7 +119,11 @@ async def run_turn(conversation: Conversation, prompt: str) -> AsyncGenerator[di
             failure = f"the turn failed: {error}"
         record = protocol.TurnRecord()
         if start is not None:
-            record = await asyncio.to_thread(recorder.end, start, conversation.id, prompt, outcome)
+            ending, start = start, None
+            try:
+                record = await asyncio.to_thread(recorder.end, ending, conversation.id, prompt, outcome)
+            except OSError as error:  # storage full, most likely: answer anyway, without a checkpoint
+                log.warning("conversation_id=<%s> | checkpoint failed: %s", conversation.id, error)
             if recorder.needs_pruning():
                 _prune_in_background()
         if failure:
@@ -139,21 +144,22 @@ async def run_turn(conversation: Conversation, prompt: str) -> AsyncGenerator[di
         log.info("conversation_id=<%s> | turn done in %.3fs", conversation.id, time.perf_counter() - started)
         yield protocol.done_event(done)
     finally:
+        if start is not None:  # the client went away mid-turn: still record what the turn did
+            with contextlib.suppress(OSError):
+                recorder.end(start, conversation.id, prompt, "failed")
         Conversations.end(conversation)
         app.complete_async_task(busy)
 
 
 def _prune_in_background() -> None:
-    """Drop old checkpoints after the answer, still HealthyBusy so the platform does not stop us."""
-    task = app.add_async_task("prune checkpoints")
+    """Drop old checkpoints after the answer. Not HealthyBusy: a prune killed midway only leaves
+    objects no manifest names, which the next prune collects."""
 
     def prune() -> None:
         try:
             recorder.prune()
         except OSError as error:
             log.warning("checkpoints | prune failed: %s", error)
-        finally:
-            app.complete_async_task(task)
 
     threading.Thread(target=prune, name="prune-checkpoints", daemon=True).start()
 
@@ -178,16 +184,7 @@ async def act(request: protocol.ActionRequest) -> Any:
         for conversation in claimed:
             Conversations.end(conversation)
         app.complete_async_task(busy)
-    files = report["files"]
-    summary = (
-        f"undid {len(report['turns'])} turn(s): the workspace is back at checkpoint {report['restored_to']} "
-        f"({len(files['restored'])} restored, {len(files['deleted'])} deleted, {len(files['mode'])} modes); "
-        + "; ".join(
-            f"{cid}: {h['messages_before']} -> {h['messages_after']} messages"
-            for cid, h in report["history"].items()
-        )
-    )
-    return {"action": "undo", "response": summary, "conversation_id": request.conversation_id, **report}
+    return {"action": "undo", "conversation_id": request.conversation_id, **report}
 
 
 @app.entrypoint

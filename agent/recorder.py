@@ -63,7 +63,6 @@ class Recorder:
     def begin(self, conversation_id: str) -> TurnStart:
         """Before the model runs: verify (first turn here), keep changes made between turns."""
         with self.store.lock:
-            self._running += 1
             latest = self.store.latest()
             found = self._walk()
             restored_from = "storage" if latest or found.files else None
@@ -81,6 +80,7 @@ class Recorder:
                 report = verify(latest["files"], found.files)
                 verified = True if not (report["missing"] or report["changed"]) else _short(report)
             parent = manifest["seq"] if manifest else latest["seq"]  # type: ignore[index]
+            self._running += 1  # until end(): an undo now would pull the files from under the turn
             return TurnStart(parent, messages, turn + 1, restored_from, verified)
 
     def _record_if_changed(
@@ -162,7 +162,17 @@ class Recorder:
                 undone=[t["seq"] for t in step.turns],
                 turn=turn,
             )
+            summary = (
+                f"undid {len(step.turns)} turn(s): the workspace is back at checkpoint {step.target['id']} "
+                f"({len(changed['restored'])} restored, {len(changed['deleted'])} deleted, "
+                f"{len(changed['mode'])} modes); "
+                + "; ".join(
+                    f"{c}: {h['messages_before']} -> {h['messages_after']} messages"
+                    for c, h in history.items()
+                )
+            )
             return {
+                "response": summary,
                 "checkpoint": manifest["id"],
                 "restored_to": step.target["id"],
                 "turns": [

@@ -13,8 +13,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from agent_process import AgentProcess
 from botocore.exceptions import ClientError
-from local_runtime import LocalRuntime, invoke, local_runtime, run
+from local_runtime import LocalRuntime, invoke, local_runtime, run, wait_for
 
 import client as client_cli
 
@@ -230,3 +231,34 @@ def test_client_undo_checkpoints_and_status_print_a_short_summary(
     assert "warning: session storage is" in capsys.readouterr().err
     assert client_cli.main(["undo", "--turns", "9", *where]) == 1
     assert "cannot undo 9 turn(s)" in capsys.readouterr().err
+
+
+def test_a_turn_whose_client_goes_away_is_still_checkpointed_and_can_be_undone(tmp_path: Path) -> None:
+    server = AgentProcess(tmp_path, plan=PLAN)
+    server.start()
+    try:
+        with server.http.stream("POST", "/invocations", json={"prompt": "slow loop", "stream": True}) as r:
+            for line in r.iter_lines():
+                if '"tool_use"' in line:
+                    break  # hang up mid-turn
+        wait_for(lambda: server.http.get("/ping").json()["status"] == "Healthy", 60, "the turn to end")
+        listing = server.invoke(action="checkpoints").json()["checkpoints"]
+        assert listing[-1]["kind"] == "turn" and listing[-1]["outcome"] == "failed"
+        undone = server.invoke(action="undo")
+        assert undone.status_code == 200, undone.text
+    finally:
+        server.stop()
+
+
+def test_the_service_keeps_only_the_last_checkpoint_keep_checkpoints(tmp_path: Path) -> None:
+    server = AgentProcess(tmp_path, plan=PLAN, CHECKPOINT_KEEP="3")
+    server.start()
+    try:
+        for i in range(6):
+            assert server.invoke(f"sh -c 'echo {i} > f.txt'").status_code == 200
+        manifests = tmp_path / ".sessions" / ".checkpoints" / "manifests"
+        wait_for(lambda: len(list(manifests.glob("*.json"))) == 3, 30, "the prune after the last turn")
+        objects = [p for p in (manifests.parent / "objects").rglob("*") if p.is_file()]
+        assert len(objects) == 3  # f.txt's last three contents: the others went with their manifests
+    finally:
+        server.stop()
