@@ -19,6 +19,7 @@ from local_runtime import wait_for
 from agent import protocol, undo
 from agent.checkpoints import CheckpointStore, missing_paths
 from agent.recorder import Recorder
+from agent.settings import Settings
 from agent.walk import content, walk
 
 REPO = Path(__file__).resolve().parent.parent
@@ -311,3 +312,51 @@ def test_usage_counts_history_and_checkpoints_and_warns_from_80_percent(tmp_path
     assert "full" in usage.to_json()["warning"]
     assert "warning" not in protocol.Usage(bytes=79, files=1, quota_bytes=100).to_json()
     assert "warning" in protocol.Usage(bytes=80, files=1, quota_bytes=100).to_json()
+
+
+def test_action_requests_are_parsed_and_bad_ones_refused_with_a_clear_400() -> None:
+    undo_two = protocol.parse_request({"action": "undo", "turns": 2}, "s" * 40, 100)
+    assert undo_two == protocol.ActionRequest(action="undo", conversation_id="s" * 40, turns=2)
+    assert protocol.parse_request({"action": "status"}, None, 100).conversation_id == "default"
+    for body, message in (
+        ({"action": "redo"}, '"action" must be one of undo, checkpoints, status'),
+        ({"action": "undo", "turns": 0}, '"turns" must be a whole number from 1'),
+        ({"action": "undo", "turns": True}, '"turns" must be a whole number from 1'),
+        ({"action": "undo", "turns": "2"}, '"turns" must be a whole number from 1'),
+    ):
+        with pytest.raises(protocol.BadRequest, match=message) as caught:
+            protocol.parse_request(body, None, 100)
+        assert caught.value.status == 400
+
+
+def test_checkpoint_and_budget_settings_have_their_documented_defaults_and_refuse_bad_values() -> None:
+    s = Settings.from_env({})
+    assert (s.checkpoint_keep, s.checkpoint_max_bytes, s.storage_quota_bytes) == (20, 256 * 2**20, 2**30)
+    assert (s.max_turn_seconds, s.max_model_calls, s.backup_bucket) == (900, 100, None)
+    s = Settings.from_env({"MAX_MODEL_CALLS": "5", "STORAGE_QUOTA_BYTES": "1e6", "BACKUP_BUCKET": "b"})
+    assert (s.max_model_calls, s.storage_quota_bytes, s.backup_bucket) == (5, 1_000_000, "b")
+    with pytest.raises(ValueError, match="MAX_MODEL_CALLS='many' is not a number"):
+        Settings.from_env({"MAX_MODEL_CALLS": "many"})
+    with pytest.raises(ValueError, match="CHECKPOINT_KEEP='1' is too small; set it to a whole number >= 2"):
+        Settings.from_env({"CHECKPOINT_KEEP": "1"})
+
+
+def test_the_answer_knows_its_json_form_with_every_second_round_field() -> None:
+    usage = protocol.Usage(bytes=10, files=2, quota_bytes=100, checkpoint_bytes=4)
+    record = protocol.TurnRecord(checkpoint="000003", restored_from="storage", verified=True, usage=usage)
+    answer = protocol.Answer("hi", "c", "/w", entries=2, messages_before=4, record=record, quarantined=("m",))
+    assert answer.to_json() == {
+        "response": "hi",
+        "conversation_id": "c",
+        "workspace": {
+            "path": "/w",
+            "restored": True,
+            "entries": 2,
+            "checkpoint": "000003",
+            "restored_from": "storage",
+            "verified": True,
+            "usage": {"bytes": 10, "files": 2, "quota_bytes": 100, "checkpoint_bytes": 4},
+        },
+        "history": {"messages_before": 4, "quarantined": ["m"]},
+    }
+    assert protocol.body_of(protocol.done_event(answer)) == answer.to_json()
