@@ -23,8 +23,11 @@ from agent.walk import Walk, after_restore, diff, verify, walk
 
 log = logging.getLogger(__name__)
 
-# agent/backup.py's hook: given the files the latest manifest has and the workspace lacks,
-# restore what it can (never overwriting a file that exists) and say if it did.
+# agent/backup.py's hooks. restore_empty: the storage holds nothing (no files, no checkpoints):
+# bring back the latest backup (objects, manifests, files, history) and say if it did.
+# restore_missing: given the files the latest manifest has and the workspace lacks, restore what
+# it can (never overwriting a file that exists) and say if it did.
+RestoreEmpty = Callable[[CheckpointStore], bool]
 RestoreMissing = Callable[[CheckpointStore, list[str]], bool]
 
 
@@ -49,6 +52,7 @@ class Recorder:
         self.sessions = workspace / ".sessions"
         self.store = CheckpointStore(workspace)
         self.keep, self.max_bytes, self.quota_bytes = keep, max_bytes, quota_bytes
+        self.restore_empty: RestoreEmpty | None = None
         self.restore_missing: RestoreMissing | None = None
         self._running = 0
         self._seen: set[str] = set()  # conversations that had a turn on this compute
@@ -66,6 +70,8 @@ class Recorder:
             latest = self.store.latest()
             found = self._walk()
             restored_from = "storage" if latest or found.files else None
+            if restored_from is None and self.restore_empty and self.restore_empty(self.store):
+                restored_from, latest, found = "backup", self.store.latest(), self._walk()
             first_here = conversation_id not in self._seen
             self._seen.add(conversation_id)
             if first_here and latest and self.restore_missing:

@@ -360,3 +360,28 @@ def test_the_answer_knows_its_json_form_with_every_second_round_field() -> None:
         "history": {"messages_before": 4, "quarantined": ["m"]},
     }
     assert protocol.body_of(protocol.done_event(answer)) == answer.to_json()
+
+
+def test_an_empty_storage_asks_the_backup_hook_and_the_answer_says_backup(tmp_path: Path) -> None:
+    source = tmp_path / "before-reset"
+    source.mkdir()
+    (source / "kept.txt").write_text("from the backup")
+    old = Recorder(source, keep=20, max_bytes=10**9, quota_bytes=10**9)
+    old.end(old.begin("c"), "c", "turn", "answered")
+    fresh = tmp_path / "after-reset"
+    fresh.mkdir()
+    recorder = Recorder(fresh, keep=20, max_bytes=10**9, quota_bytes=10**9)
+
+    def restore_empty(store: CheckpointStore) -> bool:  # what agent/backup.py does, from S3
+        for manifest in old.store.list():
+            for entry in manifest["files"].values():
+                if "sha256" in entry:
+                    store.put_object_from(entry["sha256"], old.store.object_path(entry["sha256"]))
+            store.write_manifest(manifest)
+        shutil.copy2(source / "kept.txt", fresh / "kept.txt")
+        return True
+
+    recorder.restore_empty = restore_empty
+    start = recorder.begin("c")
+    assert start.restored_from == "backup" and start.verified is True
+    assert recorder.end(start, "c", "next", "answered").restored_from == "backup"
