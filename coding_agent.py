@@ -199,6 +199,9 @@ async def invoke(payload: Any, context: Any) -> Any:
         return JSONResponse({"error": str(error)}, status_code=error.status)
     except (Busy, WorkspaceBusy, UndoError) as error:
         return JSONResponse({"error": str(error)}, status_code=409)
+    except OSError as error:  # an action hit the storage (full, read-only): say so, keep serving
+        log.warning("action | failed: %s", error)
+        return JSONResponse({"error": f"the request failed on the workspace: {error}"}, status_code=500)
     turn = run_turn(conversation, request.prompt)
     if request.stream:
         return turn
