@@ -60,11 +60,13 @@ def walk(root: Path, previous: dict[str, Entry] | None = None, before: Walk | No
     while stack:
         prefix, path, hidden = stack.pop()
         try:
-            entries = os.scandir(path)
+            # By descriptor: each stat then resolves one name, not the whole path, and a
+            # directory swapped for a symlink since it was listed is refused, not followed.
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except OSError as error:  # vanished, unreadable, or a path too long: note it, go on
             out.skipped.append(f"{prefix or './'}: {error.strerror}")
             continue
-        with entries:
+        with _closing(fd), os.scandir(fd) as entries:
             for entry in entries:
                 relpath = prefix + entry.name
                 try:
@@ -76,7 +78,7 @@ def walk(root: Path, previous: dict[str, Entry] | None = None, before: Walk | No
                 if hidden or (not prefix and entry.name == HIDDEN):
                     if kind == stat.S_IFDIR:
                         if relpath != skip:
-                            stack.append((relpath + "/", entry.path, True))
+                            stack.append((relpath + "/", f"{path}/{entry.name}", True))
                     else:
                         hidden_size += st.st_size
                     continue
@@ -89,10 +91,10 @@ def walk(root: Path, previous: dict[str, Entry] | None = None, before: Walk | No
                         files[relpath] = old
                         continue
                 elif kind == stat.S_IFDIR:
-                    stack.append((relpath + "/", entry.path, False))
+                    stack.append((relpath + "/", f"{path}/{entry.name}", False))
                 else:
                     count += 1
-                item = _entry(entry.path, st)
+                item = _entry(entry.name, st, fd)
                 if item is None:
                     out.skipped.append(f"{relpath}: not a file, directory, symlink or FIFO")
                     continue
@@ -128,7 +130,18 @@ def after_restore(root: Path, state: dict[str, Entry], before: Walk, touched: li
     return out
 
 
-def _entry(path: str, st: os.stat_result) -> Entry | None:
+class _closing:
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def __enter__(self) -> int:
+        return self.fd
+
+    def __exit__(self, *exc: object) -> None:
+        os.close(self.fd)
+
+
+def _entry(path: str, st: os.stat_result, dir_fd: int | None = None) -> Entry | None:
     mode = stat.S_IMODE(st.st_mode)
     if stat.S_ISREG(st.st_mode):
         return {
@@ -143,7 +156,7 @@ def _entry(path: str, st: os.stat_result) -> Entry | None:
         return {"type": "dir", "mode": mode}
     if stat.S_ISLNK(st.st_mode):
         try:
-            return {"type": "symlink", "target": os.readlink(path)}
+            return {"type": "symlink", "target": os.readlink(path, dir_fd=dir_fd)}
         except OSError:
             return None
     if stat.S_ISFIFO(st.st_mode):
