@@ -10,6 +10,7 @@ added ones go, modes are restored; messages written after the target are moved a
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import re
@@ -24,6 +25,7 @@ from agent.checkpoints import CheckpointStore
 from agent.walk import Entry
 
 _MESSAGE = re.compile(r"message_(\d+)\.json")
+_temps = itertools.count()
 
 
 class UndoError(ValueError):
@@ -77,9 +79,17 @@ def restore(
     Deletes first (so no symlink the turns made can redirect a write), then directories,
     then files (each written beside its place and renamed in), then modes. Checks first that
     every content it needs is in the store, so a damaged store changes nothing."""
-    unsafe = [p for p in target if p.startswith("/") or ".." in p.split("/")]
-    if unsafe:
-        raise UndoError(f"the checkpoint names a path outside the workspace: {unsafe[0]!r}")
+    unsafe = [
+        p
+        for p in target
+        if p.startswith("/")
+        or ".." in p.split("/")
+        or ("/" in p and target.get(p.rpartition("/")[0], {}).get("type") != "dir")
+    ]
+    if unsafe:  # only a forged manifest names these: a walk never goes above or through a symlink
+        raise UndoError(
+            f"the checkpoint names a path outside the workspace or under a non-directory: {unsafe[0]!r}"
+        )
     gone = {p for p, e in now.items() if p not in target or target[p]["type"] != e["type"]}
     mkdirs, writes, modes = [], [], []
     for path, entry in target.items():
@@ -121,7 +131,7 @@ def _depth(path: str) -> int:
 
 
 def _put(path: Path, entry: Entry, store: CheckpointStore) -> None:
-    tmp = path.with_name(f".{path.name}.undo-{os.getpid()}")
+    tmp = path.with_name(f".undo-{os.getpid()}-{next(_temps)}")  # short: any name fits beside it
     with suppress(FileNotFoundError):
         tmp.unlink()
     try:

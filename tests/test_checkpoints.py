@@ -385,3 +385,19 @@ def test_an_empty_storage_asks_the_backup_hook_and_the_answer_says_backup(tmp_pa
     start = recorder.begin("c")
     assert start.restored_from == "backup" and start.verified is True
     assert recorder.end(start, "c", "next", "answered").restored_from == "backup"
+
+
+def test_a_forged_manifest_cannot_make_undo_write_outside_the_workspace(tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    store = CheckpointStore(ws)
+    sha = hashlib.sha256(b"x").hexdigest()
+    store.put_object_from(sha, b"x")
+    file = {"type": "file", "size": 1, "mode": 0o644, "mtime": 1.0, "sha256": sha}
+    for forged in (
+        {"../outside": file},
+        {"link": {"type": "symlink", "target": str(tmp_path)}, "link/escape": file},
+    ):
+        with pytest.raises(undo.UndoError, match="outside the workspace"):
+            undo.restore(ws, store, forged, walk(ws).files)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ws"] and list(ws.iterdir()) == [ws / ".sessions"]
