@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -98,11 +99,16 @@ def ours(tmp: Path, files: int, samples: int, demo: bool) -> dict:
     project_git(big)
     recorder = Recorder(big, keep=20, max_bytes=2**30, quota_bytes=2**30)
     recorder.end(recorder.begin("bench"), "bench", "setup", "answered")
-    begin, end = [], []
+    begin, end, cpu = [], [], []
     for i in range(samples):
-        begin.append(timed(lambda: setattr(recorder, "_start", recorder.begin("bench"))))
+        clock = time.perf_counter()
+        start = recorder.begin("bench")
+        begin.append(time.perf_counter() - clock)
         change(big, 10, i)
-        end.append(timed(lambda i=i: recorder.end(recorder._start, "bench", f"turn {i}", "answered")))  # type: ignore[attr-defined]
+        used, clock = time.process_time(), time.perf_counter()
+        recorder.end(start, "bench", f"turn {i}", "answered")
+        end.append(time.perf_counter() - clock)
+        cpu.append(time.process_time() - used)  # what other work on the machine does not inflate
     # The floor on this machine, now: find(1) doing the same lstat walk in C.
     find = [
         "find",
@@ -123,6 +129,7 @@ def ours(tmp: Path, files: int, samples: int, demo: bool) -> dict:
         "files": len([e for e in walk(big).files.values() if e["type"] == "file"]),
         "checkpoint_after_10_changed_p50_ms": 1000 * percentile(end, 50),
         "checkpoint_after_10_changed_p95_ms": 1000 * percentile(end, 95),
+        "checkpoint_after_10_changed_cpu_p50_ms": 1000 * percentile(cpu, 50),
         "walk_at_turn_start_p50_ms": 1000 * percentile(begin, 50),
         "find_walk_p50_ms": 1000 * percentile(floor, 50),
         "undo_one_turn_p50_ms": 1000 * percentile(undo, 50),
@@ -163,7 +170,8 @@ def rows(c: dict, row: Callable[..., str]) -> list[str]:
         row(
             7,
             f"checkpoint after a turn that changed 10 of {c['files']:,} files",
-            f"p50 **{end:.0f} ms**, p95 {c['checkpoint_after_10_changed_p95_ms']:.0f} ms "
+            f"p50 **{end:.0f} ms**, p95 {c['checkpoint_after_10_changed_p95_ms']:.0f} ms, CPU p50 "
+            f"{c['checkpoint_after_10_changed_cpu_p50_ms']:.0f} ms "
             f"(the walk when the turn starts: {c['walk_at_turn_start_p50_ms']:.0f} ms; find(1)'s lstat walk "
             f"of the same tree: {c['find_walk_p50_ms']:.0f} ms; load {c['load_avg_1m']:.1f})",
             "<= 50 ms",
