@@ -8,6 +8,9 @@ AWS_ENDPOINT_URL_BEDROCK_AGENTCORE variable points there (`python -m agentcore_l
   python client.py invoke "Add POST /echo"        # new compute, same files and history
   python client.py exec "ls -A"                   # a shell command inside the session
   python client.py demo                           # all of the above, with a summary
+  python client.py checkpoints                    # one line per turn: time, prompt, files changed
+  python client.py undo --turns 2                 # files and conversation back before the last 2 turns
+  python client.py status                         # storage used against the quota, checkpoints, backup
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from cloud.clients import REGION_HELP, data_plane, resolve_region
 from cloud.demo import DemoResult, run_demo
 from cloud.errors import CLI_ERRORS, UserError, failure
 from cloud.runtime_record import read_arn, record_path
-from cloud.session_calls import invoke, run_command, stop
+from cloud.session_calls import act, invoke, run_command, stop
 
 SESSION_ID_MIN = 33
 # Advice client.py adds to AWS errors, by error code (cloud/errors.py words the rest).
@@ -180,6 +183,8 @@ def cmd_invoke(args: argparse.Namespace) -> int:
     else:
         print(answer.get("response", ""))
     print(describe_answer(answer), file=sys.stderr)
+    if warning := (answer.get("workspace", {}).get("usage") or {}).get("warning"):
+        stderr_line(f"warning: {warning}")
     return 0
 
 
@@ -214,6 +219,66 @@ def cmd_demo(args: argparse.Namespace) -> int:
     result = run_demo(client, arn, session, DemoConsole())
     print_demo_summary(result)
     return 0 if result.ok else 1
+
+
+def mib(n: int) -> str:
+    return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n / 1024:.0f} KiB"
+
+
+def cmd_undo(args: argparse.Namespace) -> int:
+    arn, session = resolve_arn(args.arn, args.record), resolve_session(args.session)
+    answer = act(
+        data_plane(args.region, read_timeout=args.read_timeout),
+        arn,
+        session,
+        {"action": "undo", "turns": args.turns},
+    )
+    print(answer["response"])
+    for kind, paths in answer.get("files", {}).items():
+        if paths:
+            shown = ", ".join(paths[:8]) + (f" and {len(paths) - 8} more" if len(paths) > 8 else "")
+            print(f"  {kind}: {shown}")
+    print(f"recorded as checkpoint {answer.get('checkpoint')}", file=sys.stderr)
+    return 0
+
+
+def cmd_checkpoints(args: argparse.Namespace) -> int:
+    arn, session = resolve_arn(args.arn, args.record), resolve_session(args.session)
+    answer = act(
+        data_plane(args.region, read_timeout=args.read_timeout), arn, session, {"action": "checkpoints"}
+    )
+    rows = answer.get("checkpoints", [])
+    if not rows:
+        print("no checkpoints yet: the first turn makes one")
+    for c in rows:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(c.get("time") or 0))
+        n = c.get("changed", {})
+        files = f"+{n.get('added', 0)} ~{n.get('modified', 0)} -{n.get('deleted', 0)} m{n.get('mode', 0)}"
+        label = c.get("prompt") or f"({c.get('kind')})"
+        flags = " [undone]" if c.get("undone") else (" [budget]" if c.get("outcome") == "budget" else "")
+        print(f"{c['id']}  turn {c.get('turn', '-'):>3}  {when}  {files:<22} {label}{flags}")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    arn, session = resolve_arn(args.arn, args.record), resolve_session(args.session)
+    answer = act(data_plane(args.region, read_timeout=args.read_timeout), arn, session, {"action": "status"})
+    usage, kept = answer.get("usage", {}), answer.get("checkpoints", {})
+    used, quota = usage.get("bytes", 0), usage.get("quota_bytes") or 1
+    print(f"storage: {mib(used)} of {mib(quota)} ({100 * used / quota:.0f}%), {usage.get('files', 0)} files")
+    print(
+        f"checkpoints: {kept.get('count', 0)} kept (latest {kept.get('latest')}), "
+        f"{mib(kept.get('bytes', 0))}; "
+        f"keeps the last {kept.get('keep')} within {mib(kept.get('max_bytes', 0))}"
+    )
+    backup = answer.get("backup", {})
+    print(
+        "backup: "
+        + ("on (BACKUP_BUCKET is set)" if backup.get("enabled") else "off (BACKUP_BUCKET is not set)")
+    )
+    if usage.get("warning"):
+        stderr_line(f"warning: {usage['warning']}")
+    return 0
 
 
 # --- the command line --------------------------------------------------------------------------
@@ -298,6 +363,35 @@ def build_parser() -> argparse.ArgumentParser:
         "npm install); StopRuntimeSession; prompt 2 adds POST /echo after checking the workspace; then "
         "commands inside the session show the files, and the answer shows the restored history. "
         "Uses --session/SESSION_ID if set, else a new session.",
+    )
+
+    command(
+        "undo",
+        cmd_undo,
+        "take back the last turns: files and conversation",
+        "Put the session's workspace and conversation back as they were before the last N "
+        "turns: changed and deleted files come back from the checkpoints, added ones go, modes are "
+        "restored, and the agent forgets those turns. The undo is itself a checkpoint; undo again to "
+        "go further back.",
+    ).add_argument(
+        "--turns", type=int, default=1, metavar="N", help="how many turns to take back (default: 1)"
+    )
+
+    command(
+        "checkpoints",
+        cmd_checkpoints,
+        "list the session's checkpoints",
+        "One line per checkpoint kept in session storage: id, turn, time, files changed "
+        "(+added ~modified -deleted m mode), and the prompt's first line. "
+        "[undone] marks turns an undo took back.",
+    )
+
+    command(
+        "status",
+        cmd_status,
+        "show storage usage, checkpoints and backup state",
+        "How much of the session storage quota the workspace, its history and its "
+        "checkpoints use, how many checkpoints are kept, and whether backups are on.",
     )
 
     command(

@@ -8,7 +8,9 @@ Contract: docs/CONTRACT.md §1. The supporting pieces are one import away, in ag
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import threading
 import time
 from collections.abc import AsyncGenerator
 from functools import cache
@@ -22,13 +24,17 @@ from strands.session.file_session_manager import FileSessionManager
 from strands.tools.decorator import DecoratedFunctionTool
 
 from agent import history, protocol, workspace
+from agent.budget import TurnBudget
 from agent.conversation_manager import SteppedWindowConversationManager
 from agent.conversations import Busy, Conversation, Conversations
 from agent.health import Health, UnhealthyPing
 from agent.hooks import OutputLimit
 from agent.providers import build_model
+from agent.recorder import Busy as WorkspaceBusy
+from agent.recorder import Recorder
 from agent.settings import Settings
 from agent.tools import make_tools
+from agent.undo import UndoError
 
 SYSTEM_PROMPT = """You are a coding agent. Your workspace is {workspace}; it persists across sessions.
 Before you act, look at what the workspace already holds and build on it instead of starting over.
@@ -85,45 +91,116 @@ health = Health(conversations.stalled_opens, settings.stall_seconds)
 app.add_middleware(UnhealthyPing, health=health)  # /ping answers 503 while turns could not be answered
 
 
+recorder = Recorder(
+    settings.workspace, settings.checkpoint_keep, settings.checkpoint_max_bytes, settings.storage_quota_bytes
+)
+
+
 async def run_turn(conversation: Conversation, prompt: str) -> AsyncGenerator[dict[str, Any], None]:
-    """One turn as service events; the last is `done` or `error`. Releases the conversation at the end."""
+    """One turn as service events; the last is `done` or `error`.
+
+    The conversation handshake: `begin` (in invoke: claim it, or 409) -> `open` (restore its
+    Agent) -> the turn -> `end` (release it), whatever happens. A checkpoint brackets the turn:
+    `recorder.begin` before the model runs, `recorder.end` after it, answered or not."""
     busy = app.add_async_task("turn")  # /ping says HealthyBusy until complete_async_task
-    started = time.perf_counter()
+    started, start, result = time.perf_counter(), None, None
+    outcome, failure = "failed", None
     try:
-        snapshot = workspace.snapshot(settings.workspace)
-        # In a thread: restoring reads session storage, and the event loop serves every other turn.
-        agent = (await asyncio.to_thread(conversations.open, conversation)).agent
-        interrupted = history.close_interrupted_turn(agent, conversation.session_manager)
-        messages_before = len(agent.messages)
-        tool_names: dict[str, str] = {}
-        result = None
-        # The snapshot goes in as its own block, so the model notices earlier work even unasked.
-        async for event in agent.stream_async([{"text": snapshot.describe()}, {"text": prompt}]):
-            for out in protocol.events_of(event, tool_names):
-                yield out
-            result = event.get("result", result)
-        done = protocol.answer(
-            str(result).strip(),
-            conversation.id,
-            {"path": str(snapshot.path), "restored": snapshot.restored, "entries": len(snapshot.entries)},
-            messages_before,
-            conversation.quarantined,
-            interrupted,
+        try:
+            snapshot = workspace.snapshot(settings.workspace)
+            # In a thread: restoring reads session storage, and the event loop serves every other turn.
+            agent = (await asyncio.to_thread(conversations.open, conversation)).agent
+            interrupted = history.close_interrupted_turn(agent, conversation.session_manager)
+            messages_before = len(agent.messages)
+            start = await asyncio.to_thread(recorder.begin, conversation.id)
+            tool_names: dict[str, str] = {}
+            # The snapshot goes in as its own block, so the model notices earlier work even unasked.
+            async with TurnBudget(settings.max_turn_seconds, settings.max_model_calls) as budget:
+                blocks = [{"text": snapshot.describe()}, {"text": prompt}]
+                async for event in agent.stream_async(blocks, **budget.kwargs):
+                    for out in protocol.events_of(event, tool_names):
+                        yield out
+                    result = event.get("result", result)
+            failure = budget.exceeded(getattr(result, "stop_reason", None))
+            if failure:  # close the history now, so the next turn starts from an answered one
+                history.close_interrupted_turn(agent, conversation.session_manager)
+            outcome = "budget" if failure else "answered"
+        except Exception as error:  # the model or a provider failed: say so, keep serving
+            log.warning(
+                "conversation_id=<%s> | turn failed: %s",
+                conversation.id,
+                error,
+                exc_info=log.isEnabledFor(logging.DEBUG),
+            )
+            failure = f"the turn failed: {error}"
+        record = protocol.TurnRecord()
+        if start is not None:
+            ending, start = start, None
+            try:
+                record = await asyncio.to_thread(recorder.end, ending, conversation.id, prompt, outcome)
+            except OSError as error:  # storage full, most likely: answer anyway, without a checkpoint
+                log.warning("conversation_id=<%s> | checkpoint failed: %s", conversation.id, error)
+            if recorder.needs_pruning():
+                _prune_in_background()
+        if failure:
+            kept = f"; checkpoint {record.checkpoint} kept what it changed (client.py undo takes it back)"
+            yield protocol.error_event(
+                failure + (kept if record.checkpoint else ""), checkpoint=record.checkpoint
+            )
+            return
+        done = protocol.Answer.of(
+            str(result),
+            snapshot,
+            conversation,
+            messages_before=messages_before,
+            interrupted=interrupted,
+            record=record,
         )
         conversation.quarantined = []  # reported once
         log.info("conversation_id=<%s> | turn done in %.3fs", conversation.id, time.perf_counter() - started)
-        yield {"type": "done", **done}
-    except Exception as error:  # the model or a provider failed: say so, keep serving
-        log.warning(
-            "conversation_id=<%s> | turn failed: %s",
-            conversation.id,
-            error,
-            exc_info=log.isEnabledFor(logging.DEBUG),
-        )
-        yield {"type": "error", "message": f"the turn failed: {error}"}
+        yield protocol.done_event(done)
     finally:
+        if start is not None:  # the client went away mid-turn: still record what the turn did
+            with contextlib.suppress(OSError):
+                recorder.end(start, conversation.id, prompt, "failed")
         Conversations.end(conversation)
         app.complete_async_task(busy)
+
+
+def _prune_in_background() -> None:
+    """Drop old checkpoints after the answer. Not HealthyBusy: a prune killed midway only leaves
+    objects no manifest names, which the next prune collects."""
+
+    def prune() -> None:
+        try:
+            recorder.prune()
+        except OSError as error:
+            log.warning("checkpoints | prune failed: %s", error)
+
+    threading.Thread(target=prune, name="prune-checkpoints", daemon=True).start()
+
+
+async def act(request: protocol.ActionRequest) -> Any:
+    """The requests that run no turn: undo, checkpoints, status (README "Checkpoints, undo and storage")."""
+    if request.action == "checkpoints":
+        return {"action": "checkpoints", "checkpoints": await asyncio.to_thread(recorder.checkpoints)}
+    if request.action == "status":
+        status = await asyncio.to_thread(recorder.status)
+        return {"action": "status", **status, "backup": {"enabled": settings.backup_bucket is not None}}
+    busy = app.add_async_task("undo")
+    claimed: list[Conversation] = []
+    try:
+        involved = await asyncio.to_thread(recorder.conversations_to_undo, request.turns)
+        for conversation_id in sorted({request.conversation_id, *involved}):
+            claimed.append(conversations.begin(conversation_id))
+        report = await asyncio.to_thread(recorder.undo, request.turns, request.conversation_id, involved)
+        for conversation in claimed:
+            Conversations.drop(conversation)  # warm Agents must not keep the turns taken back
+    finally:
+        for conversation in claimed:
+            Conversations.end(conversation)
+        app.complete_async_task(busy)
+    return {"action": "undo", "conversation_id": request.conversation_id, **report}
 
 
 @app.entrypoint
@@ -132,11 +209,16 @@ async def invoke(payload: Any, context: Any) -> Any:
     health.watch(asyncio.get_running_loop())  # the SDK's worker loop, which runs every turn
     try:
         request = protocol.parse_request(payload, context.session_id, settings.max_prompt_chars)
+        if isinstance(request, protocol.ActionRequest):
+            return await act(request)
         conversation = conversations.begin(request.conversation_id)
     except protocol.BadRequest as error:
         return JSONResponse({"error": str(error)}, status_code=error.status)
-    except Busy as error:
+    except (Busy, WorkspaceBusy, UndoError) as error:
         return JSONResponse({"error": str(error)}, status_code=409)
+    except OSError as error:  # an action hit the storage (full, read-only): say so, keep serving
+        log.warning("action | failed: %s", error)
+        return JSONResponse({"error": f"the request failed on the workspace: {error}"}, status_code=500)
     turn = run_turn(conversation, request.prompt)
     if request.stream:
         return turn
@@ -144,8 +226,11 @@ async def invoke(payload: Any, context: Any) -> Any:
     async for event in turn:  # run it to the end, so the conversation is released before we answer
         last = event
     if last.get("type") == "done":
-        return {key: value for key, value in last.items() if key != "type"}
-    return JSONResponse({"error": last.get("message", "the turn ended without an answer")}, status_code=500)
+        return protocol.body_of(last)
+    error = {"error": last.get("message", "the turn ended without an answer")}
+    if last.get("checkpoint"):
+        error["checkpoint"] = last["checkpoint"]
+    return JSONResponse(error, status_code=500)
 
 
 if __name__ == "__main__":

@@ -82,6 +82,11 @@ class Conversations:
     def end(conversation: Conversation) -> None:
         conversation.lock.release()
 
+    @staticmethod
+    def drop(conversation: Conversation) -> None:
+        """Forget the warm Agent (an undo shortened its history): the next turn restores it from disk."""
+        conversation.agent = conversation.session_manager = None
+
     def _evict(self) -> None:
         idle = [cid for cid, c in self._pool.items() if not c.lock.locked()]
         for cid in idle[: max(0, len(self._pool) - self._limit)]:

@@ -6,7 +6,11 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from agent.conversations import Conversation
+    from agent.workspace import Snapshot
 
 CONVERSATION_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
@@ -26,6 +30,19 @@ class TurnRequest:
     stream: bool
 
 
+ACTIONS = ("undo", "checkpoints", "status")
+MAX_UNDO_TURNS = 1000
+
+
+@dataclass(frozen=True)
+class ActionRequest:
+    """A request that runs no turn: {"action": "undo", "turns": N} | {"action": "checkpoints"} | "status"."""
+
+    action: str
+    conversation_id: str
+    turns: int = 1
+
+
 def default_conversation_id(runtime_session_id: str | None) -> str:
     """The runtime session id when it fits FileSessionManager's rules, a stable digest of it otherwise."""
     if not runtime_session_id:
@@ -35,10 +52,19 @@ def default_conversation_id(runtime_session_id: str | None) -> str:
     return "rs-" + hashlib.sha256(runtime_session_id.encode()).hexdigest()[:40]
 
 
-def parse_request(payload: Any, runtime_session_id: str | None, max_prompt_chars: int) -> TurnRequest:
+def parse_request(
+    payload: Any, runtime_session_id: str | None, max_prompt_chars: int
+) -> TurnRequest | ActionRequest:
     """Validate a request body, or raise BadRequest saying what is wrong and how to fix it."""
     if not isinstance(payload, dict):
         raise BadRequest('the body must be a JSON object like {"prompt": "..."}')
+    conversation_id = payload.get("conversation_id", payload.get("session_id"))
+    if conversation_id is None:
+        conversation_id = default_conversation_id(runtime_session_id)
+    elif not isinstance(conversation_id, str) or not CONVERSATION_ID.fullmatch(conversation_id):
+        raise BadRequest('"conversation_id" must be 1-128 characters of letters, digits, "_" or "-"')
+    if "action" in payload:
+        return _parse_action(payload, conversation_id)
     prompt = payload.get("prompt")
     if not isinstance(prompt, str) or not prompt.strip():
         raise BadRequest('"prompt" is required and must be a non-empty string')
@@ -46,37 +72,134 @@ def parse_request(payload: Any, runtime_session_id: str | None, max_prompt_chars
         raise BadRequest(
             f'"prompt" has {len(prompt)} characters; the limit is {max_prompt_chars}', status=413
         )
-    conversation_id = payload.get("conversation_id", payload.get("session_id"))
-    if conversation_id is None:
-        conversation_id = default_conversation_id(runtime_session_id)
-    elif not isinstance(conversation_id, str) or not CONVERSATION_ID.fullmatch(conversation_id):
-        raise BadRequest('"conversation_id" must be 1-128 characters of letters, digits, "_" or "-"')
     stream = payload.get("stream", False)
     if not isinstance(stream, bool):
         raise BadRequest('"stream" must be true or false')
     return TurnRequest(prompt=prompt, conversation_id=conversation_id, stream=stream)
 
 
-def answer(
-    response: str,
-    conversation_id: str,
-    workspace: dict[str, Any],
-    messages_before: int,
-    quarantined: list[str],
-    interrupted: bool,
-) -> dict[str, Any]:
-    """The JSON answer of a turn; streamed, it is the body of the `done` event."""
-    history: dict[str, Any] = {"messages_before": messages_before}
-    if interrupted:
-        history["previous_turn_interrupted"] = True
-    if quarantined:
-        history["quarantined"] = quarantined
-    return {
-        "response": response,
-        "conversation_id": conversation_id,
-        "workspace": workspace,
-        "history": history,
-    }
+def _parse_action(payload: dict[str, Any], conversation_id: str) -> ActionRequest:
+    action = payload["action"]
+    if action not in ACTIONS:
+        raise BadRequest(f'"action" must be one of {", ".join(ACTIONS)} (or send a "prompt" instead)')
+    turns = payload.get("turns", 1)
+    if action == "undo" and (
+        not isinstance(turns, int) or isinstance(turns, bool) or not 1 <= turns <= MAX_UNDO_TURNS
+    ):
+        raise BadRequest(f'"turns" must be a whole number from 1 to {MAX_UNDO_TURNS}')
+    return ActionRequest(action=action, conversation_id=conversation_id, turns=turns)
+
+
+# --- the answer ----------------------------------------------------------------------------------
+
+WARN_AT = 0.8  # of the quota: from here on every answer carries a warning
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:.1f} MiB"
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What session storage holds against its quota: project files, history and checkpoints."""
+
+    bytes: int
+    files: int
+    quota_bytes: int
+    checkpoint_bytes: int = 0
+
+    @property
+    def warning(self) -> str | None:
+        if self.bytes < WARN_AT * self.quota_bytes:
+            return None
+        return (
+            f"session storage is {100 * self.bytes / self.quota_bytes:.0f}% full ({_mib(self.bytes)} of "
+            f"{_mib(self.quota_bytes)}, {_mib(self.checkpoint_bytes)} of it checkpoints): delete what can "
+            "be rebuilt (node_modules, build output) or keep fewer checkpoints (CHECKPOINT_KEEP)"
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "bytes": self.bytes,
+            "files": self.files,
+            "quota_bytes": self.quota_bytes,
+            "checkpoint_bytes": self.checkpoint_bytes,
+        }
+        if warning := self.warning:
+            out["warning"] = warning
+        return out
+
+
+@dataclass(frozen=True)
+class TurnRecord:
+    """What the checkpoints say about a turn: the one it left, where the workspace came from,
+    whether it matched the last manifest (None: not checked, this compute already had it)."""
+
+    checkpoint: str | None = None
+    restored_from: str | None = None  # "storage" | "backup" | None for a first turn
+    verified: bool | dict[str, list[str]] | None = None
+    usage: Usage | None = None
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The answer of a turn; streamed, its JSON form is the body of the `done` event."""
+
+    response: str
+    conversation_id: str
+    path: str
+    entries: int  # the workspace's top-level entries when the turn started
+    messages_before: int
+    record: TurnRecord = TurnRecord()
+    interrupted: bool = False
+    quarantined: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, response: str, snapshot: Snapshot, conversation: Conversation, **facts: Any) -> Answer:
+        """Built from the snapshot the turn began with and the conversation it ran in."""
+        return cls(
+            response=response.strip(),
+            conversation_id=conversation.id,
+            path=str(snapshot.path),
+            entries=len(snapshot.entries),
+            quarantined=tuple(conversation.quarantined),
+            **facts,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        history: dict[str, Any] = {"messages_before": self.messages_before}
+        if self.interrupted:
+            history["previous_turn_interrupted"] = True
+        if self.quarantined:
+            history["quarantined"] = list(self.quarantined)
+        record = self.record
+        return {
+            "response": self.response,
+            "conversation_id": self.conversation_id,
+            "workspace": {
+                "path": self.path,
+                "restored": self.entries > 0,
+                "entries": self.entries,
+                "checkpoint": record.checkpoint,
+                "restored_from": record.restored_from,
+                "verified": record.verified,
+                "usage": record.usage.to_json() if record.usage else None,
+            },
+            "history": history,
+        }
+
+
+def done_event(answer: Answer) -> dict[str, Any]:
+    return {"type": "done", **answer.to_json()}
+
+
+def error_event(message: str, **facts: Any) -> dict[str, Any]:
+    return {"type": "error", "message": message, **facts}
+
+
+def body_of(event: dict[str, Any]) -> dict[str, Any]:
+    """The JSON answer a `done` event carries (its `type` is the SSE framing, not the answer)."""
+    return {key: value for key, value in event.items() if key != "type"}
 
 
 def short(value: Any, limit: int = 200) -> str:

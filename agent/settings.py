@@ -34,6 +34,12 @@ class Settings:
     max_warm_conversations: int = 32
     backup_bucket: str | None = None  # S3 bucket for checkpoint backups (agent/backup.py); None: no backups
     stall_seconds: float = 30.0  # a restore or a stuck turn loop this long makes /ping Unhealthy (503)
+    # Checkpoints and the turn budget (README "Checkpoints, undo and storage").
+    checkpoint_keep: int = 20
+    checkpoint_max_bytes: int = 256 * 2**20
+    storage_quota_bytes: int = 2**30  # AWS reports about 1 GB of session storage per session
+    max_turn_seconds: float = 900.0  # AgentCore's limit for a synchronous request: 15 minutes
+    max_model_calls: int = 100
 
     @property
     def sessions_dir(self) -> Path:
@@ -56,4 +62,23 @@ class Settings:
             shell_timeout=int(env.get("SHELL_TIMEOUT", cls.shell_timeout)),
             backup_bucket=env.get("BACKUP_BUCKET", "").strip() or None,
             stall_seconds=float(env.get("STALL_SECONDS", cls.stall_seconds)),
+            checkpoint_keep=_at_least(env, "CHECKPOINT_KEEP", cls.checkpoint_keep, 2),
+            checkpoint_max_bytes=_at_least(env, "CHECKPOINT_MAX_BYTES", cls.checkpoint_max_bytes, 0),
+            storage_quota_bytes=_at_least(env, "STORAGE_QUOTA_BYTES", cls.storage_quota_bytes, 1),
+            max_turn_seconds=float(_at_least(env, "MAX_TURN_SECONDS", cls.max_turn_seconds, 1)),
+            max_model_calls=_at_least(env, "MAX_MODEL_CALLS", cls.max_model_calls, 1),
         )
+
+
+def _at_least(env: Mapping[str, str], name: str, default: float, minimum: int) -> int:
+    """A whole number from the environment, or a ValueError that names the variable."""
+    raw = env.get(name)
+    if raw is None:
+        return int(default)
+    try:
+        value = int(float(raw))
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not a number; set it to a whole number >= {minimum}") from None
+    if value < minimum:
+        raise ValueError(f"{name}={raw!r} is too small; set it to a whole number >= {minimum}")
+    return value

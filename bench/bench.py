@@ -11,6 +11,7 @@ everything around the LLM: server, agent loop, tools, storage, agentcore_local, 
   4 stop -> resume      bench/runtime.py   vs the seed's stop + sleep(15) + invoke
   5 scale               bench/runtime.py   1/5/10/20 concurrent sessions under bwrap
   6 workspace size      bench/runtime.py   stop/resume with 10,000 files, every hash checked
+  7 checkpoints         bench/checkpoints.py  after a 10-file turn in 10,000 files, after npm install, undo
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench import runtime, service  # noqa: E402
+from bench import checkpoints, runtime, service  # noqa: E402
 from bench.measure import machine  # noqa: E402
 
 
@@ -44,6 +45,7 @@ class Sizes:
     scale: tuple[int, ...] = (1, 5, 10, 20)
     scale_turns: int = 3
     files: int = 10_000
+    npm_demo: bool = True  # the demo's real npm install for section 7 (else a same-size tree)
 
 
 QUICK = Sizes(
@@ -56,6 +58,7 @@ QUICK = Sizes(
     scale=(1, 2),
     scale_turns=1,
     files=200,
+    npm_demo=False,
 )
 
 
@@ -74,6 +77,9 @@ def run(sizes: Sizes, sandbox: str) -> dict:
         results["workspace_size"] = runtime.workspace_size(local, sizes.files, sizes.samples)
     finally:
         local.close()
+    results["checkpoints"] = checkpoints.ours(
+        Path(tempfile.mkdtemp(prefix="bench-checkpoints-")), sizes.files, sizes.samples, sizes.npm_demo
+    )
     results["machine"]["load_avg_1m_at_end"] = os.getloadavg()[0]
     results["machine"]["sandbox"] = sandbox
     results["bench_s"] = time.perf_counter() - started
@@ -217,7 +223,7 @@ def render(r: dict) -> str:
             ws["files_changed_or_missing"] == 0,
         ),
     ]
-    return "\n".join(lines)
+    return "\n".join(lines + checkpoints.rows(r["checkpoints"], row))
 
 
 if __name__ == "__main__":

@@ -149,3 +149,23 @@ def run_command(
         sleep,
     )
     return read_command_stream(response["stream"], write)
+
+
+def act(
+    client: Any, arn: str, session: str, body: dict[str, Any], say: Callable[[str], None] = _to_stderr
+) -> dict[str, Any]:
+    """A request that runs no turn ({"action": "undo" | "checkpoints" | "status", ...}); its JSON answer."""
+    response = with_retry(
+        lambda: client.invoke_agent_runtime(
+            agentRuntimeArn=arn,
+            runtimeSessionId=session,
+            payload=json.dumps(body).encode(),
+            contentType="application/json",
+            accept="application/json",
+        ),
+        say,
+    )
+    answer = json.loads(response["response"].read())
+    if "error" in answer:
+        raise TurnFailed(f"the agent answered with an error: {answer['error']}")
+    return answer

@@ -20,6 +20,7 @@ SECTIONS = (
     "stop_resume",
     "scale",
     "workspace_size",
+    "checkpoints",
 )
 
 
@@ -56,4 +57,11 @@ def test_quick_bench_figures_are_sane(smoke: dict) -> None:
 
 def test_the_table_renders_from_the_json_with_a_row_per_section(smoke: dict) -> None:
     rows = [line for line in render(smoke).splitlines() if line.startswith("| ") and "---" not in line]
-    assert {line.split("|")[1].strip() for line in rows[1:]} == {"1", "2", "3", "4", "5", "6"}
+    assert {line.split("|")[1].strip() for line in rows[1:]} == {"1", "2", "3", "4", "5", "6", "7"}
+
+
+def test_the_checkpoint_section_measured_every_figure(smoke: dict) -> None:
+    c = smoke["checkpoints"]
+    assert c["files"] >= QUICK.files and c["checkpoints_kept"] > 1
+    assert c["checkpoint_after_10_changed_p50_ms"] > 0 and c["undo_one_turn_p50_ms"] > 0
+    assert c["first_checkpoint_after_npm_install_s"] > 0 and c["store_share_of_workspace_on_disk"] > 0

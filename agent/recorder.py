@@ -1,0 +1,234 @@
+"""The service's checkpoints: one walk when a turn starts, one when it ends, and undo.
+
+When a turn starts, the walk compares the workspace with the latest checkpoint: on the first
+turn of a conversation on this compute that is the verified resume (`workspace.verified`),
+and whatever changed since (a command between turns, a restore) is kept as a checkpoint of
+kind "external", so an undo never loses it. When the turn ends (answered, failed, or stopped
+by its budget) the second walk records what the turn changed, and gives the usage figures.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from agent import undo
+from agent.checkpoints import CheckpointStore, missing_paths
+from agent.protocol import TurnRecord, Usage
+from agent.walk import Walk, after_restore, diff, verify, walk
+
+log = logging.getLogger(__name__)
+
+# agent/backup.py's hooks. restore_empty: the storage holds nothing (no files, no checkpoints):
+# bring back the latest backup (objects, manifests, files, history) and say if it did.
+# restore_missing: given the files the latest manifest has and the workspace lacks, restore what
+# it can (never overwriting a file that exists) and say if it did.
+RestoreEmpty = Callable[[CheckpointStore], bool]
+RestoreMissing = Callable[[CheckpointStore, list[str]], bool]
+
+
+class Busy(RuntimeError):
+    """The workspace is in use by a running turn."""
+
+
+@dataclass(frozen=True)
+class TurnStart:
+    parent: int  # the checkpoint holding the state this turn started from
+    messages_before: int
+    turn: int  # this turn's number in the workspace
+    restored_from: str | None
+    verified: bool | dict[str, list[str]] | None
+
+
+class Recorder:
+    """Checkpoints for one workspace. Creating it touches nothing (the mount is not there yet)."""
+
+    def __init__(self, workspace: Path, keep: int, max_bytes: int, quota_bytes: int) -> None:
+        self.workspace = workspace
+        self.sessions = workspace / ".sessions"
+        self.store = CheckpointStore(workspace)
+        self.keep, self.max_bytes, self.quota_bytes = keep, max_bytes, quota_bytes
+        self.restore_empty: RestoreEmpty | None = None
+        self.restore_missing: RestoreMissing | None = None
+        self._running = 0
+        self._seen: set[str] = set()  # conversations that had a turn on this compute
+        self._guard = threading.Lock()
+
+    def _walk(self) -> Walk:
+        if self.store.last_walk is not None:
+            return walk(self.workspace, before=self.store.last_walk)
+        latest = self.store.latest()
+        return walk(self.workspace, latest["files"] if latest else {})
+
+    def begin(self, conversation_id: str) -> TurnStart:
+        """Before the model runs: verify (first turn here), keep changes made between turns."""
+        with self.store.lock:
+            latest = self.store.latest()
+            found = self._walk()
+            restored_from = "storage" if latest or found.files else None
+            if restored_from is None and self.restore_empty and self.restore_empty(self.store):
+                restored_from, latest, found = "backup", self.store.latest(), self._walk()
+            first_here = conversation_id not in self._seen
+            self._seen.add(conversation_id)
+            if first_here and latest and self.restore_missing:
+                missing = missing_paths(self.store, found)
+                if missing and self.restore_missing(self.store, missing):
+                    restored_from, found = "backup", self._walk()
+            messages = undo.stored_messages(self.sessions, conversation_id)
+            turn = int(latest.get("turn", 0)) if latest else 0
+            manifest = self._record_if_changed(found, latest, conversation_id, messages, turn)
+            verified = None
+            if first_here and latest:
+                report = verify(latest["files"], found.files)
+                verified = True if not (report["missing"] or report["changed"]) else _short(report)
+            parent = manifest["seq"] if manifest else latest["seq"]  # type: ignore[index]
+            self._running += 1  # until end(): an undo now would pull the files from under the turn
+            return TurnStart(parent, messages, turn + 1, restored_from, verified)
+
+    def _record_if_changed(
+        self, found: Walk, latest: dict[str, Any] | None, conversation_id: str, messages: int, turn: int
+    ) -> dict[str, Any] | None:
+        self.store.hash_missing(found)
+        if latest is not None and not any(diff(latest["files"], found.files).values()):
+            return None
+        return self.store.checkpoint(
+            found, kind="external", outcome=None, conversation_id=conversation_id, messages=messages,
+            parent=latest["seq"] if latest else None, turn=turn,
+        )  # fmt: skip
+
+    def end(self, start: TurnStart, conversation_id: str, prompt: str, outcome: str) -> TurnRecord:
+        """After the turn: record what it changed; the same walk gives the usage."""
+        with self.store.lock:
+            try:
+                found = self._walk()
+                manifest = self.store.checkpoint(
+                    found,
+                    kind="turn",
+                    outcome=outcome,
+                    conversation_id=conversation_id,
+                    messages=undo.stored_messages(self.sessions, conversation_id),
+                    messages_before=start.messages_before,
+                    prompt=(prompt.strip().splitlines() or [""])[0][:200],
+                    parent=start.parent,
+                    turn=start.turn,
+                )
+            finally:
+                self._running -= 1
+            return TurnRecord(manifest["id"], start.restored_from, start.verified, self.usage(found))
+
+    def usage(self, found: Walk) -> Usage:
+        kept = self.store.bytes()
+        total = found.bytes + found.hidden_bytes + kept
+        return Usage(bytes=total, files=found.count, quota_bytes=self.quota_bytes, checkpoint_bytes=kept)
+
+    def needs_pruning(self) -> bool:
+        return self.store.over(self.keep, self.max_bytes)
+
+    def prune(self) -> list[int]:
+        return self.store.prune(self.keep, self.max_bytes)
+
+    def conversations_to_undo(self, turns: int) -> set[str]:
+        """The conversations whose history an undo of `turns` turns shortens (UndoError if it cannot)."""
+        with self.store.lock:
+            return set(undo.plan(self.store, turns).keep_messages)
+
+    def undo(self, turns: int, conversation_id: str, claimed: set[str]) -> dict[str, Any]:
+        """Take back the last `turns` turns: files and conversations. The caller holds `claimed`."""
+        with self.store.lock:
+            if self._running:
+                raise Busy("a turn is running in this workspace; undo when it has ended")
+            latest = self.store.latest()
+            now = self._walk()
+            messages = undo.stored_messages(self.sessions, conversation_id)
+            turn = int(latest.get("turn", 0)) if latest else 0
+            self._record_if_changed(now, latest, conversation_id, messages, turn)
+            step = undo.plan(self.store, turns)
+            if not set(step.keep_messages) <= claimed:
+                raise Busy("another conversation took a turn meanwhile; retry the undo")
+            changed = undo.restore(self.workspace, self.store, step.target["files"], now.files)
+            history = {}
+            for cid, keep in step.keep_messages.items():
+                before = undo.stored_messages(self.sessions, cid)
+                undo.truncate_history(self.sessions, cid, keep)
+                history[cid] = {"messages_before": before, "messages_after": keep}
+            after = after_restore(
+                self.workspace, step.target["files"], now, changed["restored"] + changed["mode"]
+            )
+            manifest = self.store.checkpoint(
+                after,
+                kind="undo",
+                outcome="answered",
+                conversation_id=conversation_id,
+                messages=undo.stored_messages(self.sessions, conversation_id),
+                target=step.target["seq"],
+                undone=[t["seq"] for t in step.turns],
+                turn=turn,
+            )
+            summary = (
+                f"undid {len(step.turns)} turn(s): the workspace is back at checkpoint {step.target['id']} "
+                f"({len(changed['restored'])} restored, {len(changed['deleted'])} deleted, "
+                f"{len(changed['mode'])} modes); "
+                + "; ".join(
+                    f"{c}: {h['messages_before']} -> {h['messages_after']} messages"
+                    for c, h in history.items()
+                )
+            )
+            return {
+                "response": summary,
+                "checkpoint": manifest["id"],
+                "restored_to": step.target["id"],
+                "turns": [
+                    {"checkpoint": t["id"], "turn": t.get("turn"), "prompt": t.get("prompt")}
+                    for t in step.turns
+                ],
+                "files": changed,
+                "history": history,
+                "usage": self.usage(after).to_json(),
+            }
+
+    def checkpoints(self) -> list[dict[str, Any]]:
+        """Every checkpoint kept, oldest first, in short: turn, time, prompt, files changed."""
+        with self.store.lock:
+            manifests = self.store.list()
+            on_line = {t["seq"] for t in undo.turns_on_line(self.store, len(manifests))[0]}
+            return [
+                {
+                    "id": m["id"],
+                    "kind": m.get("kind"),
+                    "turn": m.get("turn"),
+                    "time": m.get("time"),
+                    "prompt": m.get("prompt"),
+                    "outcome": m.get("outcome"),
+                    "changed": {k: len(v) for k, v in m.get("changed", {}).items()},
+                    **({"undone": True} if m.get("kind") == "turn" and m["seq"] not in on_line else {}),
+                }
+                for m in manifests
+            ]
+
+    def status(self) -> dict[str, Any]:
+        with self.store.lock:
+            found = self._walk()
+            seqs = self.store.seqs()
+            return {
+                "usage": self.usage(found).to_json(),
+                "checkpoints": {
+                    "count": len(seqs),
+                    "latest": f"{seqs[-1]:06d}" if seqs else None,
+                    "bytes": self.store.bytes(),
+                    "keep": self.keep,
+                    "max_bytes": self.max_bytes,
+                },
+            }
+
+
+def _short(report: dict[str, list[str]], limit: int = 50) -> dict[str, Any]:
+    """Lists capped for the answer, with the full counts."""
+    out: dict[str, Any] = {k: v[:limit] for k, v in report.items()}
+    for key, paths in report.items():
+        if len(paths) > limit:
+            out[f"{key}_count"] = len(paths)
+    return out
