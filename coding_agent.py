@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import threading
 import time
@@ -23,7 +24,7 @@ from strands.models.model import Model
 from strands.session.file_session_manager import FileSessionManager
 from strands.tools.decorator import DecoratedFunctionTool
 
-from agent import history, protocol, workspace
+from agent import backup, history, protocol, workspace
 from agent.budget import TurnBudget
 from agent.conversation_manager import SteppedWindowConversationManager
 from agent.conversations import Busy, Conversation, Conversations
@@ -94,25 +95,49 @@ app.add_middleware(UnhealthyPing, health=health)  # /ping answers 503 while turn
 recorder = Recorder(
     settings.workspace, settings.checkpoint_keep, settings.checkpoint_max_bytes, settings.storage_quota_bytes
 )
+backups = backup.S3Backup.from_bucket(settings.backup_bucket)  # None without BACKUP_BUCKET
+restores: dict[str, backup.RestoreReport] = {}  # conversation id -> the restore its turn triggered
 
 
-async def run_turn(conversation: Conversation, prompt: str) -> AsyncGenerator[dict[str, Any], None]:
+def use_backups(session_id: str | None, conversation_id: str) -> None:
+    """Point the recorder's restore hooks at this session's backups (one compute serves one session)."""
+    if backups is None or not session_id:
+        return
+
+    def restore_empty(_store: Any) -> bool:
+        report = backups.restore_if_empty(settings.workspace, session_id)
+        if report is not None:
+            restores[conversation_id] = report
+        return report is not None
+
+    def restore_missing(_store: Any, missing: list[str]) -> bool:
+        return bool(backups.restore_missing(settings.workspace, session_id, missing).restored)
+
+    recorder.restore_empty, recorder.restore_missing = restore_empty, restore_missing
+
+
+async def run_turn(
+    conversation: Conversation, prompt: str, session_id: str | None = None
+) -> AsyncGenerator[dict[str, Any], None]:
     """One turn as service events; the last is `done` or `error`.
 
     The conversation handshake: `begin` (in invoke: claim it, or 409) -> `open` (restore its
     Agent) -> the turn -> `end` (release it), whatever happens. A checkpoint brackets the turn:
-    `recorder.begin` before the model runs, `recorder.end` after it, answered or not."""
+    `recorder.begin` before the conversation is opened (a restore from backup brings its history
+    back first), `recorder.end` after the turn, answered or not; then the backup, while /ping
+    still says HealthyBusy."""
     busy = app.add_async_task("turn")  # /ping says HealthyBusy until complete_async_task
     started, start, result = time.perf_counter(), None, None
     outcome, failure = "failed", None
     try:
         try:
+            use_backups(session_id, conversation.id)
+            start = await asyncio.to_thread(recorder.begin, conversation.id)
             snapshot = workspace.snapshot(settings.workspace)
             # In a thread: restoring reads session storage, and the event loop serves every other turn.
             agent = (await asyncio.to_thread(conversations.open, conversation)).agent
             interrupted = history.close_interrupted_turn(agent, conversation.session_manager)
             messages_before = len(agent.messages)
-            start = await asyncio.to_thread(recorder.begin, conversation.id)
             tool_names: dict[str, str] = {}
             # The snapshot goes in as its own block, so the model notices earlier work even unasked.
             async with TurnBudget(settings.max_turn_seconds, settings.max_model_calls) as budget:
@@ -142,6 +167,8 @@ async def run_turn(conversation: Conversation, prompt: str) -> AsyncGenerator[di
                 log.warning("conversation_id=<%s> | checkpoint failed: %s", conversation.id, error)
             if recorder.needs_pruning():
                 _prune_in_background()
+            if report := restores.pop(conversation.id, None):
+                record = dataclasses.replace(record, restore=report.fields()["restore"])
         if failure:
             kept = f"; checkpoint {record.checkpoint} kept what it changed (client.py undo takes it back)"
             yield protocol.error_event(
@@ -164,6 +191,8 @@ async def run_turn(conversation: Conversation, prompt: str) -> AsyncGenerator[di
             with contextlib.suppress(OSError):
                 recorder.end(start, conversation.id, prompt, "failed")
         Conversations.end(conversation)
+        if backups is not None:  # it holds /ping at HealthyBusy itself until the upload is done
+            backups.start_backup(app, settings.workspace, session_id)
         app.complete_async_task(busy)
 
 
@@ -180,7 +209,7 @@ def _prune_in_background() -> None:
     threading.Thread(target=prune, name="prune-checkpoints", daemon=True).start()
 
 
-async def act(request: protocol.ActionRequest) -> Any:
+async def act(request: protocol.ActionRequest, session_id: str | None = None) -> Any:
     """The requests that run no turn: undo, checkpoints, status (README "Checkpoints, undo and storage")."""
     if request.action == "checkpoints":
         return {"action": "checkpoints", "checkpoints": await asyncio.to_thread(recorder.checkpoints)}
@@ -199,6 +228,8 @@ async def act(request: protocol.ActionRequest) -> Any:
     finally:
         for conversation in claimed:
             Conversations.end(conversation)
+        if backups is not None:  # the undo is a checkpoint too
+            backups.start_backup(app, settings.workspace, session_id)
         app.complete_async_task(busy)
     return {"action": "undo", "conversation_id": request.conversation_id, **report}
 
@@ -210,7 +241,7 @@ async def invoke(payload: Any, context: Any) -> Any:
     try:
         request = protocol.parse_request(payload, context.session_id, settings.max_prompt_chars)
         if isinstance(request, protocol.ActionRequest):
-            return await act(request)
+            return await act(request, context.session_id)
         conversation = conversations.begin(request.conversation_id)
     except protocol.BadRequest as error:
         return JSONResponse({"error": str(error)}, status_code=error.status)
@@ -219,7 +250,7 @@ async def invoke(payload: Any, context: Any) -> Any:
     except OSError as error:  # an action hit the storage (full, read-only): say so, keep serving
         log.warning("action | failed: %s", error)
         return JSONResponse({"error": f"the request failed on the workspace: {error}"}, status_code=500)
-    turn = run_turn(conversation, request.prompt)
+    turn = run_turn(conversation, request.prompt, context.session_id)
     if request.stream:
         return turn
     last: dict[str, Any] = {}

@@ -139,6 +139,7 @@ class TurnRecord:
     restored_from: str | None = None  # "storage" | "backup" | None for a first turn
     verified: bool | dict[str, list[str]] | None = None
     usage: Usage | None = None
+    restore: dict[str, Any] | None = None  # restored from backup: checkpoint, files, bytes, seconds
 
 
 @dataclass(frozen=True)
@@ -184,6 +185,7 @@ class Answer:
                 "restored_from": record.restored_from,
                 "verified": record.verified,
                 "usage": record.usage.to_json() if record.usage else None,
+                **({"restore": record.restore} if record.restore else {}),
             },
             "history": history,
         }
