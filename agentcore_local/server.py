@@ -60,7 +60,9 @@ def create_app(settings: Settings, clock: Clock = time.time, launcher: Launcher 
     state_dir = settings.state_dir.resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
     if launcher is None:
-        hidden = (Path.home(), state_dir)  # the user's secrets, then every session's storage
+        # The user's secrets, every session's storage, and the checkout's own local state
+        # (deploy's runtime.json, other servers' state dirs) stay out of every sandbox.
+        hidden = (Path.home(), state_dir, settings.agent_script.resolve().parent / ".agentcore")
         launcher = choose(
             settings.sandbox, settings.python, settings.agent_script, hidden, settings.docker_image
         )

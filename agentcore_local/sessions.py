@@ -249,11 +249,17 @@ class SessionBackend:
             name=f"{runtime.id}-{session.root.name[:12]}",
             storage_dir=session.storage,
             mount_path=mount,
-            port=free_port(),
+            port=self.launcher.agent_port() or free_port(),
             env=env,
             scratch_dir=session.root / "scratch",
         )
-        compute = Compute(self.launcher, spec, session.root / "agent.log", self._on_compute_exit(session))
+        compute = Compute(
+            self.launcher,
+            spec,
+            session.root / "agent.log",
+            self._on_compute_exit(session),
+            self.settings.stop_grace,
+        )
         await compute.start(self.settings.start_timeout)
         session.compute, session.compute_version = compute, runtime.version
         log.info("session_id=<%s>, sandbox=<%s> | compute started", session.session_id, self.launcher.name)
@@ -338,10 +344,10 @@ class SessionBackend:
         forwarded[SESSION_HEADER] = session_id
         for attempt in (1, 2):
             try:
-                request = self.http.build_request(
+                request = compute.http.build_request(
                     "POST", f"{compute.url}/invocations", content=payload, headers=forwarded
                 )
-                answer = await self.http.send(request, stream=True)
+                answer = await compute.http.send(request, stream=True)
                 break
             except httpx.HTTPError as error:
                 self.release(session, compute)

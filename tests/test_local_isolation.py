@@ -1,0 +1,201 @@
+"""Attacks from inside a session, through the whole stack: boto3 -> agentcore_local -> bwrap sandbox.
+
+Each test runs attacker code in a session with InvokeAgentRuntimeCommand (the agent's shell can
+run the same) and checks that it gets nowhere: no privilege, no view of the host's state, no
+runtime setting steering a host process, no route to the emulator or to another session.
+One agentcore_local for the module, state dir in the checkout (not under /tmp, which every
+sandbox has private anyway), every test on its own session ids.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from local_runtime import LocalRuntime, invoke, local_runtime, run
+
+from agentcore_local.bwrap_sandbox import bwrap_works, find_tool
+from agentcore_local.settings import REPO
+
+pytestmark = pytest.mark.skipif(
+    os.environ.get("AGENTCORE_LOCAL_TEST_SANDBOX", "auto") not in ("auto", "bwrap")
+    or not bwrap_works(find_tool("bwrap") or "bwrap"),
+    reason="needs the bwrap sandbox",
+)
+
+
+def new_id() -> str:
+    return f"iso-{uuid.uuid4().hex}"
+
+
+@pytest.fixture(scope="module")
+def local() -> Iterator[LocalRuntime]:
+    scratch = REPO / ".agentcore"
+    scratch.mkdir(exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix="test-iso-", dir=scratch))
+    try:
+        with local_runtime(tmp) as runtime:
+            yield runtime
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.fixture
+def data(local: LocalRuntime, _isolated_aws: None):
+    return local.data()
+
+
+def sh(data, arn: str, session: str, command: str) -> tuple[int, str]:
+    code, status, out, err = run(data, arn, session, command)
+    assert status == "COMPLETED", (command, out, err)
+    return code, out + err
+
+
+# --- 1. no privilege inside ------------------------------------------------------------------
+
+
+def test_a_session_holds_no_capability_and_cannot_mount_umount_or_remount(local: LocalRuntime, data) -> None:
+    arn, session = local.default_arn, new_id()
+    code, out = sh(data, arn, session, "grep -E '^Cap(Eff|Prm|Bnd|Amb)' /proc/self/status")
+    assert code == 0 and out.count("0000000000000000") == 4, out
+    attacks = {
+        "umount /tmp": "unmount what bwrap mounted",
+        "umount -l /proc": "uncover the host's /proc",
+        "mount -o remount,rw /": "make the root writable",
+        "mount -o remount,rw /usr": "write into the host's /usr",
+        "mount -t tmpfs none /mnt": "mount anything",
+        "mount -t proc proc /tmp": "a /proc of its own choosing",
+        "echo x > /usr/owned": "write through a read-only bind",
+        "echo x > /owned": "write into the sandbox's root",
+    }
+    for command, what in attacks.items():
+        code, out = sh(data, arn, session, command)
+        assert code != 0, f"{command} ({what}) succeeded: {out}"
+    assert sh(data, arn, session, "echo fine > kept.txt && cat kept.txt") == (0, "fine\n")
+
+
+def test_proc_shows_only_the_sessions_own_processes(local: LocalRuntime, data) -> None:
+    arn, session = local.default_arn, new_id()
+    sh(data, arn, new_id(), "true")  # another session's agent running beside it
+    listing = "for p in /proc/[0-9]*; do echo \"$(tr '\\0' ' ' < $p/cmdline)\"; done"
+    code, out = sh(data, arn, session, listing)
+    processes = [line for line in out.splitlines() if line.strip()]
+    agents = [p for p in processes if "coding_agent.py" in p and "sandbox_init" not in p]
+    assert code == 0 and len(agents) == 1, processes  # its own agent, not the other session's
+    host = _cmdline(os.getpid())
+    assert all(p.strip() != host.strip() for p in processes)  # nor serve (this pytest)
+    assert len(processes) <= 6, processes  # bwrap's init, sandbox_init, the agent, this command
+
+
+def test_the_state_dir_other_sessions_and_the_home_are_absent_not_covered(local: LocalRuntime, data) -> None:
+    arn, a, b = local.default_arn, new_id(), new_id()
+    sh(data, arn, a, "echo secret-of-a > a.txt")
+    a_storage = local.storage(arn, a)
+    assert (a_storage / "a.txt").read_text() == "secret-of-a\n"
+    home = Path.home().resolve()
+    python_prefixes = {Path(p).resolve() for p in (os.sys.prefix, os.sys.base_prefix)}
+    home_entries = [e for e in home.iterdir() if not any(p.is_relative_to(e) for p in python_prefixes)]
+    for path in [local.state_dir, local.state_dir / "sessions", a_storage, *home_entries[:10]]:
+        code, out = sh(data, arn, b, f"test -e '{path}' || test -L '{path}'")
+        assert code != 0, f"{path} is visible inside the sandbox"
+    code, out = sh(data, arn, b, "ls -A /")
+    roots = set(out.split())
+    assert roots <= {"bin", "sbin", "lib", "lib32", "lib64", "libx32", "usr", "etc", "dev", "proc", "tmp"} | {
+        "mnt",
+        "run",
+        *(Path(p).parts[1] for p in (REPO, *python_prefixes)),
+    }, roots
+    code, out = sh(data, arn, b, "find / -path /proc -prune -o -name a.txt -print; grep -rs secret /mnt /tmp")
+    assert "a.txt" not in out and "secret-of-a" not in out
+
+
+# --- 2. a runtime's settings never reach a host process -----------------------------------------
+
+
+def test_a_runtimes_path_ld_preload_pythonpath_and_home_reach_only_the_agent(
+    local: LocalRuntime, data, tmp_path: Path
+) -> None:
+    """The attack of issue 8: a runtime whose PATH names a directory holding a fake `bwrap`."""
+    marker = tmp_path / "host-was-steered"
+    trap = tmp_path / "trap"
+    trap.mkdir()
+    for name in ("bwrap", "slirp4netns", "python3", "sh", "bash"):
+        (trap / name).write_text(f"#!/bin/sh\necho {name} >> {marker}\nexit 1\n")
+        (trap / name).chmod(0o755)
+    (trap / "sitecustomize.py").write_text(f"open({str(marker)!r}, 'a').write('python\\n')\n")
+    preload = trap / "evil.so"
+    if shutil.which("cc"):
+        source = trap / "evil.c"
+        source.write_text(
+            "#include <stdio.h>\n__attribute__((constructor)) static void own(void) "
+            f'{{ FILE *f = fopen("{marker}", "a"); if (f) {{ fputs("ld_preload\\n", f); fclose(f); }} }}\n'
+        )
+        subprocess.run(["cc", "-shared", "-fPIC", "-o", str(preload), str(source)], check=True)
+    steering = {
+        "PATH": f"{trap}:/usr/bin:/bin",
+        "LD_PRELOAD": str(preload),
+        "PYTHONPATH": str(trap),
+        "HOME": str(trap),
+        "SECRET_TOKEN": "s3cr3t-value",
+    }
+    base = local.create_runtime("steer_" + uuid.uuid4().hex[:8])
+    request = base["request"]
+    env = {**request["environmentVariables"], **steering}
+    arn = local.create_runtime("steered_" + uuid.uuid4().hex[:8], environmentVariables=env)["agentRuntimeArn"]
+    session = new_id()
+    answer = invoke(data, arn, session, "hello")
+    assert "echo: hello" in answer["response"]  # the compute started, through the real bwrap
+    assert not marker.exists(), marker.read_text()
+
+    # The host-side processes of this compute run with serve's own environment only.
+    storage = str(local.storage(arn, session))
+    host_pids = [int(p) for p in os.listdir("/proc") if p.isdigit() and _cmdline(int(p)).find(storage) >= 0]
+    assert host_pids, "no bwrap process found for the session"
+    for pid in host_pids:
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        names = {e.split(b"=", 1)[0].decode() for e in environ if e}
+        assert names <= {"PATH", "LANG"}, names
+        assert b"s3cr3t-value" not in Path(f"/proc/{pid}/environ").read_bytes()
+        assert "s3cr3t-value" not in _cmdline(pid)
+
+    # Inside, the agent (and the commands beside it) see them all.
+    find_agent = (
+        "for p in /proc/[0-9]*; do grep -qa coding_agent.py $p/cmdline 2>/dev/null && "
+        "! grep -qa sandbox_init $p/cmdline && tr '\\0' '\\n' < $p/environ; done"
+    )
+    _, out = sh(data, arn, session, find_agent)
+    agent_env = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+    for name, value in steering.items():
+        assert agent_env.get(name) == value, (name, agent_env.get(name))
+    out = run(data, arn, session, 'echo "$PATH|$PYTHONPATH|$HOME|$SECRET_TOKEN"')[2]
+    assert out.strip() == f"{trap}:/usr/bin:/bin|{trap}|{trap}|s3cr3t-value"
+    # ...but no command line in the sandbox carries them, nor sandbox_init's own environment.
+    out = run(data, arn, session, "cat /proc/[0-9]*/cmdline | tr '\\0' ' '")[2]
+    assert "s3cr3t-value" not in out
+    out = run(
+        data,
+        arn,
+        session,
+        "for p in /proc/[0-9]*; do [ $p = /proc/$$ ] || "
+        "{ grep -qa sandbox_init $p/cmdline 2>/dev/null && cat $p/environ; }; done",
+    )[2]
+    assert "s3cr3t-value" not in out and str(trap) not in out
+    assert not marker.exists()
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def test_commands_run_with_bash_as_on_aws(local: LocalRuntime, data) -> None:
+    code, out = sh(data, local.default_arn, new_id(), '[[ "$BASH" == */bash ]] && echo "bash $BASH_VERSION"')
+    assert code == 0 and out.startswith("bash ")
