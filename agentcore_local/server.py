@@ -151,9 +151,12 @@ class Server(uvicorn.Server):
             arn = state.default_runtime.arn if state.default_runtime else None
             write_endpoint(state.settings.state_dir, self._url, arn)
             launcher = state.sessions.launcher
-            isolation = (
-                "isolated" if launcher.isolated else "NOT isolated: sessions can see each other's files"
-            )
+            if not launcher.isolated:
+                isolation = "NOT isolated: sessions can see each other's files"
+            elif launcher.private_network:
+                isolation = "isolated, each session on its own network"
+            else:
+                isolation = "isolated files and processes, but sessions SHARE the network"
             print(
                 f"agentcore_local listening on {self._url} (sandbox: {launcher.name}, {isolation})",
                 flush=True,

@@ -252,6 +252,7 @@ class SessionBackend:
             port=self.launcher.agent_port() or free_port(),
             env=env,
             scratch_dir=session.root / "scratch",
+            forwards=self.settings.forwards,
         )
         compute = Compute(
             self.launcher,

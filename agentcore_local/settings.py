@@ -62,6 +62,9 @@ class Settings:
     reaper_interval: float = 1.0  # how often idle timeout and max lifetime are checked
     default_runtime: str | None = "coding_agent"  # registered at start; None: none
     agent_env: Mapping[str, str] = field(default_factory=dict)  # from serve's environment
+    # Agent-facing host services: (port on each sandbox's 127.0.0.1, host unix socket it reaches).
+    # The only host services a session with a private network can reach (see LaunchSpec.forwards).
+    forwards: tuple[tuple[int, Path], ...] = ()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ, **overrides: object) -> Settings:

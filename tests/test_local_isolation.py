@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,13 +37,41 @@ def new_id() -> str:
     return f"iso-{uuid.uuid4().hex}"
 
 
+FORWARD_PORT = 9911  # an agent-facing host service, as the local S3 and bedrock-runtime will be
+
+
 @pytest.fixture(scope="module")
-def local() -> Iterator[LocalRuntime]:
+def host_service() -> Iterator[Path]:
+    """A host service on a unix socket that answers every connection with what it read, upper-cased."""
+    directory = Path(tempfile.mkdtemp(prefix="svc-"))
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(directory / "svc.sock"))
+    server.listen()
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            with conn:
+                conn.sendall(conn.recv(1024).upper())
+
+    threading.Thread(target=serve, daemon=True).start()
+    yield directory / "svc.sock"
+    server.close()
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def local(host_service: Path) -> Iterator[LocalRuntime]:
     scratch = REPO / ".agentcore"
     scratch.mkdir(exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="test-iso-", dir=scratch))
     try:
-        with local_runtime(tmp) as runtime:
+        with local_runtime(tmp, forwards=((FORWARD_PORT, host_service),)) as runtime:
+            if not runtime.app.state.sessions.launcher.private_network:
+                pytest.skip("slirp4netns is missing: sessions share the network")
             yield runtime
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -199,3 +230,115 @@ def _cmdline(pid: int) -> str:
 def test_commands_run_with_bash_as_on_aws(local: LocalRuntime, data) -> None:
     code, out = sh(data, local.default_arn, new_id(), '[[ "$BASH" == */bash ]] && echo "bash $BASH_VERSION"')
     assert code == 0 and out.startswith("bash ")
+
+
+# --- 3. a network of its own ---------------------------------------------------------------------
+
+
+def connect(host: str, port: int, send: str = "") -> str:
+    """bash: connect to host:port (3 s at most); print `connected` and the answer, or `unreachable`."""
+    return (
+        f"timeout 3 bash -c 'exec 3<>/dev/tcp/{host}/{port} || exit 1; echo connected; "
+        f'printf "{send}" >&3; timeout 1 cat <&3; exit 0\' 2>&1 || echo unreachable'
+    )
+
+
+def host_addresses() -> list[str]:
+    """The host's own non-loopback IPv4 addresses (where slirp4netns's outbound traffic comes from)."""
+    found = subprocess.run(["hostname", "-I"], capture_output=True, text=True).stdout.split()
+    return [a for a in found if ":" not in a][:3]
+
+
+def test_the_emulators_api_is_unreachable_from_inside(local: LocalRuntime, data) -> None:
+    arn, session = local.default_arn, new_id()
+    api_port = int(local.url.rsplit(":", 1)[1])
+    for host in ["127.0.0.1", "10.0.2.2", "localhost", *host_addresses()]:
+        out = sh(data, arn, session, connect(host, api_port, "GET /_local/sessions HTTP/1.0\\r\\n\\r\\n"))[1]
+        assert "unreachable" in out and "connected" not in out, (host, out)
+
+
+def test_each_session_reaches_only_its_own_agent_on_its_own_loopback(local: LocalRuntime, data) -> None:
+    arn, a, b = local.default_arn, new_id(), new_id()
+    sh(data, arn, a, "echo a > who.txt")
+    sh(data, arn, b, "echo b > who.txt")
+    ping = "GET /ping HTTP/1.0\\r\\n\\r\\n"
+    for session in (a, b):
+        out = sh(data, arn, session, connect("127.0.0.1", 8080, ping))[1]
+        assert "Healthy" in out  # its own agent
+    # Nothing on 127.0.0.1 in B is A's: A's agent answers only through the host's private socket.
+    _, out = sh(data, arn, b, "ls -A /run /tmp; ls -d /tmp/agentcore-* 2>&1")
+    assert "agent.sock" not in out
+    assert invoke(data, arn, a, "hello")["response"].endswith("(0 messages of history)")
+
+
+def test_port_exhaustion_inside_one_session_does_not_touch_the_others(local: LocalRuntime, data) -> None:
+    arn, hog = local.default_arn, new_id()
+    # Every port of its loopback, held by 65 processes (each under its own open-files limit).
+    hold = (
+        "import os, socket, time\n"
+        "for first in range(1024, 65536, 1000):\n"
+        "    if os.fork() == 0:\n"
+        "        held = []\n"
+        "        for port in range(first, min(first + 1000, 65536)):\n"
+        "            s = socket.socket()\n"
+        "            try:\n"
+        "                s.bind(('127.0.0.1', port))\n"
+        "                held.append(s)\n"
+        "            except OSError:\n"
+        "                s.close()\n"
+        "        open(f'/tmp/held.{first}', 'w').write(str(len(held)))\n"
+        "        time.sleep(60)\n"
+        "        os._exit(0)\n"
+    )
+    sh(
+        data,
+        arn,
+        hog,
+        f"cat > /tmp/hold.py <<'EOF'\n{hold}EOF\nsetsid python3 /tmp/hold.py >/dev/null 2>&1 &",
+    )
+    held = 0
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and held == 0:
+        _, out = sh(
+            data,
+            arn,
+            hog,
+            "ls /tmp/held.* 2>/dev/null | wc -l; "
+            "for f in /tmp/held.*; do cat $f; echo; done | paste -sd+ | bc",
+        )
+        held = int(out.split()[1]) if out.split()[0] == "65" else 0
+    assert held > 60000, held  # the hog holds (nearly) every port of its namespace
+    for _ in range(2):  # new sessions start and answer, as does the hog's own agent
+        assert invoke(data, arn, new_id(), "hello")["response"].endswith("(0 messages of history)")
+    assert "echo: hello" in invoke(data, arn, hog, "hello")["response"]
+    local.data().stop_runtime_session(agentRuntimeArn=arn, runtimeSessionId=hog)
+
+
+def test_a_forwarded_host_service_is_the_one_host_service_a_session_reaches(
+    local: LocalRuntime, data, host_service: Path
+) -> None:
+    arn, session = local.default_arn, new_id()
+    out = sh(data, arn, session, connect("127.0.0.1", FORWARD_PORT, "hello service"))[1]
+    assert "HELLO SERVICE" in out
+    code, out = sh(data, arn, session, f"test -e {host_service} || ls /run/agentcore")
+    assert out.split() == [f"forward-{FORWARD_PORT}.sock"]  # bound in read-only, alone
+    code, out = sh(
+        data, arn, session, f"rm /run/agentcore/forward-{FORWARD_PORT}.sock; touch /run/agentcore/x"
+    )
+    assert code != 0
+
+
+def test_outbound_traffic_leaves_through_the_user_mode_stack(local: LocalRuntime, data) -> None:
+    """npm install needs it (make demo proves the registry); here: a listener of the test's own."""
+    addresses = host_addresses()
+    if not addresses:
+        pytest.skip("the host has no non-loopback IPv4 address")
+    listener = socket.socket()
+    listener.bind((addresses[0], 0))
+    listener.listen()
+    try:
+        port = listener.getsockname()[1]
+        out = sh(data, local.default_arn, new_id(), connect(addresses[0], port))[1]
+        assert "connected" in out, out
+    finally:
+        listener.close()
