@@ -153,7 +153,6 @@ class Compute:
 
     async def _start_network(self, info_read: int, timeout: float) -> None:
         """Give the sandbox's network namespace its user-mode stack; returns once it is configured."""
-        began = time.monotonic()
         info = await asyncio.wait_for(asyncio.to_thread(read_until_closed, info_read), timeout)
         # Attached only once bwrap has set up the namespace's loopback: slirp4netns configuring it
         # meanwhile made bwrap fail ("loopback: Failed RTM_NEWADDR").
@@ -170,6 +169,7 @@ class Compute:
                 "The sandbox did not start (bwrap said nothing of its child). "
                 f"Its log:\n{log_tail(self.log_path)}"
             ) from None
+        began = time.monotonic()  # the stack's own cost: from its launch to a configured namespace
         ready_read, ready_write = os.pipe()
         exit_read, self._network_exit_fd = os.pipe()  # slirp4netns ends when we close our end (or die)
         try:

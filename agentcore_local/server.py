@@ -19,8 +19,9 @@ from pathlib import Path
 import uvicorn
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-
-from cloud.runtime_record import write_record
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .exceptions import AgentCoreError
 from .responses import render_error, unknown_operation
@@ -35,6 +36,47 @@ logging.getLogger("httpx").setLevel(logging.WARNING)
 Clock = Callable[[], float]
 ENDPOINT_FILE = "endpoint.json"
 RUNTIME_FILE = "runtime.json"
+
+
+def write_runtime_record(arn: str, runtime_id: str, region: str, path: Path) -> None:
+    """runtime.json in the format deploy.py writes and client.py reads (cloud/runtime_record.py),
+    so `client.py --runtime-file` finds the default runtime; atomic, as a kill must not tear it."""
+    body = json.dumps({"agentRuntimeArn": arn, "agentRuntimeId": runtime_id, "region": region}, indent=2)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".runtime-")
+    with os.fdopen(fd, "w") as f:
+        f.write(body + "\n")
+    os.replace(tmp, path)
+
+
+class RenderUnexpected:
+    """An unexpected exception becomes AWS's InternalServerException here, and is not re-raised.
+
+    Starlette's ServerErrorMiddleware (where an `Exception` handler would run) always re-raises
+    after answering, and uvicorn then closes the keep-alive connection: the client's next call on
+    it failed with ConnectionClosedError. Once an answer has started only closing can tell the
+    client, so then the exception goes on.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except Exception as error:
+            if started:
+                raise
+            await render_error(Request(scope), error)(scope, receive, send)
 
 
 def default_runtime_request(settings: Settings, name: str) -> dict:
@@ -80,7 +122,7 @@ def create_app(settings: Settings, clock: Clock = time.time, launcher: Launcher 
                 default_runtime_request(settings, settings.default_runtime), ready_now=True
             )
             app.state.default_runtime = runtime
-            write_record(runtime.arn, runtime.id, settings.region, path=state_dir / RUNTIME_FILE)
+            write_runtime_record(runtime.arn, runtime.id, settings.region, state_dir / RUNTIME_FILE)
         reaper = asyncio.create_task(reap_forever(sessions, settings.reaper_interval))
         try:
             yield
@@ -94,11 +136,8 @@ def create_app(settings: Settings, clock: Clock = time.time, launcher: Launcher 
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        exception_handlers={
-            AgentCoreError: render_error,
-            Exception: render_error,
-            HTTPException: unknown_operation,
-        },
+        middleware=[Middleware(RenderUnexpected)],
+        exception_handlers={AgentCoreError: render_error, HTTPException: unknown_operation},
     )
     app.state.registry = registry
     app.state.sessions = sessions
