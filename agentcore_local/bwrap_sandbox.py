@@ -31,6 +31,7 @@ AGENT_PORT = 8080  # inside a private network namespace every agent can have the
 RUN_INSIDE = "/run/agentcore"  # where forwarded host sockets appear in the sandbox
 SYSTEM = ("/usr", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 SLIRP_GATEWAY_DNS = "10.0.2.3"  # slirp4netns's built-in DNS forwarder
+TUN = "/dev/net/tun"
 
 
 def find_tool(name: str) -> str | None:
@@ -83,7 +84,8 @@ class BwrapLauncher(Launcher):
     ) -> None:
         super().__init__(python, agent_script, hidden)
         self.bwrap = bwrap
-        self.slirp = slirp if slirp and os.path.exists("/dev/net/tun") else None
+        # slirp4netns opens /dev/net/tun as serve's user (some containers keep it root-only).
+        self.slirp = slirp if slirp and os.access(TUN, os.R_OK | os.W_OK) else None
         self.private_network = self.slirp is not None
 
     def agent_port(self) -> int | None:
@@ -121,7 +123,8 @@ class BwrapLauncher(Launcher):
         return {"forwards": [[port, f"{RUN_INSIDE}/forward-{port}.sock"] for port, _ in spec.forwards]}
 
     def command(self, spec: LaunchSpec) -> tuple[list[str], dict[str, str], str]:
-        argv = [self.bwrap, *self.view(), "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
+        # The private /tmp first: a checkout cloned into /tmp (CI) is then bound into it, not covered.
+        argv = [self.bwrap, "--tmpfs", "/tmp", *self.view(), "--dev", "/dev", "--proc", "/proc"]
         argv += ["--bind", str(spec.storage_dir), spec.mount_path]
         if self.private_network:
             for port, host_socket in spec.forwards:
@@ -139,15 +142,16 @@ class BwrapLauncher(Launcher):
         argv += ["--die-with-parent", "--chdir", str(self.agent_script.parent), "--"]
         return argv + self.init_argv(spec.mount_path), dict(self.host_env), str(self.agent_script.parent)
 
-    def network_argv(self, child_pid: int, ready_fd: int, exit_fd: int) -> list[str]:
-        """slirp4netns for the sandbox whose first process is `child_pid` (its pid on the host)."""
+    def network_argv(self, child_pid: int, ready_fd: int, exit_fd: int, userns: str) -> list[str]:
+        """slirp4netns for the sandbox whose first process is `child_pid` (its pid on the host),
+        entering `userns`, the user namespace that owns the sandbox's network namespace."""
         assert self.slirp
         return [
             self.slirp,
             "--configure",
             "--mtu=65520",
             "--disable-host-loopback",  # 10.0.2.2 is not the host's 127.0.0.1
-            f"--userns-path=/proc/{child_pid}/ns/user",
+            f"--userns-path={userns}",
             f"--ready-fd={ready_fd}",
             f"--exit-fd={exit_fd}",
             str(child_pid),

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import itertools
 import json
 import logging
@@ -26,6 +27,17 @@ from .exceptions import RuntimeClientError
 from .sandbox import Launcher, LaunchSpec
 
 log = logging.getLogger("agentcore_local.compute")
+NS_GET_USERNS = 0xB701  # linux/nsfs.h: the user namespace that owns a namespace
+
+
+def netns_owner(pid: int) -> int:
+    """An fd of the user namespace owning `pid`'s network namespace. Not always /proc/PID/ns/user:
+    unprivileged bwrap nests a second user namespace (for devpts), which cannot enter the network's."""
+    fd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return fcntl.ioctl(fd, NS_GET_USERNS)
+    finally:
+        os.close(fd)
 
 
 def free_port() -> int:
@@ -173,7 +185,12 @@ class Compute:
         ready_read, ready_write = os.pipe()
         exit_read, self._network_exit_fd = os.pipe()  # slirp4netns ends when we close our end (or die)
         try:
-            argv = self.launcher.network_argv(child_pid, ready_write, exit_read)
+            userns = netns_owner(child_pid)
+        except OSError as error:
+            os.close(ready_read)
+            raise RuntimeClientError(f"The sandbox's network namespace is gone: {error}") from error
+        try:
+            argv = self.launcher.network_argv(child_pid, ready_write, exit_read, f"/proc/self/fd/{userns}")
             with open(self.log_path, "ab") as log_file:
                 self._network = await asyncio.create_subprocess_exec(
                     *argv,
@@ -181,12 +198,12 @@ class Compute:
                     stdout=log_file,
                     stderr=log_file,
                     env=self.launcher.host_env,
-                    pass_fds=(ready_write, exit_read),
+                    pass_fds=(ready_write, exit_read, userns),
                     start_new_session=True,
                 )
         finally:
-            os.close(ready_write)
-            os.close(exit_read)
+            for fd in (ready_write, exit_read, userns):
+                os.close(fd)
         ready = await asyncio.wait_for(asyncio.to_thread(read_until_closed, ready_read, 1), timeout)
         if ready != b"1":
             raise RuntimeClientError(

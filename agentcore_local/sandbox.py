@@ -68,7 +68,7 @@ class Launcher(ABC):
         """The port the agent listens on in its own network namespace; None: pick a free host port."""
         return None
 
-    def network_argv(self, child_pid: int, ready_fd: int, exit_fd: int) -> list[str]:
+    def network_argv(self, child_pid: int, ready_fd: int, exit_fd: int, userns: str) -> list[str]:
         """The user-mode network stack for a private network namespace (only if `private_network`)."""
         raise NotImplementedError(f"the {self.name} sandbox has no private network")
 

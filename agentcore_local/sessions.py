@@ -1,4 +1,5 @@
-"""The data plane's backend: runtime sessions, their compute and their storage (no HTTP routing here).
+"""The data plane's rules: runtime sessions, when their compute starts and stops, when their
+storage resets (compute.py runs a sandbox, storage.py keeps the files, agent_proxy.py talks HTTP).
 
 Rules, as AWS documents them: a session id starts compute on first use; the storage survives
 the compute and is reset after 14 days without an invocation and when the runtime's version
@@ -90,7 +91,7 @@ class Session:
 
     @property
     def storage(self) -> Path:
-        return self.root / "storage"
+        return SessionStorage.files(self.root)
 
     def meta(self) -> dict[str, Any]:
         """What meta.json keeps across restarts of serve."""

@@ -19,6 +19,7 @@ import httpx
 import uvicorn
 from botocore.config import Config
 
+from agentcore_local.sandbox import Launcher
 from agentcore_local.server import bind, create_app
 from agentcore_local.settings import Settings
 
@@ -96,8 +97,9 @@ class LocalRuntime:
 
 
 @contextmanager
-def local_runtime(tmp: Path, **settings: Any) -> Iterator[LocalRuntime]:
-    """agentcore_local in this process on a free port; every session stopped at exit."""
+def local_runtime(tmp: Path, launcher: Launcher | None = None, **settings: Any) -> Iterator[LocalRuntime]:
+    """agentcore_local in this process on a free port; every session stopped at exit. `launcher`
+    replaces the --sandbox choice."""
     clock = FakeClock()
     # AGENTCORE_LOCAL_TEST_SANDBOX=process runs the suite on the fallback sandbox.
     settings = {"sandbox": os.environ.get("AGENTCORE_LOCAL_TEST_SANDBOX", "auto"), **settings}
@@ -108,7 +110,7 @@ def local_runtime(tmp: Path, **settings: Any) -> Iterator[LocalRuntime]:
         stop_grace=5.0,
         **settings,
     )
-    app = create_app(config, clock=clock)
+    app = create_app(config, clock=clock, launcher=launcher)
     sock = bind("127.0.0.1", 0)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)

@@ -23,7 +23,8 @@ from pathlib import Path
 import pytest
 from local_runtime import LocalRuntime, invoke, local_runtime, run
 
-from agentcore_local.bwrap_sandbox import bwrap_works, find_tool
+from agentcore_local.bwrap_sandbox import TUN, BwrapLauncher, bwrap_works, find_tool
+from agentcore_local.sandbox import SANDBOX_INIT, LaunchSpec
 from agentcore_local.settings import REPO
 
 pytestmark = pytest.mark.skipif(
@@ -342,3 +343,101 @@ def test_outbound_traffic_leaves_through_the_user_mode_stack(local: LocalRuntime
         assert "connected" in out, out
     finally:
         listener.close()
+
+
+# --- as an unprivileged user -----------------------------------------------------------------
+
+NOBODY = 65534
+TINY_AGENT = """import json, os
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class Agent(BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.answer({"status": "Healthy", "time_of_last_update": 0})
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("content-length", 0)))
+        self.answer({"response": f"uid {os.getuid()}"})
+
+    def answer(self, body):
+        data = json.dumps(body).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Agent).serve_forever()
+"""
+
+
+class AsNobody(BwrapLauncher):
+    """bwrap and slirp4netns started as `nobody`, as a serve run by an ordinary user starts them.
+
+    The agent is a stdlib stand-in on the system Python: this checkout's venv and Python live
+    under root's 0700 home, which an ordinary user could not run anyway."""
+
+    def __init__(self, agent_script: Path) -> None:
+        bwrap, slirp = find_tool("bwrap") or "bwrap", find_tool("slirp4netns")
+        super().__init__("/usr/bin/python3", agent_script, bwrap=bwrap, slirp=slirp)
+        if os.stat(TUN).st_mode & 0o006 != 0o006:  # nobody could not open it: a shared network
+            self.slirp, self.private_network = None, False
+        setpriv = find_tool("setpriv") or "setpriv"
+        self.drop = [setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+
+    def allowed(self) -> list[Path]:
+        system = [Path(p) for p in ("/usr", "/etc", "/bin", "/lib", "/lib64") if os.path.lexists(p)]
+        return [*system, SANDBOX_INIT.parent, self.agent_script.parent]
+
+    def command(self, spec: LaunchSpec) -> tuple[list[str], dict[str, str], str]:
+        os.chown(spec.storage_dir, NOBODY, NOBODY)  # serve's user owns its state dir
+        argv, env, cwd = super().command(spec)
+        return [*self.drop, "--", *argv], env, cwd
+
+    def network_argv(self, child_pid: int, ready_fd: int, exit_fd: int, userns: str) -> list[str]:
+        return [*self.drop, "--", *super().network_argv(child_pid, ready_fd, exit_fd, userns)]
+
+
+@pytest.mark.skipif(not find_tool("setpriv") or os.getuid() != 0, reason="needs root and setpriv")
+def test_as_an_unprivileged_user_the_sandbox_is_the_same(_isolated_aws: None) -> None:
+    """What differs without root: bwrap nests a second user namespace, and slirp4netns must enter
+    the one owning the network namespace. The network half needs /dev/net/tun open to all users
+    (as on a usual host; some containers keep it root-only: then serve falls back to a shared network)."""
+    tmp = Path(tempfile.mkdtemp(prefix="iso-nobody-"))
+    tmp.chmod(0o755)
+    agent = tmp / "agent" / "tiny_agent.py"
+    agent.parent.mkdir(mode=0o755)
+    agent.write_text(TINY_AGENT)
+    try:
+        with local_runtime(tmp, launcher=AsNobody(agent)) as local:
+            data, arn, session = local.data(), local.default_arn, new_id()
+            assert invoke(data, arn, session, "hi")["response"] == f"uid {NOBODY}"
+            _, out = sh(data, arn, session, "id -u; grep CapEff /proc/self/status")
+            assert out.split()[0] == str(NOBODY) and "0000000000000000" in out
+            for attack in ("umount /tmp", "mount -o remount,rw /", "ls -A /root/.pyenv"):
+                assert sh(data, arn, session, attack)[0] != 0, attack
+            storage = str(local.storage(arn, session))
+            bwraps = [p for p in os.listdir("/proc") if p.isdigit() and storage in _cmdline(int(p))]
+            assert bwraps, "no host-side process of the sandbox found"
+            for pid in bwraps:
+                status = Path(f"/proc/{pid}/status").read_text()
+                assert f"Uid:\t{NOBODY}\t" in status  # the host side runs as nobody too
+            if not local.app.state.sessions.launcher.private_network:
+                return
+            api_port = int(local.url.rsplit(":", 1)[1])
+            assert "unreachable" in sh(data, arn, session, connect("127.0.0.1", api_port))[1]
+            addresses = host_addresses()
+            if addresses:
+                listener = socket.socket()
+                listener.bind((addresses[0], 0))
+                listener.listen()
+                with listener:
+                    out = sh(data, arn, session, connect(addresses[0], listener.getsockname()[1]))[1]
+                assert "connected" in out  # slirp4netns, started as nobody, carries it out
+    finally:
+        subprocess.run(["rm", "-rf", str(tmp)], check=False)
