@@ -9,7 +9,8 @@
   by binding the allowed one's other entries instead.
 - Privilege: a new user namespace with every capability dropped (`--cap-drop ALL`): mount,
   umount and remount fail even when serve runs as root.
-- Processes: own PID, IPC, UTS and (where possible) cgroup namespaces; /proc shows only the session.
+- Processes: own PID, IPC, UTS and (where possible) cgroup namespaces; /proc shows only the
+  session, read-only (no sysctl of the host can be written, even by the host's uid 0).
 - Network: `--unshare-net` plus slirp4netns (`--disable-host-loopback`): outbound works (npm),
   the host's 127.0.0.1 (the emulator's API, other sessions' agents) does not. The host reaches
   the agent through a listening unix socket it hands to sandbox_init. Without slirp4netns the
@@ -135,6 +136,10 @@ class BwrapLauncher(Launcher):
                 argv += ["--ro-bind", str(resolv), "/etc/resolv.conf"]
             argv += ["--unshare-net"]
         argv += ["--remount-ro", "/"]  # the empty root bwrap built: no writes outside storage and /tmp
+        # /proc read-only too: when serve is root, the sandbox's uid 0 is the host's, so without
+        # capabilities it still owns (and could write) the host's root-owned sysctls (/proc/sys/vm/...);
+        # bwrap's own cover of /proc/sys is skipped then (it tests access(W_OK) on a 0555 directory).
+        argv += ["--remount-ro", "/proc"]
         argv += ["--unshare-user", "--cap-drop", "ALL"]
         argv += ["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
         if spec.info_fd is not None:

@@ -105,6 +105,11 @@ def test_a_session_holds_no_capability_and_cannot_mount_umount_or_remount(local:
         "mount -t proc proc /tmp": "a /proc of its own choosing",
         "echo x > /usr/owned": "write through a read-only bind",
         "echo x > /owned": "write into the sandbox's root",
+        "echo b > /proc/sysrq-trigger": "reboot the host",
+        "echo 1 > /proc/sys/vm/drop_caches": "a host-wide kernel setting",
+        "hostname owned": "rename the host",
+        "ls /sys/fs/cgroup": "the host's cgroups (/sys is not bound)",
+        "dmesg": "the host's kernel log",
     }
     for command, what in attacks.items():
         code, out = sh(data, arn, session, command)
@@ -253,6 +258,14 @@ def host_addresses() -> list[str]:
 def test_the_emulators_api_is_unreachable_from_inside(local: LocalRuntime, data) -> None:
     arn, session = local.default_arn, new_id()
     api_port = int(local.url.rsplit(":", 1)[1])
+    abstract = socket.socket(socket.AF_UNIX)  # abstract unix sockets belong to a network namespace
+    abstract.bind(b"\0agentcore-local-test-" + uuid.uuid4().hex.encode())
+    abstract.listen()
+    with abstract:
+        name = abstract.getsockname()[1:].decode()
+        probe = f"python3 -c \"import socket; socket.socket(socket.AF_UNIX).connect(b'\\0{name}')\""
+        code, out = sh(data, arn, session, probe)
+        assert code != 0 and "ConnectionRefused" in out, out
     for host in ["127.0.0.1", "10.0.2.2", "localhost", *host_addresses()]:
         out = sh(data, arn, session, connect(host, api_port, "GET /_local/sessions HTTP/1.0\\r\\n\\r\\n"))[1]
         assert "unreachable" in out and "connected" not in out, (host, out)

@@ -47,6 +47,15 @@ def test_the_view_is_an_allow_list_and_a_state_dir_inside_the_checkout_stays_abs
     assert "--tmpfs" in argv and argv[argv.index("--tmpfs") + 1] == "/tmp"  # the only tmpfs: nothing covered
 
 
+def test_a_checkout_in_tmp_is_bound_into_the_private_tmp_not_covered_by_it(tmp_path: Path) -> None:
+    """CI clones into /tmp: the private /tmp must come first, the checkout bound into it after."""
+    checkout = tmp_path / "clone"
+    checkout.mkdir()
+    argv = BwrapLauncher(PYTHON, checkout / "coding_agent.py").command(spec(tmp_path))[0]
+    joined = " ".join(argv)
+    assert joined.index("--tmpfs /tmp ") < joined.index(f"--ro-bind {checkout} {checkout}")
+
+
 def test_bwrap_drops_every_privilege_and_binds_only_this_sessions_storage(tmp_path: Path) -> None:
     home, state = tmp_path / "home", tmp_path / "state"
     checkout = home / "src" / "project"
