@@ -19,9 +19,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import shutil
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -52,6 +54,21 @@ def without(path: Path, hidden: list[Path]) -> list[Path]:
     for child in sorted(path.iterdir()):
         shown += without(child, inside)
     return shown
+
+
+def private_entries(top: Path) -> list[Path]:
+    """What under `top` other users may not read (/etc/shadow, TLS and SSH private keys): covered
+    inside, because when serve is root the sandbox's uid 0 is the host's and would read them."""
+    found: list[Path] = []
+    for root, dirs, files in os.walk(top):
+        for name in dirs + files:
+            path = Path(root, name)
+            with contextlib.suppress(OSError):
+                mode = path.lstat().st_mode
+                if not stat.S_ISLNK(mode) and not mode & stat.S_IROTH:
+                    found.append(path)
+        dirs[:] = [d for d in dirs if Path(root, d) not in found]
+    return found
 
 
 def loopback_resolver(resolv: Path = Path("/etc/resolv.conf")) -> bool:
@@ -88,6 +105,7 @@ class BwrapLauncher(Launcher):
         # slirp4netns opens /dev/net/tun as serve's user (some containers keep it root-only).
         self.slirp = slirp if slirp and os.access(TUN, os.R_OK | os.W_OK) else None
         self.private_network = self.slirp is not None
+        self.covered = private_entries(Path("/etc"))  # once: a walk of /etc costs ~5 ms
 
     def agent_port(self) -> int | None:
         return AGENT_PORT if self.private_network else None
@@ -113,6 +131,8 @@ class BwrapLauncher(Launcher):
                     argv += ["--symlink", os.readlink(path), str(path)]
                 else:
                     argv += ["--ro-bind", str(path), str(path)]
+        for path in self.covered:
+            argv += ["--tmpfs", str(path)] if path.is_dir() else ["--ro-bind", "/dev/null", str(path)]
         return argv
 
     def agent_environment(self, spec: LaunchSpec) -> dict[str, str]:

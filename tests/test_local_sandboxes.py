@@ -44,7 +44,7 @@ def test_the_view_is_an_allow_list_and_a_state_dir_inside_the_checkout_stays_abs
         str(checkout / "coding_agent.py") in binds and str(checkout / ".agentcore" / "runtime.json") in binds
     )
     assert not any(Path(b).is_relative_to(state) or Path(b) in state.parents for b in binds)
-    assert "--tmpfs" in argv and argv[argv.index("--tmpfs") + 1] == "/tmp"  # the only tmpfs: nothing covered
+    assert "--tmpfs" in argv and argv[argv.index("--tmpfs") + 1] == "/tmp"  # first: nothing covered with it
 
 
 def test_a_checkout_in_tmp_is_bound_into_the_private_tmp_not_covered_by_it(tmp_path: Path) -> None:
