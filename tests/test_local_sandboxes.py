@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import json
+import logging
+import shutil
 import time
 import uuid
 from pathlib import Path
 
 import httpx
+import pytest
 from botocore.exceptions import ClientError
 from local_runtime import local_runtime, run
 
 from agentcore_local.bwrap_sandbox import BwrapLauncher
 from agentcore_local.docker_sandbox import DockerLauncher
-from agentcore_local.sandbox import LaunchSpec, ProcessLauncher
+from agentcore_local.sandbox import LaunchSpec, ProcessLauncher, choose
 
 PYTHON = "/usr/bin/python3"
 
@@ -123,3 +126,20 @@ def test_the_process_sandbox_works_and_says_it_is_not_isolated(tmp_path: Path) -
         assert refusal is not None and refusal["Code"] == "ServiceQuotaExceededException"
         assert "quota of 1 MiB" in refusal["Message"]
         assert run(client, local.default_arn, f"test-{uuid.uuid4().hex}", "true")[0] == 0  # others unaffected
+
+
+def test_without_slirp4netns_serve_says_loudly_that_sessions_share_the_network(
+    tmp_path: Path, monkeypatch, caplog
+) -> None:
+    bwrap = shutil.which("bwrap")
+    if not bwrap:
+        pytest.skip("bubblewrap is not installed")
+    only_bwrap = tmp_path / "bin"
+    only_bwrap.mkdir()
+    (only_bwrap / "bwrap").symlink_to(bwrap)
+    monkeypatch.setenv("PATH", f"{only_bwrap}:/nonexistent")
+    with caplog.at_level(logging.WARNING, logger="agentcore_local.sandbox"):
+        launcher = choose("bwrap", PYTHON, tmp_path / "coding_agent.py", (), "unused")
+    assert launcher.name == "bwrap" and not launcher.private_network
+    assert any("SHARE the host's network" in r.getMessage() for r in caplog.records)
+    assert launcher.bwrap == str(Path(bwrap).resolve())  # resolved once, by absolute path
