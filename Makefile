@@ -22,14 +22,15 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(BIN)/pip install -q -r requirements-dev.txt
 	@touch $@
 
-# bubblewrap isolates local sessions (agentcore_local --sandbox bwrap).
+# bubblewrap isolates local sessions (agentcore_local --sandbox bwrap); slirp4netns gives each
+# session its own network (outbound only: no route to the host's 127.0.0.1).
 sandbox-tools:
-	@command -v bwrap >/dev/null 2>&1 || { \
+	@{ command -v bwrap && command -v slirp4netns; } >/dev/null 2>&1 || { \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo "sudo -n" ); \
-	  echo "installing bubblewrap (Debian package) for session sandboxes"; \
-	  { $$SUDO apt-get install -y -q bubblewrap >/dev/null 2>&1 || \
-	    { $$SUDO apt-get update -q >/dev/null 2>&1 && $$SUDO apt-get install -y -q bubblewrap >/dev/null 2>&1; }; } || \
-	  echo "warning: could not install bubblewrap; the local runtime will fall back to --sandbox process (not isolated)"; }
+	  echo "installing bubblewrap and slirp4netns (Debian packages) for session sandboxes"; \
+	  { $$SUDO apt-get install -y -q bubblewrap slirp4netns >/dev/null 2>&1 || \
+	    { $$SUDO apt-get update -q >/dev/null 2>&1 && $$SUDO apt-get install -y -q bubblewrap slirp4netns >/dev/null 2>&1; }; } || \
+	  echo "warning: could not install bubblewrap/slirp4netns; the local runtime will fall back to --sandbox process (not isolated) or a shared network"; }
 
 # --- checks ------------------------------------------------------------------
 

@@ -15,6 +15,16 @@ from .settings import DEFAULT_PORT, Settings, parse_size
 DEFAULT_STATE_DIR = Path(".agentcore/local")
 
 
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"not a positive whole number: {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m agentcore_local",
@@ -61,6 +71,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="IMAGE",
         default=None,
         help="image for --sandbox docker, e.g. what `make build` tagged (default: coding-agent:latest)",
+    )
+    serve.add_argument(
+        "--max-sessions",
+        type=positive_int,
+        metavar="N",
+        default=None,
+        help="sessions with compute at once; past it a new session gets ServiceQuotaExceededException "
+        "(default: 8 per core, at most one per 512 MiB of memory)",
     )
     serve.add_argument("-v", "--verbose", action="store_true", help="log every session start and stop")
 
@@ -162,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         sandbox=args.sandbox,
         storage_quota_bytes=args.storage_quota,
         docker_image=args.docker_image,
+        max_sessions=args.max_sessions,
     )
     try:
         serve(settings)

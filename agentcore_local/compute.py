@@ -1,16 +1,23 @@
-"""One running compute: a sandboxed `sandbox_init.py` + agent, its health check, commands and stop."""
+"""One running compute: a sandboxed `sandbox_init.py` + agent, its network, health check, commands
+and stop. The agent is reached on a host port, or (in a private network namespace) through a unix
+socket in a host directory private to this compute, which sandbox_init carries to the agent."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import itertools
 import json
 import logging
 import os
+import shutil
 import signal
 import socket
+import tempfile
+import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +27,36 @@ from .exceptions import RuntimeClientError
 from .sandbox import Launcher, LaunchSpec
 
 log = logging.getLogger("agentcore_local.compute")
+NS_GET_USERNS = 0xB701  # linux/nsfs.h: the user namespace that owns a namespace
+
+
+def netns_owner(pid: int) -> int:
+    """An fd of the user namespace owning `pid`'s network namespace. Not always /proc/PID/ns/user:
+    unprivileged bwrap nests a second user namespace (for devpts), which cannot enter the network's."""
+    fd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return fcntl.ioctl(fd, NS_GET_USERNS)
+    finally:
+        os.close(fd)
 
 
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def read_until_closed(fd: int, limit: int = 65536) -> bytes:
+    """Everything written to a pipe until its writers close it (bwrap's --info-fd, a ready fd)."""
+    data = b""
+    try:
+        while len(data) < limit and (chunk := os.read(fd, 4096)):
+            data += chunk
+            if data.endswith(b"}\n") or data == b"1":
+                break
+    finally:
+        os.close(fd)
+    return data
 
 
 def log_tail(path: Path, lines: int = 15) -> str:
@@ -40,16 +71,28 @@ class Compute:
     """The process tree of one session's compute, driven over sandbox_init's stdin/stdout protocol."""
 
     def __init__(
-        self, launcher: Launcher, spec: LaunchSpec, log_path: Path, on_exit: Callable[[Compute], None]
+        self,
+        launcher: Launcher,
+        spec: LaunchSpec,
+        log_path: Path,
+        on_exit: Callable[[Compute], None],
+        grace: float = 10.0,
     ):
         self.launcher = launcher
         self.spec = spec
         self.log_path = log_path
-        self.url = f"http://127.0.0.1:{spec.port}"
+        self.grace = grace  # SIGTERM -> SIGKILL, also when sandbox_init itself is sent SIGTERM
         self._on_exit = on_exit
+        self.socket_path: Path | None = None
+        self.url = f"http://127.0.0.1:{spec.port}"
+        self.http = httpx.AsyncClient(timeout=httpx.Timeout(connect=10.0, read=None, write=60.0, pool=10.0))
+        self.network_ms: float | None = None  # how long the private network took to come up
+        self._network: asyncio.subprocess.Process | None = None
+        self._network_exit_fd: int | None = None
         self._process: asyncio.subprocess.Process | None = None
         self._reader: asyncio.Task | None = None
         self._exited = asyncio.Event()
+        self._init = asyncio.Event()  # sandbox_init runs: bwrap has finished building the sandbox
         self._execs: dict[str, asyncio.Queue] = {}
         self._ids = itertools.count(1)
         self.stopping = False
@@ -65,54 +108,137 @@ class Compute:
 
     async def start(self, timeout: float) -> None:
         """Launch, then poll GET /ping until Healthy; RuntimeClientError when it dies or never answers."""
-        argv, env, cwd = self.launcher.command(self.spec)
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "ab") as log_file:
-            self._process = await asyncio.create_subprocess_exec(
-                *argv,
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=log_file,
-                env=env,
-                cwd=cwd,
-                start_new_session=True,  # its own process group: a last-resort SIGKILL reaches all of it
-                limit=4 * 1024 * 1024,
+        spec, listener, info_read = self.spec, None, None
+        if self.launcher.private_network:
+            # 0700, and short: a unix socket path has at most 107 bytes
+            run_dir = Path(tempfile.mkdtemp(prefix="agentcore-"))
+            self.socket_path = run_dir / "agent.sock"
+            listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            listener.bind(str(self.socket_path))
+            listener.listen(128)
+            info_read, info_write = os.pipe()
+            spec = self.spec = replace(spec, run_dir=run_dir, info_fd=info_write)
+            self.url = "http://agent"
+            self.http = httpx.AsyncClient(
+                transport=httpx.AsyncHTTPTransport(uds=str(self.socket_path)),
+                timeout=httpx.Timeout(connect=10.0, read=None, write=60.0, pool=10.0),
             )
+        pass_fds = (spec.info_fd, listener.fileno()) if listener and spec.info_fd is not None else ()
+        try:
+            argv, env, cwd = self.launcher.command(spec)
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.log_path, "ab") as log_file:
+                self._process = await asyncio.create_subprocess_exec(
+                    *argv,
+                    stdin=asyncio.subprocess.PIPE,
+                    stdout=asyncio.subprocess.PIPE,
+                    stderr=log_file,
+                    env=env,
+                    cwd=cwd,
+                    start_new_session=True,  # its own process group: a last-resort SIGKILL reaches all of it
+                    limit=4 * 1024 * 1024,
+                    pass_fds=pass_fds,
+                )
+        finally:
+            if spec.info_fd is not None:
+                os.close(spec.info_fd)  # the child holds it now; EOF when bwrap is gone
+            if listener is not None:
+                listener.close()
         self._reader = asyncio.create_task(self._read())
         try:
+            if info_read is not None:
+                await self._start_network(info_read, timeout)
+            await self._send(
+                {
+                    "op": "start",
+                    "env": self.launcher.agent_environment(spec),
+                    "grace": self.grace,
+                    "listen_fd": pass_fds[1] if pass_fds else None,
+                    "agent_port": spec.port,
+                    **self.launcher.inside(spec),
+                }
+            )
             await self._wait_healthy(timeout)
         except BaseException:
             await self.stop(grace=1.0)
             raise
 
+    async def _start_network(self, info_read: int, timeout: float) -> None:
+        """Give the sandbox's network namespace its user-mode stack; returns once it is configured."""
+        info = await asyncio.wait_for(asyncio.to_thread(read_until_closed, info_read), timeout)
+        # Attached only once bwrap has set up the namespace's loopback: slirp4netns configuring it
+        # meanwhile made bwrap fail ("loopback: Failed RTM_NEWADDR").
+        waits = [asyncio.ensure_future(e.wait()) for e in (self._init, self._exited)]
+        await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        for waiter in waits:
+            waiter.cancel()
+        try:
+            if not self._init.is_set():
+                raise ValueError("sandbox_init did not start")
+            child_pid = int(json.loads(info)["child-pid"])
+        except (ValueError, KeyError, TypeError):
+            raise RuntimeClientError(
+                "The sandbox did not start (bwrap said nothing of its child). "
+                f"Its log:\n{log_tail(self.log_path)}"
+            ) from None
+        began = time.monotonic()  # the stack's own cost: from its launch to a configured namespace
+        ready_read, ready_write = os.pipe()
+        exit_read, self._network_exit_fd = os.pipe()  # slirp4netns ends when we close our end (or die)
+        try:
+            userns = netns_owner(child_pid)
+        except OSError as error:
+            os.close(ready_read)
+            raise RuntimeClientError(f"The sandbox's network namespace is gone: {error}") from error
+        try:
+            argv = self.launcher.network_argv(child_pid, ready_write, exit_read, f"/proc/self/fd/{userns}")
+            with open(self.log_path, "ab") as log_file:
+                self._network = await asyncio.create_subprocess_exec(
+                    *argv,
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=log_file,
+                    stderr=log_file,
+                    env=self.launcher.host_env,
+                    pass_fds=(ready_write, exit_read, userns),
+                    start_new_session=True,
+                )
+        finally:
+            for fd in (ready_write, exit_read, userns):
+                os.close(fd)
+        ready = await asyncio.wait_for(asyncio.to_thread(read_until_closed, ready_read, 1), timeout)
+        if ready != b"1":
+            raise RuntimeClientError(
+                f"The sandbox's network did not come up (slirp4netns). Its log:\n{log_tail(self.log_path)}"
+            )
+        self.network_ms = (time.monotonic() - began) * 1000
+        log.info("compute=<%s> | private network up in %.1f ms", self.spec.name, self.network_ms)
+
     async def _wait_healthy(self, timeout: float) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         delay = 0.02
-        async with httpx.AsyncClient(timeout=2.0) as http:
-            while True:
-                if self._exited.is_set():
-                    raise RuntimeClientError(
-                        f"The agent exited during start-up (code {self.exit_code}). "
-                        f"Its log:\n{log_tail(self.log_path)}"
-                    )
-                with contextlib.suppress(httpx.TransportError, ValueError):
-                    answer = await http.get(f"{self.url}/ping")
-                    if answer.status_code == 200 and answer.json().get("status") in (
-                        "Healthy",
-                        "HealthyBusy",
-                    ):
-                        return
-                if loop.time() > deadline:
-                    raise RuntimeClientError(
-                        "Runtime initialization time exceeded: the agent did not answer /ping "
-                        f"within {timeout:.0f}s. "
-                        f"Its log:\n{log_tail(self.log_path)}"
-                    )
-                # Poll, but wake up at once if the process dies.
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._exited.wait(), delay)
-                delay = min(delay * 1.5, 0.25)
+        while True:
+            if self._exited.is_set():
+                raise RuntimeClientError(
+                    f"The agent exited during start-up (code {self.exit_code}). "
+                    f"Its log:\n{log_tail(self.log_path)}"
+                )
+            with contextlib.suppress(httpx.TransportError, ValueError):
+                answer = await self.http.get(f"{self.url}/ping", timeout=2.0)
+                if answer.status_code == 200 and answer.json().get("status") in (
+                    "Healthy",
+                    "HealthyBusy",
+                ):
+                    return
+            if loop.time() > deadline:
+                raise RuntimeClientError(
+                    "Runtime initialization time exceeded: the agent did not answer /ping "
+                    f"within {timeout:.0f}s. "
+                    f"Its log:\n{log_tail(self.log_path)}"
+                )
+            # Poll, but wake up at once if the process dies.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._exited.wait(), delay)
+            delay = min(delay * 1.5, 0.25)
 
     async def wait_exited(self, timeout: float) -> bool:
         """True once the process has ended (within `timeout` seconds), else False."""
@@ -123,8 +249,7 @@ class Compute:
     async def ping(self) -> str | None:
         """The agent's /ping status (Healthy, HealthyBusy), or None when it does not answer."""
         try:
-            async with httpx.AsyncClient(timeout=2.0) as http:
-                return (await http.get(f"{self.url}/ping")).json().get("status")
+            return (await self.http.get(f"{self.url}/ping", timeout=2.0)).json().get("status")
         except (httpx.HTTPError, ValueError):
             return None
 
@@ -138,6 +263,8 @@ class Compute:
                     continue
                 if "id" in message and (queue := self._execs.get(str(message["id"]))):
                     queue.put_nowait(message)
+                elif message.get("event") == "init":
+                    self._init.set()
                 elif message.get("event") in ("exited", "stopped"):
                     self.exit_code = message.get("code")
         finally:
@@ -185,6 +312,7 @@ class Compute:
         """Graceful: sandbox_init SIGTERMs the agent, SIGKILLs it after `grace`, syncs. Then the fallbacks."""
         self.stopping = True
         if self._process is None:
+            await self._release()
             return
         if not self._exited.is_set():
             with contextlib.suppress(ConnectionError, RuntimeError, AssertionError):
@@ -198,6 +326,23 @@ class Compute:
         await self._process.wait()
         if self._reader:
             await self._reader
+        await self._release()
+
+    async def _release(self) -> None:
+        """What outlives the sandbox unless ended: its network stack, sockets, HTTP connections."""
+        if self._network_exit_fd is not None:
+            os.close(self._network_exit_fd)
+            self._network_exit_fd = None
+        if self._network is not None:
+            try:
+                await asyncio.wait_for(self._network.wait(), 2.0)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    self._network.kill()
+                await self._network.wait()
+        await self.http.aclose()
+        if self.spec.run_dir is not None:
+            shutil.rmtree(self.spec.run_dir, ignore_errors=True)
 
     async def _kill(self) -> None:
         kill_argv = self.launcher.kill_argv(self.spec)

@@ -5,7 +5,10 @@
   isolated: a session can read anything the user can, other sessions included.
 - `docker` (`docker_sandbox.py`): the built image, storage bind-mounted at the mount path.
 
-Launchers only build command lines and environments; `compute.py` runs them.
+Launchers only build command lines and environments; `compute.py` runs them. Two environments
+are kept apart: the host process's own (serve's PATH and locale, taken once when the launcher is
+built) and the agent's (a runtime's environmentVariables among it), which `compute.py` sends to
+sandbox_init over its stdin, so no runtime setting ever steers a process outside the sandbox.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from pathlib import Path
 
 log = logging.getLogger("agentcore_local.sandbox")
 SANDBOX_INIT = Path(__file__).resolve().with_name("sandbox_init.py")
+DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
 
 
 @dataclass(frozen=True)
@@ -28,9 +32,19 @@ class LaunchSpec:
     name: str  # unique and filesystem-safe (runtime id + session key)
     storage_dir: Path  # host path of the session's storage
     mount_path: str  # where the agent sees it (WORKSPACE_DIR)
-    port: int  # host port the agent answers on
-    env: dict[str, str]  # from the runtime and serve's environment
+    port: int  # the port the agent answers on: on the host, or inside a private network namespace
+    env: dict[str, str]  # from the runtime and serve's environment: for the agent only
     scratch_dir: Path  # host directory for HOME and TMPDIR when the sandbox has no private /tmp
+    # Agent-facing host services: (port on the sandbox's 127.0.0.1, host unix socket). sandbox_init
+    # listens on each port and forwards every connection to the socket, bound into the sandbox.
+    forwards: tuple[tuple[int, Path], ...] = ()
+    run_dir: Path | None = None  # host directory, private to this compute, for its sockets
+    info_fd: int | None = None  # where bwrap writes its child's pid (set by compute.py)
+
+
+def host_environment(env: dict[str, str] | os._Environ = os.environ) -> dict[str, str]:
+    """What a host-side process of a compute (bwrap, sandbox_init outside a sandbox) runs with."""
+    return {"PATH": env.get("PATH") or DEFAULT_PATH, "LANG": "C.UTF-8"}
 
 
 class Launcher(ABC):
@@ -38,39 +52,60 @@ class Launcher(ABC):
 
     name = "base"
     isolated = False
+    private_network = False  # True: the agent is reached over a unix socket, not a host port
 
     def __init__(self, python: str, agent_script: Path, hidden: tuple[Path, ...] = ()) -> None:
         self.python = python
         self.agent_script = agent_script
         self.hidden = hidden
+        self.host_env = host_environment()  # serve's own, once: nothing a runtime sets reaches it
 
     def workspace(self, spec: LaunchSpec) -> str:
         """WORKSPACE_DIR as the agent sees it, also the working directory of commands."""
         return spec.mount_path
 
+    def agent_port(self) -> int | None:
+        """The port the agent listens on in its own network namespace; None: pick a free host port."""
+        return None
+
+    def network_argv(self, child_pid: int, ready_fd: int, exit_fd: int, userns: str) -> list[str]:
+        """The user-mode network stack for a private network namespace (only if `private_network`)."""
+        raise NotImplementedError(f"the {self.name} sandbox has no private network")
+
     def environment(self, spec: LaunchSpec, home: str, tmp: str) -> dict[str, str]:
+        """The agent's environment: defaults, then serve's and the runtime's, then the platform's own."""
         return {
-            "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
+            "PATH": self.host_env["PATH"],
             "LANG": "C.UTF-8",
-            **spec.env,
-            "PORT": str(spec.port),
-            "WORKSPACE_DIR": self.workspace(spec),
             "HOME": home,
             "TMPDIR": tmp,
             "npm_config_cache": f"{tmp}/.npm",
             "npm_config_update_notifier": "false",
+            **spec.env,
+            "PORT": str(spec.port),
+            "WORKSPACE_DIR": self.workspace(spec),
             "BYPASS_TOOL_CONSENT": "true",
             "STRANDS_NON_INTERACTIVE": "true",
             "PYTHONUNBUFFERED": "1",
             "PYTHONDONTWRITEBYTECODE": "1",
         }
 
+    def agent_environment(self, spec: LaunchSpec) -> dict[str, str] | None:
+        """The environment sandbox_init gives the agent and commands (sent over stdin); None: its own."""
+        return None
+
     def init_argv(self, workspace: str) -> list[str]:
-        return [self.python, str(SANDBOX_INIT), "--cwd", workspace, "--", self.python, str(self.agent_script)]
+        # -I: no PYTHON* variable, user site or script directory steers the interpreter of sandbox_init.
+        init = [self.python, "-I", str(SANDBOX_INIT), "--cwd", workspace]
+        return [*init, "--", self.python, str(self.agent_script)]
+
+    def inside(self, spec: LaunchSpec) -> dict[str, object]:
+        """How sandbox_init sees its sockets: {"listen": path or None, "forwards": [[port, path]]}."""
+        return {"forwards": [[port, str(path)] for port, path in spec.forwards]}
 
     @abstractmethod
     def command(self, spec: LaunchSpec) -> tuple[list[str], dict[str, str], str]:
-        """(argv, environment, working directory) that start this compute."""
+        """(argv, environment of the host process, working directory) that start this compute."""
 
     def kill_argv(self, spec: LaunchSpec) -> list[str] | None:
         """A command that kills the compute when its process will not die (docker), else None."""
@@ -84,13 +119,18 @@ class ProcessLauncher(Launcher):
     def workspace(self, spec: LaunchSpec) -> str:
         return str(spec.storage_dir)  # no mount namespace: the agent uses the storage directory itself
 
+    def _scratch(self, spec: LaunchSpec) -> tuple[Path, Path]:
+        return spec.scratch_dir / "home", spec.scratch_dir / "tmp"
+
+    def agent_environment(self, spec: LaunchSpec) -> dict[str, str]:
+        home, tmp = self._scratch(spec)
+        return self.environment(spec, str(home), str(tmp))
+
     def command(self, spec: LaunchSpec) -> tuple[list[str], dict[str, str], str]:
         shutil.rmtree(spec.scratch_dir, ignore_errors=True)  # fresh compute: nothing left from the last one
-        home, tmp = spec.scratch_dir / "home", spec.scratch_dir / "tmp"
-        home.mkdir(parents=True, exist_ok=True)
-        tmp.mkdir(parents=True, exist_ok=True)
-        env = self.environment(spec, str(home), str(tmp))
-        return self.init_argv(self.workspace(spec)), env, str(self.agent_script.parent)
+        for path in self._scratch(spec):
+            path.mkdir(parents=True, exist_ok=True)
+        return self.init_argv(self.workspace(spec)), dict(self.host_env), str(self.agent_script.parent)
 
 
 class SandboxUnavailable(RuntimeError):
@@ -106,10 +146,18 @@ def choose(
 
         return DockerLauncher(docker_image)
     if kind in ("auto", "bwrap"):
-        from .bwrap_sandbox import BwrapLauncher, bwrap_works
+        from .bwrap_sandbox import BwrapLauncher, bwrap_works, find_tool
 
-        if bwrap_works():
-            return BwrapLauncher(python, agent_script, hidden)
+        bwrap = find_tool("bwrap")
+        if bwrap and bwrap_works(bwrap):
+            slirp = find_tool("slirp4netns")
+            launcher = BwrapLauncher(python, agent_script, hidden, bwrap=bwrap, slirp=slirp)
+            if not launcher.private_network:
+                log.warning(
+                    "slirp4netns not found: sessions SHARE the host's network (each can reach the "
+                    "emulator's API and every other session's agent); install it: make sandbox-tools"
+                )
+            return launcher
         if kind == "bwrap":
             raise SandboxUnavailable(
                 "--sandbox bwrap: bubblewrap is missing or cannot create namespaces here "

@@ -1,24 +1,36 @@
-"""Inside a session's sandbox: start the agent and run InvokeAgentRuntimeCommand's commands beside it.
+"""Inside a session's sandbox: start the agent, run InvokeAgentRuntimeCommand's commands beside
+it, and carry the host's connections to it (and its connections to the agent-facing services).
 
 Standalone (standard library only), because it runs wherever the agent runs: under bwrap, as a
 plain process, or mounted into the Docker image. The host talks to it over stdin/stdout, one
-JSON object per line, so no port or socket of one session is reachable from another:
+JSON object per line. The first message says how to start the agent; the agent's environment
+(a runtime's environmentVariables among it) comes only this way, never on a command line that
+/proc/*/cmdline would show nor in this process's own environment:
 
+  init -> {"event": "init"}  (first: the sandbox is built; the host attaches its network now)
+  host -> {"op": "start", "env": {...} or null, "grace": 10, "listen_fd": 3 or null,
+           "agent_port": 8080, "forwards": [[PORT, "/run/agentcore/forward-PORT.sock"], ...]}
   host -> {"op": "exec", "id": "1", "command": "ls", "timeout": 300}   | {"op": "stop", "grace": 10}
   init -> {"id": "1", "stream": "stdout", "data": "..."}  {"id": "1", "exit": 0, "status": "COMPLETED"}
           {"event": "exited", "code": 1}  (the agent ended by itself)   {"event": "stopped", "code": 0}
 
+`listen_fd`: a listening unix socket the host made; every connection on it is carried to the
+agent's 127.0.0.1:agent_port (in a private network namespace the host has no other way in).
+`forwards`: this side listens on 127.0.0.1:PORT and carries every connection to the unix socket.
 The agent's own output goes to stderr, which the host keeps as the session's log.
-Usage: python sandbox_init.py --cwd COMMAND_DIR -- AGENT_ARGV...  (the agent starts in our cwd)
+Usage: python -I sandbox_init.py --cwd COMMAND_DIR -- AGENT_ARGV...  (the agent starts in our cwd)
 """
 
 from __future__ import annotations
 
+import asyncio
 import codecs
 import contextlib
 import json
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -27,6 +39,8 @@ _write_lock = threading.Lock()
 _done = threading.Event()
 _shutdown_lock = threading.Lock()
 _execs: dict[str, subprocess.Popen] = {}
+# AWS runs InvokeAgentRuntimeCommand's command with bash; found on our own (serve's) PATH, not the agent's.
+BASH = shutil.which("bash") or "/bin/bash"
 
 
 def emit(message: dict) -> None:
@@ -44,12 +58,13 @@ def kill_group(process: subprocess.Popen, sig: int) -> None:
         os.killpg(process.pid, sig)
 
 
-def run_command(exec_id: str, command: str, timeout: float, cwd: str) -> None:
-    """Run one command in the workspace; stream its output; report exit code and status."""
+def run_command(exec_id: str, command: str, timeout: float, cwd: str, env: dict[str, str]) -> None:
+    """Run one command in the workspace, with the agent's environment; stream its output; report."""
     try:
         process = subprocess.Popen(
-            ["/bin/sh", "-c", command],
+            [BASH, "-c", command],
             cwd=cwd,
+            env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -107,13 +122,71 @@ def shutdown(agent: subprocess.Popen, grace: float, event: str) -> None:
     emit({"event": event, "code": agent.returncode})
 
 
+async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    with contextlib.suppress(OSError):
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+        if writer.can_write_eof():
+            writer.write_eof()  # half-close: an HTTP client that shut its side still gets the answer
+
+
+def _carry_to(open_peer):
+    """A connection handler that carries every accepted connection to a new one from `open_peer`."""
+
+    async def carry(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            peer_reader, peer_writer = await open_peer()
+        except OSError:
+            writer.close()
+            return
+        try:
+            await asyncio.gather(_pump(reader, peer_writer), _pump(peer_reader, writer))
+        finally:
+            for end in (writer, peer_writer):
+                end.close()
+
+    return carry
+
+
+def serve_sockets(listen_fd: int | None, agent_port: int, forwards: list) -> None:
+    """Carry the host's connections to the agent and the agent's to the host services (a thread)."""
+
+    async def run() -> None:
+        servers = []
+        if listen_fd is not None:
+            listener = socket.socket(fileno=listen_fd)
+            to_agent = _carry_to(lambda: asyncio.open_connection("127.0.0.1", agent_port))
+            servers.append(await asyncio.start_unix_server(to_agent, sock=listener))
+        for port, path in forwards:
+            to_host = _carry_to(lambda path=path: asyncio.open_unix_connection(path))
+            try:
+                servers.append(await asyncio.start_server(to_host, "127.0.0.1", int(port)))
+            except OSError as error:  # a shared network (the process sandbox): another session has it
+                print(f"sandbox_init: cannot forward 127.0.0.1:{port}: {error}", file=sys.stderr)
+        await asyncio.Event().wait()
+
+    threading.Thread(target=asyncio.run, args=(run(),), daemon=True).start()
+
+
 def main(argv: list[str]) -> int:
     if "--" not in argv or argv[:1] != ["--cwd"]:
         print(__doc__, file=sys.stderr)
         return 2
     cwd, agent_argv = argv[1], argv[argv.index("--") + 1 :]
+    emit({"event": "init"})  # the sandbox is set up (its network namespace too): the host may attach to it
+    try:
+        start = json.loads(sys.stdin.readline())
+        assert isinstance(start, dict) and start.get("op") == "start"
+    except (ValueError, AssertionError):
+        print('sandbox_init: the first message must be {"op": "start", ...}', file=sys.stderr)
+        return 2
+    env = start.get("env") or dict(os.environ)
+    grace = float(start.get("grace", 10.0))
+    serve_sockets(start.get("listen_fd"), int(start.get("agent_port") or 8080), start.get("forwards") or [])
     agent = subprocess.Popen(  # in our own working directory: the agent's code, like an image's WORKDIR
         agent_argv,
+        env=env,
         stdin=subprocess.DEVNULL,
         stdout=sys.stderr.fileno(),  # stdout is our channel to the host
         stderr=sys.stderr.fileno(),
@@ -122,7 +195,7 @@ def main(argv: list[str]) -> int:
 
     def on_sigterm(*_: object) -> None:  # docker stop, or the host's last resort
         def stop_and_exit() -> None:
-            shutdown(agent, 10.0, "stopped")
+            shutdown(agent, grace, "stopped")
             os._exit(0)
 
         threading.Thread(target=stop_and_exit, daemon=True).start()
@@ -136,14 +209,13 @@ def main(argv: list[str]) -> int:
             os._exit(0)
 
     threading.Thread(target=watch, daemon=True).start()
-    grace = 10.0
     for line in sys.stdin:
         try:
             request = json.loads(line)
         except json.JSONDecodeError:
             continue
         if request.get("op") == "exec":
-            args = (str(request["id"]), request["command"], float(request.get("timeout", 300)), cwd)
+            args = (str(request["id"]), request["command"], float(request.get("timeout", 300)), cwd, env)
             threading.Thread(target=run_command, args=args, daemon=True).start()
         elif request.get("op") == "kill" and (process := _execs.get(str(request.get("id")))):
             kill_group(process, signal.SIGKILL)

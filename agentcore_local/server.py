@@ -10,7 +10,6 @@ import logging
 import os
 import signal
 import socket
-import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -19,8 +18,11 @@ from pathlib import Path
 import uvicorn
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from cloud.runtime_record import write_record
+import durable
 
 from .exceptions import AgentCoreError
 from .responses import render_error, unknown_operation
@@ -35,6 +37,44 @@ logging.getLogger("httpx").setLevel(logging.WARNING)
 Clock = Callable[[], float]
 ENDPOINT_FILE = "endpoint.json"
 RUNTIME_FILE = "runtime.json"
+
+
+def write_runtime_record(arn: str, runtime_id: str, region: str, path: Path) -> None:
+    """runtime.json in the format deploy.py writes and client.py reads (cloud/runtime_record.py),
+    so `client.py --runtime-file` finds the default runtime; atomic, as a kill must not tear it."""
+    body = json.dumps({"agentRuntimeArn": arn, "agentRuntimeId": runtime_id, "region": region}, indent=2)
+    durable.write_text(path, body + "\n")
+
+
+class RenderUnexpected:
+    """An unexpected exception becomes AWS's InternalServerException here, and is not re-raised.
+
+    Starlette's ServerErrorMiddleware (where an `Exception` handler would run) always re-raises
+    after answering, and uvicorn then closes the keep-alive connection: the client's next call on
+    it failed with ConnectionClosedError. Once an answer has started only closing can tell the
+    client, so then the exception goes on.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except Exception as error:
+            if started:
+                raise
+            await render_error(Request(scope), error)(scope, receive, send)
 
 
 def default_runtime_request(settings: Settings, name: str) -> dict:
@@ -60,7 +100,9 @@ def create_app(settings: Settings, clock: Clock = time.time, launcher: Launcher 
     state_dir = settings.state_dir.resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
     if launcher is None:
-        hidden = (Path.home(), state_dir)  # the user's secrets, then every session's storage
+        # The user's secrets, every session's storage, and the checkout's own local state
+        # (deploy's runtime.json, other servers' state dirs) stay out of every sandbox.
+        hidden = (Path.home(), state_dir, settings.agent_script.resolve().parent / ".agentcore")
         launcher = choose(
             settings.sandbox, settings.python, settings.agent_script, hidden, settings.docker_image
         )
@@ -78,7 +120,7 @@ def create_app(settings: Settings, clock: Clock = time.time, launcher: Launcher 
                 default_runtime_request(settings, settings.default_runtime), ready_now=True
             )
             app.state.default_runtime = runtime
-            write_record(runtime.arn, runtime.id, settings.region, path=state_dir / RUNTIME_FILE)
+            write_runtime_record(runtime.arn, runtime.id, settings.region, state_dir / RUNTIME_FILE)
         reaper = asyncio.create_task(reap_forever(sessions, settings.reaper_interval))
         try:
             yield
@@ -92,11 +134,8 @@ def create_app(settings: Settings, clock: Clock = time.time, launcher: Launcher 
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        exception_handlers={
-            AgentCoreError: render_error,
-            Exception: render_error,
-            HTTPException: unknown_operation,
-        },
+        middleware=[Middleware(RenderUnexpected)],
+        exception_handlers={AgentCoreError: render_error, HTTPException: unknown_operation},
     )
     app.state.registry = registry
     app.state.sessions = sessions
@@ -128,11 +167,7 @@ def bind(host: str, port: int) -> socket.socket:
 
 def write_endpoint(state_dir: Path, url: str, arn: str | None) -> None:
     """What `agentcore_local env --state-dir` reads: the URL and the default runtime's ARN."""
-    body = json.dumps({"url": url, "agentRuntimeArn": arn, "pid": os.getpid()})
-    fd, tmp = tempfile.mkstemp(dir=state_dir, prefix=".endpoint-")
-    with os.fdopen(fd, "w") as f:
-        f.write(body)
-    os.replace(tmp, state_dir / ENDPOINT_FILE)
+    durable.write_json(state_dir / ENDPOINT_FILE, {"url": url, "agentRuntimeArn": arn, "pid": os.getpid()})
 
 
 class Server(uvicorn.Server):
@@ -149,9 +184,12 @@ class Server(uvicorn.Server):
             arn = state.default_runtime.arn if state.default_runtime else None
             write_endpoint(state.settings.state_dir, self._url, arn)
             launcher = state.sessions.launcher
-            isolation = (
-                "isolated" if launcher.isolated else "NOT isolated: sessions can see each other's files"
-            )
+            if not launcher.isolated:
+                isolation = "NOT isolated: sessions can see each other's files"
+            elif launcher.private_network:
+                isolation = "isolated, each session on its own network"
+            else:
+                isolation = "isolated files and processes, but sessions SHARE the network"
             print(
                 f"agentcore_local listening on {self._url} (sandbox: {launcher.name}, {isolation})",
                 flush=True,

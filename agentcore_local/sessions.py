@@ -1,4 +1,5 @@
-"""The data plane's backend: runtime sessions, their compute and their storage (no HTTP routing here).
+"""The data plane's rules: runtime sessions, when their compute starts and stops, when their
+storage resets (compute.py runs a sandbox, storage.py keeps the files, agent_proxy.py talks HTTP).
 
 Rules, as AWS documents them: a session id starts compute on first use; the storage survives
 the compute and is reset after 14 days without an invocation and when the runtime's version
@@ -9,15 +10,8 @@ stop is refused with RetryableConflictException before it starts anything.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import ctypes
-import hashlib
-import json
 import logging
-import os
 import re
-import shutil
-import tempfile
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +19,8 @@ from typing import Any
 
 import httpx
 
+from . import agent_proxy
+from .agent_proxy import SESSION_HEADER
 from .compute import Compute, free_port
 from .exceptions import (
     ResourceNotFoundException,
@@ -37,13 +33,13 @@ from .lifecycle import Action, Event, SessionLifecycle, State
 from .runtimes import Runtime, RuntimeRegistry
 from .sandbox import Launcher, LaunchSpec
 from .settings import DEFAULT_MOUNT_PATH, Settings
-from .storage_limits import describe as describe_unsupported
-from .storage_limits import scan as scan_unsupported
+from .storage import SessionStorage
+
+__all__ = ["SESSION_HEADER", "Session", "SessionBackend", "validate_session_id"]
 
 log = logging.getLogger("agentcore_local.sessions")
 Clock = Callable[[], float]
 
-SESSION_HEADER = "X-Amzn-Bedrock-AgentCore-Runtime-Session-Id"
 SESSION_ID_MIN, SESSION_ID_MAX = 33, 256
 # meta.json's lastInvocationAt only matters in days (the 14-day storage reset), and a write costs ~1 ms:
 # a call rewrites it when it starts compute or when the saved time is this old, not on every call.
@@ -51,16 +47,6 @@ META_SAVE_INTERVAL = 60.0
 # The alphabet of the SessionId shape in AgentCore's answers: an id outside it (a slash, a dot, a
 # space) could never be echoed back by AWS, so it is refused here rather than accepted locally only.
 SESSION_ID_CHARS = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_-]*")
-# Request headers the agent sees, as AgentCore forwards them.
-FORWARDED = {
-    "content-type",
-    "accept",
-    "x-amzn-bedrock-agentcore-runtime-user-id",
-    "traceparent",
-    "tracestate",
-    "baggage",
-}
-FORWARDED_PREFIX = "x-amzn-bedrock-agentcore-runtime-custom-"
 
 
 def validate_session_id(session_id: str | None) -> str:
@@ -80,48 +66,6 @@ def validate_session_id(session_id: str | None) -> str:
             "runtimeSessionId",
         )
     return session_id
-
-
-def agent_error_message(body: bytes, limit: int = 2000) -> str:
-    """The agent's own words from an error answer: the `error` of its JSON body, else the body as text."""
-    text = body.decode(errors="replace")
-    with contextlib.suppress(ValueError):
-        parsed = json.loads(text)
-        if isinstance(parsed, dict) and isinstance(parsed.get("error"), str):
-            text = parsed["error"]
-    return text[:limit]
-
-
-def syncfs(path: Path) -> None:
-    """Flush the filesystem holding `path` (syncfs(2); os.sync() where that is missing)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        os.sync()
-        return
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        if getattr(libc, "syncfs", None) is None or libc.syncfs(fd) != 0:
-            os.sync()
-    finally:
-        os.close(fd)
-
-
-def disk_usage(path: Path) -> int:
-    total = 0
-    for root, dirs, files in os.walk(path):
-        for name in files + dirs:
-            with contextlib.suppress(OSError):
-                total += os.lstat(os.path.join(root, name)).st_blocks * 512
-    return total
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".meta-")
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f)
-    os.replace(tmp, path)
 
 
 @dataclass
@@ -147,17 +91,15 @@ class Session:
 
     @property
     def storage(self) -> Path:
-        return self.root / "storage"
+        return SessionStorage.files(self.root)
 
-    def save(self) -> None:
-        _write_json(
-            self.root / "meta.json",
-            {
-                "runtimeSessionId": self.session_id,
-                "storageVersion": self.storage_version,
-                "lastInvocationAt": self.lifecycle.last_invocation_at,
-            },
-        )
+    def meta(self) -> dict[str, Any]:
+        """What meta.json keeps across restarts of serve."""
+        return {
+            "runtimeSessionId": self.session_id,
+            "storageVersion": self.storage_version,
+            "lastInvocationAt": self.lifecycle.last_invocation_at,
+        }
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -174,7 +116,8 @@ class Session:
 
 
 class SessionBackend:
-    """Every session of every runtime; the async half of the lifecycle (launching and stopping)."""
+    """The rules of runtime sessions; compute.py runs the sandboxes, storage.py keeps the files,
+    agent_proxy.py carries invocations to the agent."""
 
     def __init__(
         self, settings: Settings, registry: RuntimeRegistry, launcher: Launcher, clock: Clock
@@ -183,64 +126,62 @@ class SessionBackend:
         self.registry = registry
         self.launcher = launcher
         self.clock = clock
+        self.storage = SessionStorage(settings.state_dir, settings.storage_quota_bytes)
         self.sessions: dict[tuple[str, str], Session] = {}
-        self.http = httpx.AsyncClient(timeout=httpx.Timeout(connect=10.0, read=None, write=60.0, pool=10.0))
+        # Starts beyond this wait their turn: thirty agents importing at once starve the API.
+        self._starting = asyncio.Semaphore(max(1, settings.max_starts))
         self._tasks: set[asyncio.Task] = set()
         registry.listeners.append(self._on_runtime_change)
 
     # --- bookkeeping ---------------------------------------------------------------------
-
-    def _root(self, runtime_id: str, session_id: str) -> Path:
-        key = hashlib.sha256(session_id.encode()).hexdigest()[:32]  # any id is a safe directory name
-        return self.settings.state_dir / "sessions" / runtime_id / key
 
     def session(self, runtime_id: str, session_id: str, create: bool = True) -> Session | None:
         """The session, loaded from disk after a restart, or a new one (None if not `create`)."""
         key = (runtime_id, session_id)
         if key in self.sessions:
             return self.sessions[key]
-        root = self._root(runtime_id, session_id)
-        meta_path = root / "meta.json"
-        if not create and not meta_path.exists():
+        root = self.storage.root(runtime_id, session_id)
+        meta = self.storage.read_meta(root)
+        if not create and meta is None:
             return None
         session = Session(runtime_id, SessionLifecycle(session_id), root)
-        if meta_path.exists():
-            meta = json.loads(meta_path.read_text())
+        if meta:
             session.storage_version = meta.get("storageVersion")
             session.lifecycle.last_invocation_at = meta.get("lastInvocationAt")
         self.sessions[key] = session
         return session
+
+    def _save(self, session: Session) -> None:
+        self.storage.write_meta(session.root, session.meta())
 
     def _spawn(self, coroutine) -> None:
         task = asyncio.get_running_loop().create_task(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def active(self) -> int:
+        """Sessions holding compute (starting, running or stopping): what --max-sessions caps."""
+        return sum(1 for s in self.sessions.values() if s.lifecycle.state is not State.STOPPED)
+
     # --- starting ------------------------------------------------------------------------
 
-    def _prepare_storage(self, session: Session, runtime: Runtime, now: float) -> None:
-        """Before new compute: reset the storage when AWS would."""
-        reason = None
+    def _reset_reason(self, session: Session, runtime: Runtime, now: float) -> str | None:
+        """Why AWS would hand this session empty storage at its next compute, or None."""
         if session.storage_version is not None and session.storage_version != runtime.version:
-            reason = f"the runtime changed from version {session.storage_version} to {runtime.version}"
-        elif session.lifecycle.storage_expired(now, runtime.policy()):
-            reason = "14 days passed without an invocation"
-        elif runtime.session_storage_mount() is None:
-            reason = "the runtime has no sessionStorage filesystem configuration"
-        if reason and session.storage.exists():
-            log.info("session_id=<%s> | storage reset: %s", session.session_id, reason)
-            shutil.rmtree(session.storage)
-        session.storage.mkdir(parents=True, exist_ok=True)
-        session.storage_version = runtime.version
-        session.save()
+            return f"the runtime changed from version {session.storage_version} to {runtime.version}"
+        if session.lifecycle.storage_expired(now, runtime.policy()):
+            return "14 days passed without an invocation"
+        if runtime.session_storage_mount() is None:
+            return "the runtime has no sessionStorage filesystem configuration"
+        return None
 
-    def _check_quota(self, session: Session) -> None:
-        used = session.usage
-        if used > self.settings.storage_quota_bytes:
-            raise ServiceQuotaExceededException(
-                f"Session storage holds {used / 2**20:.0f} MiB, over its quota of "
-                f"{self.settings.storage_quota_bytes / 2**20:.0f} MiB: delete files, or start a new session"
-            )
+    def _prepare_storage(self, session: Session, runtime: Runtime, now: float) -> None:
+        """Before new compute: reset the storage when AWS would, and measure what it holds."""
+        self.storage.prepare(session.root, self._reset_reason(session, runtime, now))
+        session.storage_version = runtime.version
+        self._save(session)
+        used = self.storage.measure(session.root)
+        session.usage = session.usage if used is None else used
 
     async def _start(self, session: Session, runtime: Runtime) -> None:
         mount = runtime.session_storage_mount() or DEFAULT_MOUNT_PATH
@@ -249,12 +190,20 @@ class SessionBackend:
             name=f"{runtime.id}-{session.root.name[:12]}",
             storage_dir=session.storage,
             mount_path=mount,
-            port=free_port(),
+            port=self.launcher.agent_port() or free_port(),
             env=env,
             scratch_dir=session.root / "scratch",
+            forwards=self.settings.forwards,
         )
-        compute = Compute(self.launcher, spec, session.root / "agent.log", self._on_compute_exit(session))
-        await compute.start(self.settings.start_timeout)
+        compute = Compute(
+            self.launcher,
+            spec,
+            session.root / "agent.log",
+            self._on_compute_exit(session),
+            self.settings.stop_grace,
+        )
+        async with self._starting:
+            await compute.start(self.settings.start_timeout)
         session.compute, session.compute_version = compute, runtime.version
         log.info("session_id=<%s>, sandbox=<%s> | compute started", session.session_id, self.launcher.name)
 
@@ -263,8 +212,13 @@ class SessionBackend:
         if session.compute is compute and session.lifecycle.state is State.READY:
             log.warning("session_id=<%s> | compute exited by itself", session.session_id)
             session.compute = None
-            syncfs(session.storage)
             session.lifecycle.fire(Event.EXITED, self.clock())
+            self._spawn(asyncio.to_thread(self._flush, session))
+
+    def _flush(self, session: Session) -> None:
+        session.storage_warning = self.storage.settle(session.root)
+        if session.storage_warning:
+            log.warning("session_id=<%s> | storage holds %s", session.session_id, session.storage_warning)
 
     def _on_compute_exit(self, session: Session) -> Callable[[Compute], None]:
         def exited(compute: Compute) -> None:
@@ -276,6 +230,13 @@ class SessionBackend:
 
         return exited
 
+    def _check_capacity(self, session: Session) -> None:
+        if session.lifecycle.state is State.STOPPED and self.active() >= self.settings.max_sessions:
+            raise ServiceQuotaExceededException(
+                f"agentcore_local runs at most {self.settings.max_sessions} sessions at once "
+                "(serve --max-sessions): stop a session (StopRuntimeSession), or retry later"
+            )
+
     async def acquire(self, runtime: Runtime, session_id: str) -> Session:
         """Begin an invocation: a READY compute for the session (started if need be), counted in flight."""
         if runtime.status(self.clock()) == "CREATING":
@@ -284,15 +245,20 @@ class SessionBackend:
             )
         session = self.session(runtime.id, session_id)
         assert session is not None
+        if session.lifecycle.state is State.STARTING:  # as AWS: no queueing behind a provisioning session
+            raise RetryableConflictException(
+                f"Runtime session {session_id} is still starting (provisioning); retry in a moment"
+            )
         async with session.lock:
             now = self.clock()
             if session.compute is not None and not session.compute.running:
                 self._settle_exit(session, session.compute)  # died since the last call: start afresh
             if session.lifecycle.state is State.STOPPED:
+                self._check_capacity(session)
                 # Off the event loop: a reset may delete, and the quota walks, a whole node_modules.
                 await asyncio.to_thread(self._prepare_storage, session, runtime, now)
-                session.usage = await asyncio.to_thread(disk_usage, session.storage)
-            self._check_quota(session)  # the last measure: a walk per call costs ~6 us a file
+            self.storage.check_quota(session.usage)  # the last measure: a walk per call costs ~6 us a file
+            self._check_capacity(session)  # again: others may have started while the storage was walked
             action = session.lifecycle.begin_call(now)  # RetryableConflictException while STOPPING
             if action is Action.START:
                 session.lifecycle.fire(Event.START, now)
@@ -303,7 +269,7 @@ class SessionBackend:
                     raise
                 session.lifecycle.fire(Event.STARTED, self.clock())
             if action is Action.START or now - session.saved_at >= META_SAVE_INTERVAL:
-                session.save()
+                self._save(session)
                 session.saved_at = now
         return session
 
@@ -317,7 +283,8 @@ class SessionBackend:
 
     async def _measure(self, session: Session) -> None:
         try:
-            session.usage = await asyncio.to_thread(disk_usage, session.storage)
+            used = await asyncio.to_thread(self.storage.measure, session.root)
+            session.usage = session.usage if used is None else used
         finally:
             session.measuring = False
 
@@ -330,19 +297,13 @@ class SessionBackend:
         session = await self.acquire(runtime, session_id)
         compute = session.compute
         assert compute is not None
-        forwarded = {
-            k: v
-            for k, v in headers.items()
-            if k.lower() in FORWARDED or k.lower().startswith(FORWARDED_PREFIX)
-        }
-        forwarded[SESSION_HEADER] = session_id
         for attempt in (1, 2):
             try:
-                request = self.http.build_request(
-                    "POST", f"{compute.url}/invocations", content=payload, headers=forwarded
-                )
-                answer = await self.http.send(request, stream=True)
+                answer = await agent_proxy.send_invocation(compute, session_id, payload, headers)
                 break
+            except RuntimeClientError:
+                self.release(session, compute)
+                raise
             except httpx.HTTPError as error:
                 self.release(session, compute)
                 # The compute died under this request (kill -9, a crash): no agent is left to answer it,
@@ -357,23 +318,9 @@ class SessionBackend:
                     assert compute is not None
                     continue
                 raise RuntimeClientError(f"The agent did not answer: {error}") from error
-        if answer.status_code >= 400:
-            body = agent_error_message(await answer.aread())
-            await answer.aclose()
-            self.release(session, compute)
-            raise RuntimeClientError(f"Received error ({answer.status_code}) from runtime: {body}")
-
-        async def body() -> AsyncIterator[bytes]:
-            try:
-                async for chunk in answer.aiter_raw():
-                    yield chunk
-            except httpx.HTTPError as error:  # the compute was stopped mid-answer
-                log.info("session_id=<%s> | answer cut short: %s", session_id, error)
-            finally:
-                await answer.aclose()
-                self.release(session, compute)
-
-        return answer.headers.get("content-type", "application/json"), body()
+        done_with = compute
+        body = agent_proxy.relay(answer, session_id, lambda: self.release(session, done_with))
+        return answer.headers.get("content-type", "application/json"), body
 
     async def run_command(
         self, runtime: Runtime, session_id: str, command: str, timeout: float
@@ -419,22 +366,14 @@ class SessionBackend:
         try:
             if session.compute is not None:
                 await session.compute.stop(self.settings.stop_grace)
-            await asyncio.to_thread(syncfs, session.storage)
-            await asyncio.to_thread(self._warn_unsupported, session)
+            await asyncio.to_thread(self._flush, session)  # never raises: what a session wrote is reported
         finally:
             async with session.lock:
                 session.compute = None
                 session.stop_task = None
                 session.lifecycle.fire(Event.STOPPED, self.clock())
-                session.save()
+                self._save(session)
             log.info("session_id=<%s> | stopped (%s)", session.session_id, reason)
-
-    def _warn_unsupported(self, session: Session) -> None:
-        """Log what the storage holds that AgentCore Session Storage would not keep: learn it here."""
-        found = scan_unsupported(session.storage) if session.storage.is_dir() else []
-        session.storage_warning = describe_unsupported(found) if found else None
-        if found:
-            log.warning("session_id=<%s> | storage holds %s", session.session_id, session.storage_warning)
 
     # --- time and change -----------------------------------------------------------------
 
@@ -468,10 +407,9 @@ class SessionBackend:
             )
         if deleted:
             self.sessions.pop((session.runtime_id, session.session_id), None)
-            shutil.rmtree(session.root, ignore_errors=True)
+            await asyncio.to_thread(self.storage.delete, session.root)
 
     async def shutdown(self) -> None:
         """Stop every compute (serve is exiting)."""
         running = [s for s in self.sessions.values() if s.lifecycle.state is not State.STOPPED]
         await asyncio.gather(*(self._request_stop(s, "shutdown") for s in running), return_exceptions=True)
-        await self.http.aclose()

@@ -22,6 +22,17 @@ GIB = 1024**3
 PASSTHROUGH = ("SHELL_TIMEOUT", "LANG")
 
 
+def default_max_sessions() -> int:
+    """Sized to the machine: an idle agent holds ~100 MiB and a busy one a core's share, so at most
+    one session per 512 MiB of memory and 8 per core (24 GiB, 2 cores: 16)."""
+    cores = os.cpu_count() or 1
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError):
+        memory = 4 * GIB
+    return max(2, min(cores * 8, memory // (512 * 1024**2)))
+
+
 def parse_size(text: str) -> int:
     """'1G', '512M', '1048576' -> bytes."""
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?\s*", text, re.IGNORECASE)
@@ -51,6 +62,11 @@ class Settings:
     reaper_interval: float = 1.0  # how often idle timeout and max lifetime are checked
     default_runtime: str | None = "coding_agent"  # registered at start; None: none
     agent_env: Mapping[str, str] = field(default_factory=dict)  # from serve's environment
+    # Agent-facing host services: (port on each sandbox's 127.0.0.1, host unix socket it reaches).
+    # The only host services a session with a private network can reach (see LaunchSpec.forwards).
+    forwards: tuple[tuple[int, Path], ...] = ()
+    max_sessions: int = field(default_factory=default_max_sessions)  # computes at once (--max-sessions)
+    max_starts: int = field(default_factory=lambda: max(2, os.cpu_count() or 1))  # starts at once
 
     @classmethod
     def from_env(

@@ -4,15 +4,14 @@ AWS's session storage replicates regular files, directories and symbolic links; 
 device files, FIFOs and UNIX sockets are not supported (the AgentCore developer guide,
 "Persist session state across stop/resume with a filesystem configuration"; see the
 README's Reliability section). The local storage is a plain directory that keeps all of them, so a
-workspace that resumes fine here could break on AWS. `scan` finds them, so `serve` can say so.
+workspace that resumes fine here could break on AWS. `storage_walk.scan_unsupported` finds them,
+so `serve` can say so.
 """
 
 from __future__ import annotations
 
-import os
 import stat
 from dataclasses import dataclass
-from pathlib import Path
 
 KINDS = {
     "hard link": "hard links are not supported (copy the file instead)",
@@ -41,23 +40,6 @@ def kind_of(mode: int, links: int) -> str | None:
     if stat.S_ISREG(mode) and links > 1:
         return "hard link"
     return None
-
-
-def scan(storage: Path, limit: int = 1000) -> list[Unsupported]:
-    """Every unsupported entry under `storage` (symlinks are not followed), at most `limit` of them."""
-    found: list[Unsupported] = []
-    for root, dirs, files in os.walk(storage):
-        for name in files + dirs:
-            path = os.path.join(root, name)
-            try:
-                info = os.lstat(path)
-            except OSError:
-                continue  # removed while we walked
-            if kind := kind_of(info.st_mode, info.st_nlink):
-                found.append(Unsupported(os.path.relpath(path, storage), kind))
-                if len(found) >= limit:
-                    return found
-    return found
 
 
 def describe(found: list[Unsupported], shown: int = 5) -> str:

@@ -20,6 +20,7 @@ import uvicorn
 from botocore.config import Config
 
 from agent.providers import model_variables
+from agentcore_local.sandbox import Launcher
 from agentcore_local.server import bind, create_app
 from agentcore_local.settings import Settings
 from cloud.session_calls import read_command_stream
@@ -98,8 +99,9 @@ class LocalRuntime:
 
 
 @contextmanager
-def local_runtime(tmp: Path, **settings: Any) -> Iterator[LocalRuntime]:
-    """agentcore_local in this process on a free port; every session stopped at exit."""
+def local_runtime(tmp: Path, launcher: Launcher | None = None, **settings: Any) -> Iterator[LocalRuntime]:
+    """agentcore_local in this process on a free port; every session stopped at exit. `launcher`
+    replaces the --sandbox choice."""
     clock = FakeClock()
     # AGENTCORE_LOCAL_TEST_SANDBOX=process runs the suite on the fallback sandbox.
     settings = {"sandbox": os.environ.get("AGENTCORE_LOCAL_TEST_SANDBOX", "auto"), **settings}
@@ -111,7 +113,7 @@ def local_runtime(tmp: Path, **settings: Any) -> Iterator[LocalRuntime]:
         stop_grace=5.0,
         **settings,
     )
-    app = create_app(config, clock=clock)
+    app = create_app(config, clock=clock, launcher=launcher)
     sock = bind("127.0.0.1", 0)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)

@@ -325,6 +325,68 @@ def test_the_client_waits_and_retries_after_a_stop_instead_of_sleeping(local: Lo
     assert answer["history"]["messages_before"] > 0
 
 
+def test_a_second_call_while_the_session_provisions_is_refused_at_once(local: LocalRuntime, data) -> None:
+    """AWS answers RetryableConflictException while a session is provisioning; it does not queue."""
+    arn, session = local.default_arn, new_id()
+    first = threading.Thread(target=run, args=(local.data(), arn, session, "true"))
+    first.start()
+    wait_for(lambda: local.session_state(session) == "STARTING", 10, "the session to be starting")
+    began = time.monotonic()
+    assert code_of(lambda: run(data, arn, session, "true")) == "RetryableConflictException"
+    refused_in = time.monotonic() - began
+    first.join(60)
+    assert refused_in < 1.0 and local.session_state(session) == "READY"
+    assert run(data, arn, session, "echo ok")[2] == "ok\n"
+
+
+# --- load ------------------------------------------------------------------------------------
+
+
+def test_past_max_sessions_a_new_session_is_refused_and_running_ones_keep_working(
+    tmp_path, _isolated_aws: None
+) -> None:
+    with local_runtime(tmp_path, max_sessions=2) as capped:
+        data, arn = capped.data(), capped.default_arn
+        first, second = new_id(), new_id()
+        for session in (first, second):
+            assert run(data, arn, session, "echo up")[2] == "up\n"
+        error = code_and_message(lambda: run(data, arn, new_id(), "true"))
+        assert error[0] == "ServiceQuotaExceededException" and "--max-sessions" in error[1]
+        assert "echo: hello" in invoke(data, arn, first, "hello")["response"]  # still serving
+        data.stop_runtime_session(agentRuntimeArn=arn, runtimeSessionId=second)
+        assert run(data, arn, new_id(), "echo room")[2] == "room\n"  # a stop makes room
+
+
+def test_after_an_unexpected_500_the_same_connection_keeps_working(
+    local: LocalRuntime, data, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    arn, broken_id, unknown_id = local.default_arn, new_id(), new_id()
+    sessions = local.app.state.sessions
+    original = sessions.stop
+
+    async def stop(runtime, session_id: str) -> None:
+        if session_id == broken_id:
+            raise RuntimeError("a bug in agentcore_local")
+        await original(runtime, session_id)
+
+    monkeypatch.setattr(sessions, "stop", stop)
+    for _ in range(10):  # each 500 at once followed by a call on the same keep-alive connection
+        error = code_and_message(
+            lambda: data.stop_runtime_session(agentRuntimeArn=arn, runtimeSessionId=broken_id)
+        )
+        assert error[0] == "InternalServerException" and "a bug in agentcore_local" in error[1]
+        next_call = code_and_message(
+            lambda: data.stop_runtime_session(agentRuntimeArn=arn, runtimeSessionId=unknown_id)
+        )
+        assert next_call[0] == "ResourceNotFoundException"  # not botocore's ConnectionClosedError
+
+
+def code_and_message(call) -> tuple[str, str]:
+    with pytest.raises(ClientError) as caught:
+        call()
+    return caught.value.response["Error"]["Code"], caught.value.response["Error"]["Message"]
+
+
 # --- AWS's error types -----------------------------------------------------------------------
 
 

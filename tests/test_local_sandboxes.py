@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import json
+import logging
+import shutil
 import time
 import uuid
 from pathlib import Path
 
 import httpx
+import pytest
 from botocore.exceptions import ClientError
 from local_runtime import local_runtime, run
 
 from agentcore_local.bwrap_sandbox import BwrapLauncher
 from agentcore_local.docker_sandbox import DockerLauncher
-from agentcore_local.sandbox import LaunchSpec, ProcessLauncher
+from agentcore_local.sandbox import LaunchSpec, ProcessLauncher, choose
 
 PYTHON = "/usr/bin/python3"
 
@@ -29,36 +32,56 @@ def spec(tmp_path: Path) -> LaunchSpec:
     )
 
 
-def test_a_checkout_in_tmp_is_shown_again_and_its_state_dir_hidden_after_it(tmp_path: Path) -> None:
-    """CI clones into /tmp, and the default state dir (.agentcore/local) lives in the checkout."""
+def test_the_view_is_an_allow_list_and_a_state_dir_inside_the_checkout_stays_absent(tmp_path: Path) -> None:
+    """The default state dir (.agentcore/local) lives in the checkout: its siblings are bound, it is not."""
     checkout = tmp_path / "clone"
     state = checkout / ".agentcore" / "local"
     state.mkdir(parents=True)
+    (checkout / "coding_agent.py").write_text("")
+    (checkout / ".agentcore" / "runtime.json").write_text("{}")
     launcher = BwrapLauncher(PYTHON, checkout / "coding_agent.py", hidden=(tmp_path / "home", state))
-    joined = " ".join(launcher.command(spec(tmp_path))[0])
+    argv = launcher.command(spec(tmp_path))[0]
+    binds = [argv[i + 1] for i, a in enumerate(argv) if a == "--ro-bind"]
+    assert "/" not in binds and "/usr" in binds and "/etc" in binds
+    assert (
+        str(checkout / "coding_agent.py") in binds and str(checkout / ".agentcore" / "runtime.json") in binds
+    )
+    assert not any(Path(b).is_relative_to(state) or Path(b) in state.parents for b in binds)
+    assert "--tmpfs" in argv and argv[argv.index("--tmpfs") + 1] == "/tmp"  # first: nothing covered with it
+
+
+def test_a_checkout_in_tmp_is_bound_into_the_private_tmp_not_covered_by_it(tmp_path: Path) -> None:
+    """CI clones into /tmp: the private /tmp must come first, the checkout bound into it after."""
+    checkout = tmp_path / "clone"
+    checkout.mkdir()
+    argv = BwrapLauncher(PYTHON, checkout / "coding_agent.py").command(spec(tmp_path))[0]
+    joined = " ".join(argv)
     assert joined.index("--tmpfs /tmp ") < joined.index(f"--ro-bind {checkout} {checkout}")
-    assert joined.index(f"--ro-bind {checkout} ") < joined.rindex(f"--tmpfs {state}")
 
 
-def test_bwrap_binds_only_this_sessions_storage_and_hides_the_state_dir_and_home(tmp_path: Path) -> None:
+def test_bwrap_drops_every_privilege_and_binds_only_this_sessions_storage(tmp_path: Path) -> None:
     home, state = tmp_path / "home", tmp_path / "state"
     checkout = home / "src" / "project"
     for path in (home, state, checkout):
         path.mkdir(parents=True, exist_ok=True)
-    launcher = BwrapLauncher(PYTHON, checkout / "coding_agent.py", hidden=(home, state))
+    launcher = BwrapLauncher(
+        PYTHON, checkout / "coding_agent.py", hidden=(home, state), bwrap="/usr/bin/bwrap"
+    )
     argv, env, _ = launcher.command(spec(tmp_path))
     joined = " ".join(argv)
-    assert argv[:5] == ["bwrap", "--ro-bind", "/", "/", "--dev"]
-    assert f"--tmpfs {home}" in joined and f"--tmpfs {state}" in joined
-    assert f"--ro-bind {checkout} {checkout}" in joined  # the agent's code, shown again read-only
-    assert joined.index(f"--tmpfs {home}") < joined.index(f"--ro-bind {checkout}")
+    assert argv[0] == "/usr/bin/bwrap"
+    assert f"--ro-bind {checkout} {checkout}" in joined  # the agent's code; the rest of the home is absent
+    assert f" {home} " not in joined and f" {state} " not in joined
     assert f"--bind {spec(tmp_path).storage_dir} /mnt/workspace" in joined
-    for flag in ("--unshare-pid", "--die-with-parent", "--tmpfs /tmp"):
+    for flag in ("--unshare-user", "--cap-drop ALL", "--unshare-pid", "--die-with-parent", "--remount-ro /"):
         assert flag in joined
-    assert "--unshare-net" not in joined  # npm install needs the registry
-    assert env["WORKSPACE_DIR"] == "/mnt/workspace" and env["PORT"] == "18080" and env["HOME"] == "/tmp"
-    assert env["BYPASS_TOOL_CONSENT"] == env["STRANDS_NON_INTERACTIVE"] == "true"
-    assert env["MODEL_PROVIDER"] == "scripted"
+    assert "--unshare-net" not in joined  # no slirp4netns given: the network is shared
+    assert env == launcher.host_env and set(env) == {"PATH", "LANG"}  # bwrap itself: serve's own only
+    agent = launcher.agent_environment(spec(tmp_path))
+    assert agent["WORKSPACE_DIR"] == "/mnt/workspace" and agent["PORT"] == "18080" and agent["HOME"] == "/tmp"
+    assert agent["BYPASS_TOOL_CONSENT"] == agent["STRANDS_NON_INTERACTIVE"] == "true"
+    assert agent["MODEL_PROVIDER"] == "scripted"
+    assert "scripted" not in joined  # the agent's environment never goes on a command line
 
 
 def test_docker_runs_the_image_with_the_storage_mounted_and_the_port_published(tmp_path: Path) -> None:
@@ -72,10 +95,13 @@ def test_docker_runs_the_image_with_the_storage_mounted_and_the_port_published(t
 
 
 def test_process_fallback_uses_the_storage_directory_itself(tmp_path: Path) -> None:
-    argv, env, _ = ProcessLauncher(PYTHON, Path("/repo/coding_agent.py")).command(spec(tmp_path))
-    assert argv[0] == PYTHON and "bwrap" not in argv
-    assert env["WORKSPACE_DIR"] == str(spec(tmp_path).storage_dir)
-    assert env["HOME"].startswith(str(tmp_path / "scratch"))
+    launcher = ProcessLauncher(PYTHON, Path("/repo/coding_agent.py"))
+    argv, env, _ = launcher.command(spec(tmp_path))
+    assert argv[:2] == [PYTHON, "-I"] and "bwrap" not in argv
+    assert set(env) == {"PATH", "LANG"}
+    agent = launcher.agent_environment(spec(tmp_path))
+    assert agent["WORKSPACE_DIR"] == str(spec(tmp_path).storage_dir)
+    assert agent["HOME"].startswith(str(tmp_path / "scratch"))
 
 
 def test_the_process_sandbox_works_and_says_it_is_not_isolated(tmp_path: Path) -> None:
@@ -100,3 +126,20 @@ def test_the_process_sandbox_works_and_says_it_is_not_isolated(tmp_path: Path) -
         assert refusal is not None and refusal["Code"] == "ServiceQuotaExceededException"
         assert "quota of 1 MiB" in refusal["Message"]
         assert run(client, local.default_arn, f"test-{uuid.uuid4().hex}", "true")[0] == 0  # others unaffected
+
+
+def test_without_slirp4netns_serve_says_loudly_that_sessions_share_the_network(
+    tmp_path: Path, monkeypatch, caplog
+) -> None:
+    bwrap = shutil.which("bwrap")
+    if not bwrap:
+        pytest.skip("bubblewrap is not installed")
+    only_bwrap = tmp_path / "bin"
+    only_bwrap.mkdir()
+    (only_bwrap / "bwrap").symlink_to(bwrap)
+    monkeypatch.setenv("PATH", f"{only_bwrap}:/nonexistent")
+    with caplog.at_level(logging.WARNING, logger="agentcore_local.sandbox"):
+        launcher = choose("bwrap", PYTHON, tmp_path / "coding_agent.py", (), "unused")
+    assert launcher.name == "bwrap" and not launcher.private_network
+    assert any("SHARE the host's network" in r.getMessage() for r in caplog.records)
+    assert launcher.bwrap == str(Path(bwrap).resolve())  # resolved once, by absolute path

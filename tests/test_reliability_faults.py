@@ -11,11 +11,12 @@ import json
 import logging
 import os
 import random
-import shutil
 import socket
+import subprocess
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -35,7 +36,8 @@ from local_runtime import LocalRuntime, invoke, run, wait_for
 
 from agentcore_local.bwrap_sandbox import bwrap_works
 from agentcore_local.settings import REPO
-from agentcore_local.storage_limits import kind_of, scan
+from agentcore_local.storage_limits import kind_of
+from agentcore_local.storage_walk import scan_unsupported as scan
 
 KILL_ROUNDS = 6  # kills at varied moments of a turn that writes ~40 history messages
 KILL_BUDGET_S = 90
@@ -52,7 +54,8 @@ def local() -> Iterator[LocalRuntime]:
         with reliability_runtime(tmp) as runtime:
             yield runtime
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        # rm, not shutil.rmtree: a session's 1,100-level chain is deeper than Python's recursion limit.
+        subprocess.run(["rm", "-rf", str(tmp)], check=False)
 
 
 @pytest.fixture
@@ -296,3 +299,37 @@ def test_stop_warns_in_the_server_log_about_what_session_storage_does_not_keep(
     }
     assert described[clean] is None and "FIFO" in described[odd]
     assert run(data, arn, odd, "cat b.txt")[2] == "x\n"  # a warning, not a refusal: locally it still works
+
+
+def test_no_call_fails_on_what_the_session_wrote(local: LocalRuntime, data) -> None:
+    """A 1,100-level directory chain, a path past PATH_MAX and a FIFO: stop, resume, the version
+    reset and the runtime's deletion all succeed (a walk that cannot count them says so in the log)."""
+    created = local.create_runtime(f"deep_{uuid.uuid4().hex[:8]}")
+    arn, session = created["agentRuntimeArn"], new_id("deep")
+    deep = (
+        'python3 -c "import os\n'
+        "os.mkdir('chain'); os.chdir('chain')\n"
+        "for _ in range(1100):\n"
+        "    os.mkdir('d'); os.chdir('d')\n"
+        "open('bottom.txt', 'w').write('x' * 1000)\n"
+        "os.mkfifo('fifo')\n"
+        "os.chdir('/mnt/workspace'); os.mkdir('long'); os.chdir('long')\n"
+        "for _ in range(20):\n"
+        "    os.mkdir('n' * 220); os.chdir('n' * 220)\n"
+        "open('far.txt', 'w').write('y')\""
+    )
+    code, _, _, err = run(data, arn, session, deep)
+    assert code == 0, err
+    data.stop_runtime_session(agentRuntimeArn=arn, runtimeSessionId=session)
+    assert local.session_state(session) == "STOPPED"
+    code, _, out, _ = run(data, arn, session, "find chain -name bottom.txt | wc -l; echo resumed")
+    assert out.split() == ["1", "resumed"]
+    data.stop_runtime_session(agentRuntimeArn=arn, runtimeSessionId=session)
+    request = {k: v for k, v in created["request"].items() if k != "agentRuntimeName"}
+    local.control().update_agent_runtime(agentRuntimeId=created["agentRuntimeId"], **request)
+    local.clock.advance(5)
+    assert run(data, arn, session, "ls -A")[2] == ""  # the new version's reset emptied it
+    run(data, arn, session, deep)
+    local.control().delete_agent_runtime(agentRuntimeId=created["agentRuntimeId"])
+    root = local.storage(arn, session).parent
+    wait_for(lambda: not root.exists() or not (root / "storage").exists(), 30, "the session's storage to go")
