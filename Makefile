@@ -110,19 +110,27 @@ role: setup aws-credentials  ## create or update the runtime's execution role fr
 
 LOCAL_PORT ?= 8787
 
-# Offline: a throwaway agentcore_local on a free port, the scripted model, client.py demo,
+# Offline: a throwaway agentcore_local on a free port, the agent's BedrockModel answered by the
+# listener's scripted model (a test double), client.py demo,
 # and the server stopped (with every session) however the demo ends.
 demo: setup  ## build, stop, resume, inspect: the session-storage demo, offline on agentcore_local
 	@state=$$(mktemp -d); \
-	MODEL_PROVIDER=scripted SCRIPTED_PLAN= $(BIN)/python -m agentcore_local serve --port 0 \
+	MODEL_PROVIDER= SCRIPTED_PLAN= $(BIN)/python -m agentcore_local serve --port 0 --model-backend scripted \
 	  --state-dir "$$state" >"$$state/serve.log" 2>&1 & server=$$!; \
 	trap 'kill $$server 2>/dev/null; wait $$server 2>/dev/null; rm -rf "$$state"' EXIT; \
 	trap 'exit 130' INT TERM; \
 	if ! exports=$$($(BIN)/python -m agentcore_local env --state-dir "$$state" --wait 60); then \
 	  echo "agentcore_local did not start; the end of its log:" >&2; tail -n 20 "$$state/serve.log" >&2; exit 1; \
 	fi; \
-	eval "$$exports"; unset SESSION_ID; \
-	$(BIN)/python client.py demo
+	eval "$$exports"; export SESSION_ID=$$($(BIN)/python client.py new-session-id); \
+	$(BIN)/python client.py demo || exit 1; \
+	echo; echo "[after] redeploy: a new runtime version resets every session's storage, as on AWS;"; \
+	echo "        the next turn finds files and conversation back from the session's S3 backup"; \
+	$(BIN)/python deploy.py update --env DEMO_REDEPLOY=1 --yes >"$$state/deploy.log" 2>&1 || \
+	  { echo "deploy.py update failed:" >&2; tail -n 5 "$$state/deploy.log" >&2; exit 1; }; \
+	$(BIN)/python client.py invoke "What does the workspace hold after the redeploy?" 2>&1 | tee "$$state/after.log"; \
+	grep -q "restored from backup" "$$state/after.log" || { echo "FAIL: nothing came back from the backup" >&2; exit 1; }; \
+	$(BIN)/python client.py exec "ls -A && grep -c echo index.js"
 
 serve-local: setup  ## run agentcore_local on 127.0.0.1:$(LOCAL_PORT) (MODEL_PROVIDER defaults to scripted)
 	MODEL_PROVIDER=$${MODEL_PROVIDER:-scripted} $(BIN)/python -m agentcore_local serve --port $(LOCAL_PORT)

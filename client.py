@@ -100,10 +100,17 @@ def describe_answer(answer: dict[str, Any]) -> str:
     history = answer.get("history", {})
     workspace = answer.get("workspace", {})
     restored = "yes" if workspace.get("restored") else "no"
+    source = ""
+    if workspace.get("restored_from") == "backup":
+        r = workspace.get("restore") or {}
+        source = (
+            f"; restored from backup: checkpoint {r.get('checkpoint', '?')}, {r.get('files', '?')} files, "
+            f"{r.get('bytes', '?')} bytes in {r.get('seconds', '?')}s"
+        )
     return (
         f"[conversation {answer.get('conversation_id')}: "
         f"{history.get('messages_before', '?')} messages of history "
-        f"before this turn; workspace restored: {restored}, {workspace.get('entries', '?')} entries]"
+        f"before this turn; workspace restored: {restored}, {workspace.get('entries', '?')} entries{source}]"
     )
 
 

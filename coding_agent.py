@@ -13,7 +13,7 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator
 from functools import cache
 from typing import Any
 
@@ -45,7 +45,18 @@ Answer briefly: what you changed, and how to run it."""
 
 log = logging.getLogger("coding_agent")
 settings = Settings.from_env()
-app = BedrockAgentCoreApp()
+
+
+@contextlib.asynccontextmanager
+async def lifespan(_app: Any) -> AsyncIterator[None]:
+    """On SIGTERM (a stop), give a running backup time to finish: AgentCore's stop waits for it
+    no longer than its grace, so this stays below that."""
+    yield
+    if backups is not None and not await asyncio.to_thread(backups.wait, settings.backup_wait_seconds):
+        log.warning("backup | still uploading at shutdown; the next turn's push sends what is missing")
+
+
+app = BedrockAgentCoreApp(lifespan=lifespan)
 # Nothing here touches the workspace: AgentCore mounts session storage after the import.
 
 

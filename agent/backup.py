@@ -142,6 +142,16 @@ class S3Backup:
         thread.start()
         return thread
 
+    def wait(self, timeout: float) -> bool:
+        """Block until no push runs, at most `timeout` seconds: a stop lets the last upload finish."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._guard:
+                if not self._running:
+                    return True
+            time.sleep(0.05)
+        return False
+
     def push(self, workspace: Path, session_id: str) -> PushReport:
         """Upload the checkpoints not yet in S3: their new objects, then each manifest, then latest.json."""
         started, report = time.perf_counter(), PushReport()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -80,6 +81,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="sessions with compute at once; past it a new session gets ServiceQuotaExceededException "
         "(default: 8 per core, at most one per 512 MiB of memory)",
     )
+    serve.add_argument(
+        "--model-backend",
+        metavar="BACKEND",
+        default="scripted",
+        help="what answers the agents' bedrock-runtime calls: scripted (the offline test double playing "
+        "SCRIPTED_PLAN), scripted=PLAN.json, openai=http://HOST:PORT/v1, ollama=http://HOST:11434, or none "
+        "(default: %(default)s)",
+    )
+    serve.add_argument(
+        "--backend-model",
+        metavar="NAME",
+        default=None,
+        help="the model name an openai or ollama backend serves (default: the agent's MODEL_ID)",
+    )
+    serve.add_argument(
+        "--backup-bucket",
+        metavar="NAME",
+        default="agentcore-local-backups",
+        help="the S3 bucket (served locally, kept while serve runs) the agents back their checkpoints up "
+        "to, passed as BACKUP_BUCKET; '' turns backups off (default: %(default)s)",
+    )
     serve.add_argument("-v", "--verbose", action="store_true", help="log every session start and stop")
 
     env = sub.add_parser(
@@ -106,7 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def env_lines(url: str, arn: str | None, region: str) -> list[str]:
+def env_lines(url: str, arn: str | None, region: str, record: Path | None = None) -> list[str]:
+    """The exports; `record`: the server's runtime record, so deploy.py and client.py read and
+    write it instead of the record of your AWS deployment."""
     lines = [
         f"export AWS_ENDPOINT_URL_BEDROCK_AGENTCORE={url}",
         f"export AWS_ENDPOINT_URL_BEDROCK_AGENTCORE_CONTROL={url}",
@@ -120,6 +144,8 @@ def env_lines(url: str, arn: str | None, region: str) -> list[str]:
     ]
     if arn:
         lines.append(f"export AGENT_ARN={arn}")
+    if record is not None:
+        lines.append(f"export AGENTCORE_RUNTIME_FILE={shlex.quote(str(record.resolve()))}")
     return lines
 
 
@@ -148,9 +174,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings = Settings.from_env()
     if args.command == "env":
-        from .server import ENDPOINT_FILE  # the one spelling of the file serve writes (0.3 s to import)
+        from .server import ENDPOINT_FILE, RUNTIME_FILE  # their one spelling (0.3 s to import)
 
-        url, arn = f"http://127.0.0.1:{args.port}", None
+        url, arn, record = f"http://127.0.0.1:{args.port}", None, None
         if args.state_dir is None and (DEFAULT_STATE_DIR / ENDPOINT_FILE).exists():
             args.state_dir = DEFAULT_STATE_DIR  # `make serve-local` in another terminal
         if args.state_dir is not None:
@@ -159,7 +185,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"agentcore_local: no server answers for state dir {args.state_dir}", file=sys.stderr)
                 return 1
             url, arn = endpoint["url"], endpoint.get("agentRuntimeArn")
-        print("\n".join(env_lines(url, arn, settings.region)))
+            record = args.state_dir / RUNTIME_FILE
+        print("\n".join(env_lines(url, arn, settings.region, record)))
         return 0
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
@@ -170,10 +197,14 @@ def main(argv: list[str] | None = None) -> int:
     # data (no strands): the library modules of agentcore_local still never import agent/.
     from agent.providers import model_variables
 
+    from .agent_services import backend_from_spec
     from .server import serve
 
     settings = Settings.from_env(
         passthrough=model_variables(),
+        model_backend=args.model_backend,
+        backend_model=args.backend_model,
+        backup_bucket=args.backup_bucket,  # '' (off) is kept: only None means 'not given'
         host=args.host,
         port=args.port,
         state_dir=args.state_dir,
@@ -182,6 +213,11 @@ def main(argv: list[str] | None = None) -> int:
         docker_image=args.docker_image,
         max_sessions=args.max_sessions,
     )
+    try:  # a bad spec or plan is one line now, not a failed start later
+        backend_from_spec(settings.model_backend, settings.scripted_plan, settings.backend_model)
+    except ValueError as error:
+        print(f"agentcore_local: {error}", file=sys.stderr)
+        return 2
     try:
         serve(settings)
     except SandboxUnavailable as error:

@@ -164,6 +164,7 @@ class AgentServices:
     s3_url: str  # moto itself, for the host side (tests, the emulator); sessions go through the listener
     region: str
     serves_model: bool
+    backup_bucket: str | None  # made in moto at start; the agent gets it as BACKUP_BUCKET
     _server: uvicorn.Server = field(repr=False)
     _thread: threading.Thread = field(repr=False)
     _moto: object = field(repr=False)
@@ -185,6 +186,8 @@ class AgentServices:
         }
         if self.serves_model:
             env |= {"MODEL_PROVIDER": "bedrock", "AWS_ENDPOINT_URL_BEDROCK_RUNTIME": url}
+        if self.backup_bucket:
+            env["BACKUP_BUCKET"] = self.backup_bucket
         return env
 
     def close(self) -> None:
@@ -206,6 +209,7 @@ def start_agent_services(
     host: str = "127.0.0.1",
     port: int = 0,
     start_timeout: float = 10.0,
+    backup_bucket: str | None = None,
 ) -> AgentServices:
     """Start moto (S3) and the listener on `state_dir`/agent-services.sock and host:port (0: a free one)."""
     from moto.server import ThreadedMotoServer  # heavy: imported only by the server that needs it
@@ -218,6 +222,8 @@ def start_agent_services(
     moto.start()
     moto_host, moto_port = moto.get_host_and_port()
     s3_url = f"http://{moto_host}:{moto_port}"
+    if backup_bucket:
+        make_bucket(s3_url, backup_bucket, region)
     config = uvicorn.Config(create_app(s3_url, backend), log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
     thread = threading.Thread(
@@ -234,4 +240,21 @@ def start_agent_services(
     log.info(
         "agent services on %s and %s (model: %s)", socket_path, tcp_url, backend.name if backend else "none"
     )
-    return AgentServices(socket_path, tcp_url, s3_url, region, backend is not None, server, thread, moto)
+    return AgentServices(
+        socket_path, tcp_url, s3_url, region, backend is not None, backup_bucket, server, thread, moto
+    )
+
+
+def make_bucket(s3_url: str, name: str, region: str) -> None:
+    """The sessions' backup bucket, in moto (which keeps it in memory, for as long as serve runs)."""
+    import boto3
+
+    client = boto3.client(
+        "s3",
+        endpoint_url=s3_url,
+        region_name=region,
+        aws_access_key_id=DUMMY_KEY,
+        aws_secret_access_key=DUMMY_KEY,
+    )
+    where = {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
+    client.create_bucket(Bucket=name, **where)

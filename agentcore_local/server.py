@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import durable
 
+from .agent_services import backend_from_spec, start_agent_services
 from .exceptions import AgentCoreError
 from .responses import render_error, unknown_operation
 from .runtimes import RuntimeRegistry
@@ -115,6 +116,22 @@ def create_app(settings: Settings, clock: Clock = time.time, launcher: Launcher 
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        backend = backend_from_spec(
+            settings.model_backend, settings.scripted_plan, settings.backend_model, settings.openai_api_key
+        )
+        services = await asyncio.to_thread(
+            start_agent_services, state_dir, backend, settings.region, backup_bucket=settings.backup_bucket
+        )
+        app.state.agent_services = services
+        # A sandbox with its own network reaches the services through its forward, the rest over TCP.
+        # serve's environment and the runtime's come after: MODEL_PROVIDER=scripted there keeps the
+        # in-process test double.
+        private = sessions.launcher.private_network
+        sessions.settings = dataclasses.replace(
+            sessions.settings,
+            agent_env={**services.agent_env(in_sandbox=private), **sessions.settings.agent_env},
+            forwards=(services.forward,) if private else (),
+        )
         if settings.default_runtime:
             runtime = registry.find_by_name(settings.default_runtime) or registry.create(
                 default_runtime_request(settings, settings.default_runtime), ready_now=True
@@ -129,6 +146,7 @@ def create_app(settings: Settings, clock: Clock = time.time, launcher: Launcher 
             with contextlib.suppress(asyncio.CancelledError):
                 await reaper
             await sessions.shutdown()
+            services.close()
             log.info("all sessions stopped")
 
     app = Starlette(

@@ -67,6 +67,12 @@ class Settings:
     forwards: tuple[tuple[int, Path], ...] = ()
     max_sessions: int = field(default_factory=default_max_sessions)  # computes at once (--max-sessions)
     max_starts: int = field(default_factory=lambda: max(2, os.cpu_count() or 1))  # starts at once
+    model_backend: str = "scripted"  # serve --model-backend: scripted[=PLAN] | openai=URL | ollama=URL | none
+    backend_model: str | None = None  # the model an openai/ollama backend serves (default: the modelId)
+    scripted_plan: Path = REPO / "demo" / "plan.json"  # what --model-backend scripted plays
+    openai_api_key: str = field(default="none", repr=False)
+    # The S3 bucket (in moto, on the agent-facing listener) the agents back their checkpoints up to.
+    backup_bucket: str | None = "agentcore-local-backups"  # "" or None: no backups
 
     @classmethod
     def from_env(
@@ -81,6 +87,11 @@ class Settings:
             "python": sys.executable,
             "agent_env": {name: env[name] for name in (*PASSTHROUGH, *passthrough) if env.get(name)},
         }
+        if env.get("SCRIPTED_PLAN"):
+            plan = Path(env["SCRIPTED_PLAN"])
+            values["scripted_plan"] = plan if plan.is_absolute() else REPO / plan
+        if env.get("OPENAI_API_KEY"):
+            values["openai_api_key"] = env["OPENAI_API_KEY"]
         if env.get("AGENTCORE_LOCAL_STORAGE_QUOTA"):
             values["storage_quota_bytes"] = parse_size(env["AGENTCORE_LOCAL_STORAGE_QUOTA"])
         values.update({key: value for key, value in overrides.items() if value is not None})
