@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help setup sandbox-tools test soak lint run bench
+.PHONY: help setup sandbox-tools test soak test-image lint run bench
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
@@ -38,6 +38,15 @@ test: setup  ## run the test suite
 
 soak: setup  ## the long reliability runs: 100 stop/resume cycles through agentcore_local (a few minutes)
 	$(BIN)/pytest -q -s -m soak
+
+# The image itself, on this machine (as root): a Docker engine (started if none answers), bases
+# made from Debian and npm, the Dockerfile built with plain `docker build`, then the container and
+# `agentcore_local --sandbox docker` proven over HTTP and boto3 (tests/test_image.py; the README,
+# "Deploy to AWS"). ARCH=arm64 does it all under qemu (about 25 minutes).
+ARCH ?= amd64
+
+test-image: setup  ## build the Dockerfile on local bases and prove the image works (root; ARCH=arm64: emulated)
+	IMAGE_ARCH=$(ARCH) $(BIN)/pytest -q -s -m image tests/test_image.py
 
 lint: setup  ## ruff check + ruff format --check + hadolint
 	$(BIN)/ruff check .

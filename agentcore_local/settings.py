@@ -14,6 +14,7 @@ DEFAULT_ACCOUNT = "123456789012"
 DEFAULT_REGION = "us-west-2"
 DEFAULT_MOUNT_PATH = "/mnt/workspace"
 GIB = 1024**3
+DOCKER_START_TIMEOUT = 180.0  # an emulated arm64 image took ~40 s to answer /ping; 60 s is too close
 
 # Variables of serve's environment that the agent gets (the runtime's environmentVariables win).
 PASSTHROUGH = (
@@ -30,6 +31,7 @@ PASSTHROUGH = (
     "OLLAMA_HOST",
     "SHELL_TIMEOUT",
     "LANG",
+    "NODE_EXTRA_CA_CERTS",
 )
 
 
@@ -76,4 +78,6 @@ class Settings:
         if env.get("AGENTCORE_LOCAL_STORAGE_QUOTA"):
             values["storage_quota_bytes"] = parse_size(env["AGENTCORE_LOCAL_STORAGE_QUOTA"])
         values.update({key: value for key, value in overrides.items() if value is not None})
+        if values.get("sandbox") == "docker" and "start_timeout" not in values:
+            values["start_timeout"] = DOCKER_START_TIMEOUT
         return cls(**values)  # type: ignore[arg-type]

@@ -61,7 +61,10 @@ def test_bwrap_binds_only_this_sessions_storage_and_hides_the_state_dir_and_home
     assert env["MODEL_PROVIDER"] == "scripted"
 
 
-def test_docker_runs_the_image_with_the_storage_mounted_and_the_port_published(tmp_path: Path) -> None:
+def test_docker_runs_the_image_with_the_storage_mounted_and_the_port_published(
+    tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.setattr(DockerLauncher, "check_image", lambda self: None)  # no image needed for argv
     argv, env, _ = DockerLauncher("coding-agent:v1").command(spec(tmp_path))
     joined = " ".join(argv)
     assert argv[:3] == ["docker", "run", "--rm"]
