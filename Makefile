@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help setup sandbox-tools test soak test-image lint run bench
+.PHONY: help setup sandbox-tools test soak test-image arm64-deps lint run bench
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
@@ -47,6 +47,14 @@ ARCH ?= amd64
 
 test-image: setup  ## build the Dockerfile on local bases and prove the image works (root; ARCH=arm64: emulated)
 	IMAGE_ARCH=$(ARCH) $(BIN)/pytest -q -s -m image tests/test_image.py
+
+# Every pinned requirement has a wheel for linux/arm64 (what AgentCore runs), checked in seconds.
+arm64-deps: setup  ## check that every requirement has a linux/arm64 wheel for Python 3.12
+	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	$(BIN)/pip download -q --only-binary=:all: --platform manylinux2014_aarch64 --python-version 3.12 \
+	  --implementation cp -r requirements.txt -d "$$tmp/wheels" 2>"$$tmp/pip.log" || \
+	  { grep -v '^WARNING: Location' "$$tmp/pip.log" >&2; echo "arm64-deps: a requirement has no linux/arm64 wheel (above)" >&2; exit 1; }; \
+	echo "arm64-deps: all $$(ls "$$tmp/wheels" | wc -l) wheels exist for linux/arm64, Python 3.12"
 
 lint: setup  ## ruff check + ruff format --check + hadolint
 	$(BIN)/ruff check .
