@@ -16,6 +16,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -269,6 +270,40 @@ def test_commands_in_a_docker_session_run_as_root_with_an_executable_tmp_and_the
     assert lines[3] == f"ca={os.environ.get('NODE_EXTRA_CA_CERTS', '')}"
 
 
+@pytest.mark.image
+def test_a_non_root_serves_container_writes_storage_that_serve_owns(
+    image: str, tmp_path: Path, monkeypatch
+) -> None:
+    """What `--user` buys: what the agent writes belongs to the serve user, who can measure and reset it."""
+    storage, nobody = tmp_path / "storage", 65534
+    storage.mkdir()
+    (storage / "plan.json").write_text(json.dumps(PLAN))
+    os.chown(storage, nobody, nobody)
+    env = {"MODEL_PROVIDER": "scripted", "SCRIPTED_PLAN": "/mnt/workspace/plan.json"}
+    launch = LaunchSpec(
+        f"test-{uuid.uuid4().hex[:8]}", storage, "/mnt/workspace", free_port(), env, tmp_path / "s"
+    )
+    with monkeypatch.context() as as_nobody:
+        as_nobody.setattr(os, "getuid", lambda: nobody)
+        as_nobody.setattr(os, "getgid", lambda: nobody)
+        argv, run_env, _ = DockerLauncher(image).command(launch)
+    with (tmp_path / "agent.log").open("wb") as agent_log:
+        agent = subprocess.Popen(
+            argv, env=run_env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=agent_log
+        )
+    try:
+        url = f"http://127.0.0.1:{launch.port}"
+        wait_healthy(url, 30 * SLOW, f"agentcore-local-{launch.name}")
+        turn = httpx.post(f"{url}/invocations", json={"prompt": "who am I?"}, timeout=60 * SLOW)
+        assert turn.status_code == 200 and f"uid={nobody} " in turn.json()["response"], turn.text
+    finally:
+        subprocess.run(DockerLauncher(image).kill_argv(launch) or [], capture_output=True)
+        agent.wait(30)
+    written = [p for p in storage.rglob("*") if p.name != "plan.json"]
+    assert any(p.parent.name == "messages" for p in written)
+    assert {p.lstat().st_uid for p in written} == {nobody}
+
+
 # --- the docker launcher, without an engine ---------------------------------------------------
 
 
@@ -310,3 +345,23 @@ def test_docker_sessions_get_the_ca_variable_and_a_start_timeout_for_emulation()
     assert docker_settings.start_timeout == DOCKER_START_TIMEOUT >= 3 * 40  # ~40 s seen under qemu
     assert Settings.from_env({}, sandbox="bwrap").start_timeout == 60
     assert Settings.from_env({}, sandbox="docker", start_timeout=5.0).start_timeout == 5
+
+
+@pytest.mark.parametrize(("ci", "outcome"), [("", pytest.skip.Exception), ("true", pytest.fail.Exception)])
+def test_an_image_check_that_cannot_run_skips_in_one_line_but_fails_under_ci(
+    monkeypatch, ci, outcome
+) -> None:
+    monkeypatch.setenv("CI", ci)
+    with pytest.raises(outcome) as raised:
+        cannot("not root: the image check needs root")
+    assert "not root: the image check needs root" in str(raised.value)
+    assert "\n" not in str(raised.value)
+
+
+def test_the_engine_script_says_in_one_line_why_it_cannot_run_without_root() -> None:
+    if os.getuid() == 0 and not shutil.which("setpriv"):
+        pytest.skip("root without setpriv: cannot drop to another user to try")
+    drop = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"] if os.getuid() == 0 else []
+    result = subprocess.run([*drop, str(ROOT / "image" / "engine.sh")], capture_output=True, text=True)
+    assert result.returncode == 3
+    assert result.stderr.strip().startswith("not root:") and len(result.stderr.strip().splitlines()) == 1
