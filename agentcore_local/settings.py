@@ -58,7 +58,7 @@ class Settings:
     python: str = "python3"  # the interpreter that runs the agent (serve's own by default)
     docker_image: str = "coding-agent:latest"
     storage_quota_bytes: int = GIB  # AWS reports about 1 GB per session (unconfirmed)
-    start_timeout: float = 60.0  # seconds for a new compute to answer /ping
+    start_timeout: float = 60.0  # seconds for a new compute to answer /ping (docker: DOCKER_START_TIMEOUT)
     stop_grace: float = 10.0  # seconds between SIGTERM and SIGKILL
     provision_seconds: float = 1.0  # CREATING/UPDATING -> READY
     reaper_interval: float = 1.0  # how often idle timeout and max lifetime are checked

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Make a Docker engine answer on this machine for the image check (make test-image).
 #   image/engine.sh [amd64|arm64]
-# Installs from Debian what is missing (docker.io and its runtime, mmdebstrap for the bases; for
+# Installs from Debian what is missing (docker.io and its runtime, mmdebstrap and npm for the bases; for
 # arm64 also qemu-user-static and binfmt-support, registered with the kernel), then starts dockerd
 # in the background when no engine answers and waits for `docker info`.
 # Exit 0: an engine answers. Exit 3: it cannot here; the last line of stderr says why, in one line.
@@ -16,6 +16,7 @@ need=()
 command -v dockerd >/dev/null || need+=(docker.io containerd runc)
 command -v iptables >/dev/null || need+=(iptables)
 command -v mmdebstrap >/dev/null || need+=(mmdebstrap)
+command -v npm >/dev/null || need+=(npm)  # only to fetch node and npm for the Node base
 if [ "$arch" = arm64 ]; then
   command -v qemu-aarch64-static >/dev/null || need+=(qemu-user-static)
   command -v update-binfmts >/dev/null || need+=(binfmt-support)
