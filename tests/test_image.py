@@ -105,7 +105,7 @@ def image() -> str:
     assert engine.returncode == 0, engine.stderr
     with step("bases (mmdebstrap trixie, node from npm)"):
         bases = subprocess.run(
-            [str(ROOT / "image" / "make_bases.sh"), ARCH], capture_output=True, text=True, timeout=1800
+            [str(ROOT / "image" / "make_bases.sh"), ARCH], capture_output=True, text=True, timeout=3600
         )
     assert bases.returncode == 0, bases.stderr[-3000:]
     build_args = [arg for line in bases.stdout.split() for arg in ("--build-arg", line)]
