@@ -42,7 +42,7 @@ soak: setup  ## the long reliability runs: 100 stop/resume cycles through agentc
 # The image itself, on this machine (as root): a Docker engine (started if none answers), bases
 # made from Debian and npm, the Dockerfile built with plain `docker build`, then the container and
 # `agentcore_local --sandbox docker` proven over HTTP and boto3 (tests/test_image.py; the README,
-# "Deploy to AWS"). ARCH=arm64 does it all under qemu (about 25 minutes).
+# "Deploy to AWS"). ARCH=arm64 does it all under qemu (57 minutes on 2 busy cores).
 ARCH ?= amd64
 
 test-image: setup  ## build the Dockerfile on local bases and prove the image works (root; ARCH=arm64: emulated)

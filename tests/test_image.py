@@ -184,6 +184,11 @@ def test_the_conversation_is_written_to_the_bind_mounted_workspace(run_image) ->
 
 
 @pytest.mark.image
+@pytest.mark.xfail(
+    not NATIVE,
+    reason="under qemu-user the agent as PID 1 does not act on SIGTERM (docker stop: 10 s, then exit 137), "
+    "though a plain Python PID 1 with a handler does; AgentCore runs arm64 natively",
+)
 def test_docker_stop_ends_the_agent_gracefully_and_quickly(run_image) -> None:
     name, _, _ = run_image
     started = time.perf_counter()
