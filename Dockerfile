@@ -2,13 +2,19 @@
 #   docker buildx build --platform linux/arm64 -t coding-agent:TAG --load .    (or: make build)
 # The platform is also pinned in FROM, so a plain `docker build` on an x86 laptop (with QEMU)
 # still produces an image AgentCore can run instead of one it rejects at deploy time.
+# The three ARGs exist for the local image check (make test-image), which builds this same file
+# on bases made from Debian and npm and for the machine's own architecture; their defaults are
+# what production uses.
+ARG PLATFORM=linux/arm64
+ARG PYTHON_BASE=python:3.12-slim-bookworm
+ARG NODE_BASE=node:20-bookworm-slim
 
 # Node.js 20 for the projects the agent builds: copied from the official image, no install script.
 # hadolint ignore=DL3029
-FROM --platform=linux/arm64 node:20-bookworm-slim AS node
+FROM --platform=${PLATFORM} ${NODE_BASE} AS node
 
 # hadolint ignore=DL3029
-FROM --platform=linux/arm64 python:3.12-slim-bookworm
+FROM --platform=${PLATFORM} ${PYTHON_BASE}
 
 COPY --from=node /usr/local/bin/node /usr/local/bin/node
 COPY --from=node /usr/local/lib/node_modules /usr/local/lib/node_modules

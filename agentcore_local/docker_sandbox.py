@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
+from .exceptions import RuntimeClientError
 from .sandbox import SANDBOX_INIT, Launcher, LaunchSpec
 
 CONTAINER_PORT = 8080
 
 
 class DockerLauncher(Launcher):
-    """`docker run` of the built image (make build); untested here: no Docker daemon in CI."""
+    """`docker run` of the built image; proven end to end by tests/test_image.py (make test-image).
+
+    /tmp is a private tmpfs that allows exec (HOME, TMPDIR and npm's cache live there, as on AWS).
+    A root serve runs the container as root, as AWS does; a non-root serve runs it as its own uid,
+    so it can still measure and reset the storage the agent wrote.
+    """
+
+    reaches_host_loopback = False  # no agent-facing listener there: run it with MODEL_PROVIDER=scripted
 
     name = "docker"
     isolated = True
@@ -21,23 +30,47 @@ class DockerLauncher(Launcher):
         self.image = image
         self.docker = docker
 
-    def command(self, spec: LaunchSpec) -> tuple[list[str], dict[str, str], str]:
+    def agent_environment(self, spec: LaunchSpec) -> dict[str, str]:
+        """Sent to sandbox_init over stdin, never through the docker CLI's own environment: a runtime's
+        DOCKER_HOST, PATH or LD_PRELOAD must not steer the host's docker."""
         env = self.environment(spec, "/tmp", "/tmp")
         env["PORT"] = str(CONTAINER_PORT)
         env.pop("PATH")  # the image's own
-        argv = [self.docker, "run", "--rm", "-i", "--name", f"agentcore-local-{spec.name}"]
-        argv += ["-p", f"127.0.0.1:{spec.port}:{CONTAINER_PORT}", "--tmpfs", "/tmp"]
+        return env
+
+    def command(self, spec: LaunchSpec) -> tuple[list[str], dict[str, str], str]:
+        self.check_image()
+        argv = [self.docker, "run", "--rm", "-i", "--pull=never", "--name", f"agentcore-local-{spec.name}"]
+        # Docker mounts --tmpfs noexec by default; a binary built or unpacked in /tmp must run.
+        argv += ["-p", f"127.0.0.1:{spec.port}:{CONTAINER_PORT}", "--tmpfs", "/tmp:exec,mode=1777"]
+        if os.getuid() != 0:
+            argv += ["--user", f"{os.getuid()}:{os.getgid()}"]
         argv += [
             "-v",
             f"{spec.storage_dir}:{spec.mount_path}",
             "-v",
             f"{SANDBOX_INIT}:/opt/agentcore_local/init.py:ro",
         ]
-        for key in env:
-            argv += ["-e", key]  # values come from our environment, not the command line
         argv += [self.image, "python", "/opt/agentcore_local/init.py", "--cwd", spec.mount_path, "--"]
         argv += ["python", "coding_agent.py"]  # relative to the image's WORKDIR
-        return argv, {**os.environ, **env}, "."
+        return argv, dict(self.host_env), "."
+
+    def check_image(self) -> None:
+        """Fail at once, in one line, when the engine answers but has no such image (no pull)."""
+        try:
+            found = subprocess.run(
+                [self.docker, "image", "inspect", "--format", "{{.Id}}", self.image],
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return  # no usable docker CLI: `docker run` then fails and its own message is in the log
+        if found.returncode != 0 and "no such image" in found.stderr.lower():
+            raise RuntimeClientError(
+                f"image {self.image} is not on this machine: build it (make build, or make test-image "
+                "for a local one) or name another with --docker-image"
+            )
 
     def kill_argv(self, spec: LaunchSpec) -> list[str] | None:
         return [self.docker, "kill", f"agentcore-local-{spec.name}"]

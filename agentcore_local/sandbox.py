@@ -53,6 +53,7 @@ class Launcher(ABC):
     name = "base"
     isolated = False
     private_network = False  # True: the agent is reached over a unix socket, not a host port
+    reaches_host_loopback = True  # False: the agent cannot reach the host's 127.0.0.1 (docker's bridge)
 
     def __init__(self, python: str, agent_script: Path, hidden: tuple[Path, ...] = ()) -> None:
         self.python = python

@@ -181,7 +181,8 @@ def main(argv: list[str]) -> int:
     except (ValueError, AssertionError):
         print('sandbox_init: the first message must be {"op": "start", ...}', file=sys.stderr)
         return 2
-    env = start.get("env") or dict(os.environ)
+    # The host's variables over our own: in an image, its ENV (PATH, WORKDIR's settings) stays beneath.
+    env = {**os.environ, **(start.get("env") or {})}
     grace = float(start.get("grace", 10.0))
     serve_sockets(start.get("listen_fd"), int(start.get("agent_port") or 8080), start.get("forwards") or [])
     agent = subprocess.Popen(  # in our own working directory: the agent's code, like an image's WORKDIR

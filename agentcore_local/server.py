@@ -126,10 +126,11 @@ def create_app(settings: Settings, clock: Clock = time.time, launcher: Launcher 
         # A sandbox with its own network reaches the services through its forward, the rest over TCP.
         # serve's environment and the runtime's come after: MODEL_PROVIDER=scripted there keeps the
         # in-process test double.
-        private = sessions.launcher.private_network
+        private, reaches = sessions.launcher.private_network, sessions.launcher.reaches_host_loopback
+        defaults = services.agent_env(in_sandbox=private) if private or reaches else {}
         sessions.settings = dataclasses.replace(
             sessions.settings,
-            agent_env={**services.agent_env(in_sandbox=private), **sessions.settings.agent_env},
+            agent_env={**defaults, **sessions.settings.agent_env},
             forwards=(services.forward,) if private else (),
         )
         if settings.default_runtime:

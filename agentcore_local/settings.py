@@ -14,12 +14,13 @@ DEFAULT_ACCOUNT = "123456789012"
 DEFAULT_REGION = "us-west-2"
 DEFAULT_MOUNT_PATH = "/mnt/workspace"  # AgentCore's; restated per layer on purpose (cloud/agent_runtime.py)
 GIB = 1024**3
+DOCKER_START_TIMEOUT = 180.0  # an emulated arm64 image took ~40 s to answer /ping; 60 s is too close
 
 # Variables of serve's environment that the agent always gets (the runtime's environmentVariables
 # win). The model providers' variables are not listed here: the agent's provider registry
 # (agent/providers.py) declares them, and the serve CLI edge (__main__.py) hands them to from_env,
 # so adding a provider touches one module and this package never imports agent/ code.
-PASSTHROUGH = ("SHELL_TIMEOUT", "LANG")
+PASSTHROUGH = ("SHELL_TIMEOUT", "LANG", "NODE_EXTRA_CA_CERTS")
 
 
 def default_max_sessions() -> int:
@@ -56,7 +57,7 @@ class Settings:
     python: str = "python3"  # the interpreter that runs the agent (serve's own by default)
     docker_image: str = "coding-agent:latest"
     storage_quota_bytes: int = GIB  # AWS reports about 1 GB per session (unconfirmed)
-    start_timeout: float = 60.0  # seconds for a new compute to answer /ping
+    start_timeout: float = 60.0  # seconds for a new compute to answer /ping (docker: DOCKER_START_TIMEOUT)
     stop_grace: float = 10.0  # seconds between SIGTERM and SIGKILL
     provision_seconds: float = 1.0  # CREATING/UPDATING -> READY
     reaper_interval: float = 1.0  # how often idle timeout and max lifetime are checked
@@ -95,4 +96,6 @@ class Settings:
         if env.get("AGENTCORE_LOCAL_STORAGE_QUOTA"):
             values["storage_quota_bytes"] = parse_size(env["AGENTCORE_LOCAL_STORAGE_QUOTA"])
         values.update({key: value for key, value in overrides.items() if value is not None})
+        if values.get("sandbox") == "docker" and "start_timeout" not in values:
+            values["start_timeout"] = DOCKER_START_TIMEOUT
         return cls(**values)  # type: ignore[arg-type]

@@ -32,19 +32,41 @@ def args_of(word: str) -> list[str]:
     return [rest for w, rest in instructions() if w == word]
 
 
+def build_arg_defaults() -> dict[str, str]:
+    """The ARGs before the first FROM: what `docker build` uses when nobody passes --build-arg."""
+    return dict(rest.split("=", 1) for rest in args_of("ARG") if "=" in rest)
+
+
+def stages() -> list[str]:
+    """FROM lines as production builds them: every ${ARG} replaced by its default."""
+    defaults = build_arg_defaults()
+    return [re.sub(r"\$\{(\w+)\}", lambda m: defaults[m.group(1)], rest) for rest in args_of("FROM")]
+
+
 def env() -> dict[str, str]:
     return dict(pair.split("=", 1) for rest in args_of("ENV") for pair in rest.split())
 
 
 def test_every_stage_is_linux_arm64() -> None:
-    stages = args_of("FROM")
-    assert len(stages) == 2
-    assert all(stage.startswith("--platform=linux/arm64 ") for stage in stages)
-    assert stages[-1].split()[1].startswith("python:3.12-slim")
+    assert len(stages()) == 2
+    assert all(stage.startswith("--platform=linux/arm64 ") for stage in stages())
+    assert stages()[-1].split()[1] == "python:3.12-slim-bookworm"
+
+
+def test_the_bases_and_platform_are_build_args_so_ci_can_build_this_same_file_on_local_bases() -> None:
+    assert build_arg_defaults() == {
+        "PLATFORM": "linux/arm64",
+        "PYTHON_BASE": "python:3.12-slim-bookworm",
+        "NODE_BASE": "node:20-bookworm-slim",
+    }
+    assert args_of("FROM") == [
+        "--platform=${PLATFORM} ${NODE_BASE} AS node",
+        "--platform=${PLATFORM} ${PYTHON_BASE}",
+    ]
 
 
 def test_node_20_is_copied_from_the_official_image_not_piped_from_the_internet() -> None:
-    (node_stage,) = [s for s in args_of("FROM") if " AS node" in s]
+    (node_stage,) = [s for s in stages() if " AS node" in s]
     assert node_stage.split()[1].startswith("node:20")
     assert "--from=node /usr/local/bin/node /usr/local/bin/node" in args_of("COPY")
     assert not re.search(r"(curl|wget)[^|]*\|\s*(ba)?sh", DOCKERFILE.read_text())

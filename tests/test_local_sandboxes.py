@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import shutil
@@ -84,13 +85,28 @@ def test_bwrap_drops_every_privilege_and_binds_only_this_sessions_storage(tmp_pa
     assert "scripted" not in joined  # the agent's environment never goes on a command line
 
 
-def test_docker_runs_the_image_with_the_storage_mounted_and_the_port_published(tmp_path: Path) -> None:
+def test_docker_runs_the_image_with_the_storage_mounted_and_the_port_published(
+    tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.setattr(DockerLauncher, "check_image", lambda self: None)  # no image needed for argv
     argv, env, _ = DockerLauncher("coding-agent:v1").command(spec(tmp_path))
     joined = " ".join(argv)
     assert argv[:3] == ["docker", "run", "--rm"]
     assert f"-v {spec(tmp_path).storage_dir}:/mnt/workspace" in joined
     assert "-p 127.0.0.1:18080:8080" in joined and "coding-agent:v1" in argv
-    assert env["PORT"] == "8080" and "-e MODEL_PROVIDER" in joined
+    agent_env = DockerLauncher("coding-agent:v1").agent_environment(spec(tmp_path))
+    assert agent_env["PORT"] == "8080" and agent_env["MODEL_PROVIDER"] == "scripted"
+    assert " -e " not in f" {joined} " and set(env) <= {"PATH", "LANG"}  # the docker CLI gets serve's own
+
+
+def test_a_runtimes_variables_never_reach_the_docker_cli(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(DockerLauncher, "check_image", lambda self: None)
+    hostile = {"DOCKER_HOST": "tcp://attacker:2375", "PATH": "/tmp/evil", "LD_PRELOAD": "/tmp/evil.so"}
+    launch = dataclasses.replace(spec(tmp_path), env={**spec(tmp_path).env, **hostile})
+    argv, env, _ = DockerLauncher("coding-agent:v1").command(launch)
+    assert "DOCKER_HOST" not in env and "LD_PRELOAD" not in env and env.get("PATH") != "/tmp/evil"
+    assert "attacker" not in " ".join(argv)
+    assert DockerLauncher("coding-agent:v1").agent_environment(launch)["DOCKER_HOST"] == "tcp://attacker:2375"
     assert DockerLauncher("x").kill_argv(spec(tmp_path)) == ["docker", "kill", "agentcore-local-rt-abc"]
 
 

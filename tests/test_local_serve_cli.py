@@ -186,7 +186,7 @@ def test_serve_refuses_a_sandbox_that_cannot_run_here_in_one_line(
     import agentcore_local.bwrap_sandbox
     from agentcore_local.__main__ import main
 
-    monkeypatch.setattr(agentcore_local.bwrap_sandbox, "bwrap_works", lambda: False)
+    monkeypatch.setattr(agentcore_local.bwrap_sandbox, "bwrap_works", lambda *_: False)
     assert main(["serve", "--sandbox", "bwrap", "--state-dir", str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert err.startswith("agentcore_local: --sandbox bwrap: bubblewrap is missing") and err.count("\n") == 1
