@@ -1,6 +1,6 @@
 """Backups: every checkpoint pushed to S3, so a session's work outlives a storage reset.
 
-Keys (CHECKPOINTS.md) live under `v1/<sha256("agentcore-backup:" + runtime session id)>/`:
+Keys (docs/CONTRACT.md §6) live under `v1/<sha256("agentcore-backup:" + runtime session id)>/`:
 file contents as `objects/<sha256>` or, when small, inside `packs/<sha256>` (see
 backup_transfer.py), then `manifests/<seq>.json`, then `latest.json` (`{"seq": N, "seqs": [...]}`),
 in that order, so whatever latest.json names is complete. The execution role has no

@@ -1,6 +1,6 @@
 """The local side of backups: the checkpoint store's layout on disk, and files written back from it.
 
-The layout is the contract in CHECKPOINTS.md (agent/checkpoints.py owns the store); this
+The layout is the contract in docs/CONTRACT.md §6 (agent/checkpoints.py owns the store); this
 module only reads manifests and objects and adds what a restore brings back. Everything a
 restore writes goes to a temp name in the store's staging directory first and is renamed
 into place, so a kill -9 leaves either the old entry or the new one, and a rerun finishes.

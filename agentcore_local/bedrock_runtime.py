@@ -31,10 +31,11 @@ from starlette.routing import Route
 from scripted.plan import Rule, ScriptedFailure, load_plan, next_step, stream_events
 
 from . import eventstream
+from .settings import DEFAULT_MOUNT_PATH
 
 log = logging.getLogger("agentcore_local.bedrock_runtime")
 MAX_BODY = 20_000_000  # a whole conversation travels in each request; AWS documents no exact limit
-DEFAULT_WORKSPACE = "/mnt/workspace"
+DEFAULT_WORKSPACE = DEFAULT_MOUNT_PATH  # where a model would guess the agent works
 Event = dict[str, Any]
 
 

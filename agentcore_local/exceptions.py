@@ -73,11 +73,6 @@ class ServiceQuotaExceededException(AgentCoreError):
     status = 402
 
 
-class ThrottlingException(AgentCoreError):
-    code = "ThrottlingException"
-    status = 429
-
-
 class RuntimeClientError(AgentCoreError):
     """The agent's compute failed or answered with an error (AWS: status 424)."""
 

@@ -2,7 +2,7 @@
 
 The workspace is the demo's (package.json and index.js from demo/plan.json, then a real
 `npm install` of express and dotenv: ~650 files) plus a conversation, checkpointed in the
-store's documented layout (CHECKPOINTS.md), pushed by agent/backup.py to a real S3 API (moto
+store's documented layout (docs/CONTRACT.md §6), pushed by agent/backup.py to a real S3 API (moto
 in server mode, its own process, as agentcore_local runs it), then restored into empty
 storage. The client is made from AWS_ENDPOINT_URL_S3 alone, as in a session. Every file's
 bytes, mode and symlink target are checked after each restore.
@@ -38,34 +38,39 @@ TARGET_S = 3.0
 SESSION = "bench-backup-" + "0" * 32
 
 
-def write_checkpoint(ws: Path, messages: int = 0) -> dict:
-    """A checkpoint in the store's layout (CHECKPOINTS.md): objects by sha256, then manifests/<seq>.json."""
-    store = ws / ".sessions" / ".checkpoints"
-    entries: dict[str, dict] = {}
+def project_entries(ws: Path) -> Iterator[tuple[str, Path, os.stat_result]]:
+    """Every entry of the workspace outside .sessions/: (relative path, path, lstat)."""
     for folder, dirs, names in os.walk(ws):
         if Path(folder) == ws and ".sessions" in dirs:
             dirs.remove(".sessions")
         for name in [*dirs, *names]:
             path = Path(folder, name)
-            rel, st = path.relative_to(ws).as_posix(), path.lstat()
-            if stat.S_ISLNK(st.st_mode):
-                entries[rel] = {"type": "symlink", "target": os.readlink(path)}
-            elif stat.S_ISDIR(st.st_mode):
-                entries[rel] = {"type": "dir", "mode": stat.S_IMODE(st.st_mode)}
-            else:
-                data = path.read_bytes()
-                sha = hashlib.sha256(data).hexdigest()
-                obj = store / "objects" / sha[:2] / sha
-                obj.parent.mkdir(parents=True, exist_ok=True)
-                obj.write_bytes(data)
-                mode, size = stat.S_IMODE(st.st_mode), st.st_size
-                entries[rel] = {
-                    "type": "file",
-                    "size": size,
-                    "mode": mode,
-                    "mtime": st.st_mtime,
-                    "sha256": sha,
-                }
+            yield path.relative_to(ws).as_posix(), path, path.lstat()
+
+
+def write_checkpoint(ws: Path, messages: int = 0) -> dict:
+    """A checkpoint in the store's layout (docs/CONTRACT.md §6): objects, then manifests/<seq>.json."""
+    store = ws / ".sessions" / ".checkpoints"
+    entries: dict[str, dict] = {}
+    for rel, path, st in project_entries(ws):
+        if stat.S_ISLNK(st.st_mode):
+            entries[rel] = {"type": "symlink", "target": os.readlink(path)}
+        elif stat.S_ISDIR(st.st_mode):
+            entries[rel] = {"type": "dir", "mode": stat.S_IMODE(st.st_mode)}
+        else:
+            data = path.read_bytes()
+            sha = hashlib.sha256(data).hexdigest()
+            obj = store / "objects" / sha[:2] / sha
+            obj.parent.mkdir(parents=True, exist_ok=True)
+            obj.write_bytes(data)
+            mode, size = stat.S_IMODE(st.st_mode), st.st_size
+            entries[rel] = {
+                "type": "file",
+                "size": size,
+                "mode": mode,
+                "mtime": st.st_mtime,
+                "sha256": sha,
+            }
     (store / "manifests").mkdir(parents=True, exist_ok=True)
     seq = len(os.listdir(store / "manifests")) + 1
     manifest = {
@@ -87,18 +92,13 @@ def write_checkpoint(ws: Path, messages: int = 0) -> dict:
 def fingerprint(ws: Path) -> dict[str, tuple]:
     """Every entry outside .sessions/: type, mode, and content hash or link target."""
     found = {}
-    for folder, dirs, names in os.walk(ws):
-        if Path(folder) == ws and ".sessions" in dirs:
-            dirs.remove(".sessions")
-        for name in [*dirs, *names]:
-            path = Path(folder, name)
-            rel, st = path.relative_to(ws).as_posix(), path.lstat()
-            if stat.S_ISLNK(st.st_mode):
-                found[rel] = ("symlink", os.readlink(path))
-            elif stat.S_ISDIR(st.st_mode):
-                found[rel] = ("dir", stat.S_IMODE(st.st_mode))
-            else:
-                found[rel] = ("file", stat.S_IMODE(st.st_mode), hashlib.sha256(path.read_bytes()).hexdigest())
+    for rel, path, st in project_entries(ws):
+        if stat.S_ISLNK(st.st_mode):
+            found[rel] = ("symlink", os.readlink(path))
+        elif stat.S_ISDIR(st.st_mode):
+            found[rel] = ("dir", stat.S_IMODE(st.st_mode))
+        else:
+            found[rel] = ("file", stat.S_IMODE(st.st_mode), hashlib.sha256(path.read_bytes()).hexdigest())
     return found
 
 

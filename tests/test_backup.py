@@ -1,6 +1,6 @@
 """agent/backup.py against a real S3 API: moto in server mode on 127.0.0.1, reached over HTTP by boto3.
 
-Checkpoints are written in the layout CHECKPOINTS.md documents (the layout on disk is the
+Checkpoints are written in the layout docs/CONTRACT.md §6 documents (the layout on disk is the
 contract; bench/backup.py's write_checkpoint), so these tests do not depend on agent/checkpoints.py.
 """
 
@@ -30,7 +30,10 @@ from strands.types.session import SessionAgent, SessionMessage
 
 from agent import backup, backup_transfer
 from agent.backup import BackupError, S3Backup
-from bench.backup import write_checkpoint  # the store's documented layout, as agent/checkpoints.py writes it
+from bench.backup import (  # the store's documented layout, as agent/checkpoints.py writes it
+    project_entries,
+    write_checkpoint,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 SESSION_A = "session-a-" + "0" * 30
@@ -123,18 +126,13 @@ def conversation(ws: Path) -> list[str]:
 def tree(ws: Path) -> dict[str, tuple]:
     """Everything a restore must bring back: type, mode, content or target, mtime (not .sessions/)."""
     found = {}
-    for folder, dirs, names in os.walk(ws):
-        if Path(folder) == ws and ".sessions" in dirs:
-            dirs.remove(".sessions")
-        for name in [*dirs, *names]:
-            path = Path(folder, name)
-            rel, st = path.relative_to(ws).as_posix(), path.lstat()
-            if stat.S_ISLNK(st.st_mode):
-                found[rel] = ("symlink", os.readlink(path))
-            elif stat.S_ISDIR(st.st_mode):
-                found[rel] = ("dir", stat.S_IMODE(st.st_mode))
-            else:
-                found[rel] = ("file", stat.S_IMODE(st.st_mode), path.read_bytes(), int(st.st_mtime))
+    for rel, path, st in project_entries(ws):
+        if stat.S_ISLNK(st.st_mode):
+            found[rel] = ("symlink", os.readlink(path))
+        elif stat.S_ISDIR(st.st_mode):
+            found[rel] = ("dir", stat.S_IMODE(st.st_mode))
+        else:
+            found[rel] = ("file", stat.S_IMODE(st.st_mode), path.read_bytes(), int(st.st_mtime))
     return found
 
 
