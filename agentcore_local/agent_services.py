@@ -257,4 +257,6 @@ def make_bucket(s3_url: str, name: str, region: str) -> None:
         aws_secret_access_key=DUMMY_KEY,
     )
     where = {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
-    client.create_bucket(Bucket=name, **where)
+    # moto's state is per process: another listener in this process may have made it already.
+    with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou):
+        client.create_bucket(Bucket=name, **where)
