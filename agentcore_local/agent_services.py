@@ -92,8 +92,28 @@ def _denied(message: str) -> Response:
     return Response(body, 403, media_type="application/xml", headers={"x-amzn-ErrorType": "AccessDenied"})
 
 
-def create_app(s3_url: str, backend: ModelBackend | None) -> Starlette:
-    """The listener's ASGI app: bedrock-runtime when a backend is given, S3 (proxied to `s3_url`) always."""
+# Query parameters of the object requests the execution role's two actions cover (s3:GetObject:
+# GET/HEAD, ranges and response overrides; s3:PutObject: PUT and the multipart upload steps).
+_OBJECT_QUERY = {"partNumber", "uploadId", "uploads", "x-id", "versionId"}
+
+
+def role_allows(bucket: str, method: str, path: str, query: set[str]) -> bool:
+    """What iam/backup-policy-statement.json grants: s3:GetObject and s3:PutObject on BUCKET/v1/*,
+    path-style. No ListBucket, no DeleteObject, no other bucket: as a session's role on AWS."""
+    if not path.startswith(f"/{bucket}/v1/") or len(path) <= len(bucket) + 5:
+        return False
+    if {
+        q
+        for q in query
+        if not q.startswith(("response-", "X-Amz-", "AWSAccessKeyId", "Signature", "Expires"))
+    } - _OBJECT_QUERY:
+        return False  # a subresource (?acl, ?tagging, ...) is another action
+    return method in ("GET", "HEAD", "PUT") or (method == "POST" and bool(query & {"uploads", "uploadId"}))
+
+
+def create_app(s3_url: str, backend: ModelBackend | None, backup_bucket: str | None = None) -> Starlette:
+    """The listener's ASGI app: bedrock-runtime when a backend is given, S3 (proxied to `s3_url`) always;
+    with `backup_bucket`, S3 answers only what a session's execution role may do (`role_allows`)."""
     state: dict[str, httpx.AsyncClient] = {}
 
     async def s3(request: Request) -> Response:
@@ -103,6 +123,13 @@ def create_app(s3_url: str, backend: ModelBackend | None) -> Starlette:
         if service != "s3":
             what = f"signed for {service}" if service else "unsigned"
             return _denied(f"this listener serves S3 and bedrock-runtime only; the request is {what}")
+        if backup_bucket and not role_allows(
+            backup_bucket, request.method, request.url.path, set(request.query_params)
+        ):
+            return _denied(
+                f"the execution role allows only s3:GetObject and s3:PutObject on {backup_bucket}/v1/* "
+                "(iam/backup-policy-statement.json): no listing, no deleting, no other bucket"
+            )
         headers = [(k, v) for k, v in request.headers.raw if k.decode().lower() not in HOP_BY_HOP]
         upstream = state["client"].build_request(
             request.method,
@@ -224,7 +251,8 @@ def start_agent_services(
     s3_url = f"http://{moto_host}:{moto_port}"
     if backup_bucket:
         make_bucket(s3_url, backup_bucket, region)
-    config = uvicorn.Config(create_app(s3_url, backend), log_level="warning", lifespan="on")
+    app = create_app(s3_url, backend, backup_bucket)
+    config = uvicorn.Config(app, log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
     thread = threading.Thread(
         target=lambda: asyncio.run(server.serve(sockets=sockets)), name="agent-services", daemon=True
