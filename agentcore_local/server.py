@@ -131,7 +131,9 @@ def create_app(settings: Settings, clock: Clock = time.time, launcher: Launcher 
         sessions.settings = dataclasses.replace(
             sessions.settings,
             agent_env={**defaults, **sessions.settings.agent_env},
-            forwards=(services.forward,) if private else (),
+            forwards=(*sessions.settings.forwards, services.forward)
+            if private
+            else sessions.settings.forwards,
         )
         if settings.default_runtime:
             runtime = registry.find_by_name(settings.default_runtime) or registry.create(

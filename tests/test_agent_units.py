@@ -241,7 +241,8 @@ def test_the_local_runtime_passes_every_providers_variables_to_the_agent(
     declared = {name: f"value-of-{name}" for name in providers.model_variables()}
     for name, value in {**declared, "UNRELATED_SECRET": "x"}.items():
         monkeypatch.setenv(name, value)
-    assert serve_main(["serve", "--state-dir", str(tmp_path)]) == 0
+    # --model-backend none: the bogus SCRIPTED_PLAN above is the agent's business here, not a plan to play.
+    assert serve_main(["serve", "--state-dir", str(tmp_path), "--model-backend", "none"]) == 0
     (settings,) = served
     assert "EXTRA_URL" in declared and "OPENAI_API_KEY" in declared and "MODEL_PROVIDER" in declared
     assert declared.items() <= dict(settings.agent_env).items()

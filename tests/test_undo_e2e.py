@@ -46,6 +46,7 @@ def runtime_env(**env: str) -> dict:
             "MODEL_PROVIDER": "scripted",
             "SCRIPTED_PLAN": str(PLAN),
             "STORAGE_QUOTA_BYTES": str(QUOTA),
+            "BACKUP_BUCKET": "",  # checkpoints alone here; tests/test_backup_e2e.py covers backups
             **env,
         }
     }
