@@ -24,8 +24,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from cloud import report
 from cloud.clients import REGION_HELP, data_plane, resolve_region
-from cloud.demo import DemoResult, run_demo
+from cloud.demo import run_demo
 from cloud.errors import CLI_ERRORS, UserError, failure
 from cloud.runtime_record import read_arn, record_path
 from cloud.session_calls import act, invoke, run_command, stop
@@ -96,24 +97,6 @@ def print_event(event: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
-def describe_answer(answer: dict[str, Any]) -> str:
-    history = answer.get("history", {})
-    workspace = answer.get("workspace", {})
-    restored = "yes" if workspace.get("restored") else "no"
-    source = ""
-    if workspace.get("restored_from") == "backup":
-        r = workspace.get("restore") or {}
-        source = (
-            f"; restored from backup: checkpoint {r.get('checkpoint', '?')}, {r.get('files', '?')} files, "
-            f"{r.get('bytes', '?')} bytes in {r.get('seconds', '?')}s"
-        )
-    return (
-        f"[conversation {answer.get('conversation_id')}: "
-        f"{history.get('messages_before', '?')} messages of history "
-        f"before this turn; workspace restored: {restored}, {workspace.get('entries', '?')} entries{source}]"
-    )
-
-
 def write_output(stream: str, text: str) -> None:
     target = sys.stderr if stream == "stderr" else sys.stdout
     target.write(text)
@@ -149,30 +132,6 @@ class DemoConsole:
         print("".join(f"      {line}\n" for line in text.splitlines()), end="", flush=True)
 
 
-def print_demo_summary(r: DemoResult) -> None:
-    def mark(ok: bool) -> str:
-        return "OK  " if ok else "FAIL"
-
-    print("\nSummary")
-    print(f"  {mark(len(r.files) == 2)} files survived the stop: {', '.join(r.files) or 'none'}")
-    print(f"  {mark(r.echo_added)} the resumed turn added POST /echo to index.js")
-    if r.packages:
-        print(f"  {mark(True)} node_modules survived too: {r.packages} packages")
-    else:
-        why = "npm install could not reach the npm registry" if r.npm_found else "npm is not installed"
-        print(f"  --   no node_modules ({why}); the files above still prove persistence")
-    print(
-        f"  {mark(r.messages_before_resume > 0)} conversation survived: {r.messages_before_resume} "
-        "messages of history before the resumed turn"
-    )
-    print(f"  {mark(r.restored)} workspace.restored = {str(r.restored).lower()} in the resumed answer")
-    print(
-        f"  stop -> first resumed answer: {r.resume_seconds:.1f}s (stop took {r.stop_seconds:.1f}s; "
-        "the seed slept 15 s before even trying)"
-    )
-    print(f"  session {r.session} (first turn: {r.first_turn_messages} messages)")
-
-
 # --- the commands ------------------------------------------------------------------------------
 
 
@@ -189,7 +148,7 @@ def cmd_invoke(args: argparse.Namespace) -> int:
         print()
     else:
         print(answer.get("response", ""))
-    print(describe_answer(answer), file=sys.stderr)
+    print(report.answer_line(answer), file=sys.stderr)
     if warning := (answer.get("workspace", {}).get("usage") or {}).get("warning"):
         stderr_line(f"warning: {warning}")
     return 0
@@ -224,12 +183,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print("Session storage demo: files and conversation survive StopRuntimeSession")
     print(f"  runtime  {arn}\n  session  {session}\n  endpoint {endpoint_label()}")
     result = run_demo(client, arn, session, DemoConsole())
-    print_demo_summary(result)
+    print("\n".join(report.demo_summary(result)))
     return 0 if result.ok else 1
-
-
-def mib(n: int) -> str:
-    return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n / 1024:.0f} KiB"
 
 
 def cmd_undo(args: argparse.Namespace) -> int:
@@ -240,11 +195,7 @@ def cmd_undo(args: argparse.Namespace) -> int:
         session,
         {"action": "undo", "turns": args.turns},
     )
-    print(answer["response"])
-    for kind, paths in answer.get("files", {}).items():
-        if paths:
-            shown = ", ".join(paths[:8]) + (f" and {len(paths) - 8} more" if len(paths) > 8 else "")
-            print(f"  {kind}: {shown}")
+    print("\n".join(report.undo_lines(answer)))
     print(f"recorded as checkpoint {answer.get('checkpoint')}", file=sys.stderr)
     return 0
 
@@ -254,35 +205,15 @@ def cmd_checkpoints(args: argparse.Namespace) -> int:
     answer = act(
         data_plane(args.region, read_timeout=args.read_timeout), arn, session, {"action": "checkpoints"}
     )
-    rows = answer.get("checkpoints", [])
-    if not rows:
-        print("no checkpoints yet: the first turn makes one")
-    for c in rows:
-        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(c.get("time") or 0))
-        n = c.get("changed", {})
-        files = f"+{n.get('added', 0)} ~{n.get('modified', 0)} -{n.get('deleted', 0)} m{n.get('mode', 0)}"
-        label = c.get("prompt") or f"({c.get('kind')})"
-        flags = " [undone]" if c.get("undone") else (" [budget]" if c.get("outcome") == "budget" else "")
-        print(f"{c['id']}  turn {c.get('turn', '-'):>3}  {when}  {files:<22} {label}{flags}")
+    print("\n".join(report.checkpoint_lines(answer)))
     return 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     arn, session = resolve_arn(args.arn, args.record), resolve_session(args.session)
     answer = act(data_plane(args.region, read_timeout=args.read_timeout), arn, session, {"action": "status"})
-    usage, kept = answer.get("usage", {}), answer.get("checkpoints", {})
-    used, quota = usage.get("bytes", 0), usage.get("quota_bytes") or 1
-    print(f"storage: {mib(used)} of {mib(quota)} ({100 * used / quota:.0f}%), {usage.get('files', 0)} files")
-    print(
-        f"checkpoints: {kept.get('count', 0)} kept (latest {kept.get('latest')}), "
-        f"{mib(kept.get('bytes', 0))}; "
-        f"keeps the last {kept.get('keep')} within {mib(kept.get('max_bytes', 0))}"
-    )
-    backup = answer.get("backup", {})
-    print(
-        "backup: "
-        + ("on (BACKUP_BUCKET is set)" if backup.get("enabled") else "off (BACKUP_BUCKET is not set)")
-    )
+    print("\n".join(report.status_lines(answer)))
+    usage = answer.get("usage", {})
     if usage.get("warning"):
         stderr_line(f"warning: {usage['warning']}")
     return 0
