@@ -91,7 +91,8 @@ def status_lines(answer: dict[str, Any]) -> list[str]:
     return [
         f"storage: {mib(used)} of {mib(quota)} ({100 * used / quota:.0f}%), {usage.get('files', 0)} files",
         f"checkpoints: {kept.get('count', 0)} kept (latest {kept.get('latest')}), "
-        f"{mib(kept.get('bytes', 0))}; keeps the last {kept.get('keep')} within {mib(kept.get('max_bytes', 0))}",
+        f"{mib(kept.get('bytes', 0))}; keeps the last {kept.get('keep')} "
+        f"within {mib(kept.get('max_bytes', 0))}",
         "backup: "
         + ("on (BACKUP_BUCKET is set)" if backup.get("enabled") else "off (BACKUP_BUCKET is not set)"),
     ]
