@@ -113,8 +113,8 @@ class LocalRuntime:
         return {row["runtimeSessionId"]: row["pid"] for row in rows if row["pid"]}
 
     def pool(self) -> dict:
-        """The warm pool as serve reports it (/_local/health): size, members, refills, a refill's CPU."""
-        return httpx.get(f"{self.url}/_local/health").json().get("pool") or {"size": 0, "members": []}
+        """The warm pool as serve reports it (/_local/sessions): size, members, refills, a refill's CPU."""
+        return httpx.get(f"{self.url}/_local/sessions").json().get("pool") or {"size": 0, "members": []}
 
     def wait_for_pool(self, other_than: set[int] = frozenset(), timeout: float = 60) -> dict | None:  # type: ignore[assignment]
         """A running pool member not in `other_than` (None at once when the pool is off)."""
