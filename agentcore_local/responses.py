@@ -329,16 +329,8 @@ async def list_tags_for_resource(request: Request, params: dict[str, Any]) -> Re
 
 
 async def local_health(request: Request) -> Response:
-    backend = request.app.state.sessions
-    launcher = backend.launcher
-    return JSONResponse(
-        {
-            "status": "ok",
-            "sandbox": launcher.name,
-            "isolated": launcher.isolated,
-            "pool": backend.pool.describe(),
-        }
-    )
+    launcher = request.app.state.sessions.launcher
+    return JSONResponse({"status": "ok", "sandbox": launcher.name, "isolated": launcher.isolated})
 
 
 async def local_sessions(request: Request) -> Response:
