@@ -26,6 +26,12 @@ def positive_int(text: str) -> int:
     return value
 
 
+def non_negative_int(text: str) -> int:
+    if not text.strip().isdigit():
+        raise argparse.ArgumentTypeError(f"not a whole number of 0 or more: {text!r}")
+    return int(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m agentcore_local",
@@ -80,6 +86,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="sessions with compute at once; past it a new session gets ServiceQuotaExceededException "
         "(default: 8 per core, at most one per 512 MiB of memory)",
+    )
+    serve.add_argument(
+        "--pool",
+        type=non_negative_int,
+        metavar="N",
+        default=1,
+        help="sandboxes kept started (agent imported, Healthy, no storage yet) for new sessions of the "
+        "runtime used last; bwrap as root only; not counted by --max-sessions; 0: none "
+        "(default: %(default)s)",
     )
     serve.add_argument(
         "--model-backend",
@@ -212,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
         storage_quota_bytes=args.storage_quota,
         docker_image=args.docker_image,
         max_sessions=args.max_sessions,
+        pool=args.pool,
     )
     try:  # a bad spec or plan is one line now, not a failed start later
         backend_from_spec(settings.model_backend, settings.scripted_plan, settings.backend_model)

@@ -2,8 +2,10 @@
 (with slirp4netns) a network of its own.
 
 - Files: the sandbox's root is empty; only the system (/usr, /etc, /bin, /lib*), the Python
-  prefixes, node and the checkout are bound in, read-only; the session's storage is bound
-  read-write at the mount path; /tmp is private. The state directory (every session's storage)
+  prefixes, node and the checkout are bound in, read-only; /tmp is private. The session's storage
+  appears read-write at the mount path at the first call (slots.py: mounted into the running
+  sandbox; the agent imports with an empty, read-only mount path, as on AWS); where serve may not
+  mount (not root), it is bound from the start. The state directory (every session's storage)
   and the home directory are never bound, so they are absent, not covered: there is nothing to
   unmount. A hidden directory inside an allowed one (the state dir in the checkout) is left out
   by binding the allowed one's other entries instead.
@@ -28,7 +30,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .sandbox import Launcher, LaunchSpec
+from .sandbox import SANDBOX_INIT, Launcher, LaunchSpec
+from .slots import slots_work
 
 AGENT_PORT = 8080  # inside a private network namespace every agent can have the container's port
 RUN_INSIDE = "/run/agentcore"  # where forwarded host sockets appear in the sandbox
@@ -110,11 +113,15 @@ class BwrapLauncher(Launcher):
     def agent_port(self) -> int | None:
         return AGENT_PORT if self.private_network else None
 
+    def attaches_later(self) -> bool:
+        return slots_work()
+
     def allowed(self) -> list[Path]:
         """What the sandbox sees read-only (before hidden directories are taken out)."""
         paths = {Path(p) for p in SYSTEM if os.path.lexists(p)}
         paths |= {Path(sys.prefix), Path(sys.base_prefix), Path(self.python).parent.parent}
         paths |= {Path(self.python).resolve().parent.parent, self.agent_script.parent}
+        paths.add(SANDBOX_INIT.parent)  # within the checkout, unless the agent lives elsewhere
         for tool in ("node", "npm"):
             if found := shutil.which(tool, path=self.host_env["PATH"]):
                 paths.add(Path(found).resolve().parent.parent)
@@ -146,7 +153,10 @@ class BwrapLauncher(Launcher):
     def command(self, spec: LaunchSpec) -> tuple[list[str], dict[str, str], str]:
         # The private /tmp first: a checkout cloned into /tmp (CI) is then bound into it, not covered.
         argv = [self.bwrap, "--tmpfs", "/tmp", *self.view(), "--dev", "/dev", "--proc", "/proc"]
-        argv += ["--bind", str(spec.storage_dir), spec.mount_path]
+        if spec.slot_dir is not None:  # the storage is mounted on the slot's entry at the first call
+            argv += ["--ro-bind", str(spec.slot_dir), str(Path(spec.mount_path).parent)]
+        else:
+            argv += ["--bind", str(spec.storage_dir), spec.mount_path]
         if self.private_network:
             for port, host_socket in spec.forwards:
                 argv += ["--ro-bind", str(host_socket), f"{RUN_INSIDE}/forward-{port}.sock"]

@@ -25,6 +25,7 @@ import httpx
 
 from .exceptions import RuntimeClientError
 from .sandbox import Launcher, LaunchSpec
+from .slots import Slot
 
 log = logging.getLogger("agentcore_local.compute")
 NS_GET_USERNS = 0xB701  # linux/nsfs.h: the user namespace that owns a namespace
@@ -93,10 +94,13 @@ class Compute:
         self._reader: asyncio.Task | None = None
         self._exited = asyncio.Event()
         self._init = asyncio.Event()  # sandbox_init runs: bwrap has finished building the sandbox
+        self._ready = asyncio.Event()  # sandbox_init saw the agent's /ping answer Healthy
         self._execs: dict[str, asyncio.Queue] = {}
         self._ids = itertools.count(1)
         self.stopping = False
         self.exit_code: int | None = None
+        self._slot: Slot | None = None
+        self.started_at: float | None = None  # time.time() when it answered Healthy
 
     @property
     def pid(self) -> int | None:
@@ -107,7 +111,8 @@ class Compute:
         return self._process is not None and not self._exited.is_set()
 
     async def start(self, timeout: float) -> None:
-        """Launch, then poll GET /ping until Healthy; RuntimeClientError when it dies or never answers."""
+        """Launch, then wait for sandbox_init's word that /ping said Healthy; RuntimeClientError when
+        it dies or never answers."""
         spec, listener, info_read = self.spec, None, None
         if self.launcher.private_network:
             # 0700, and short: a unix socket path has at most 107 bytes
@@ -125,6 +130,8 @@ class Compute:
             )
         pass_fds = (spec.info_fd, listener.fileno()) if listener and spec.info_fd is not None else ()
         try:
+            if spec.slot_dir is not None:
+                self._slot = Slot.create(spec.slot_dir, Path(spec.mount_path).name)
             argv, env, cwd = self.launcher.command(spec)
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.log_path, "ab") as log_file:
@@ -159,6 +166,7 @@ class Compute:
                 }
             )
             await self._wait_healthy(timeout)
+            self.started_at = time.time()
         except BaseException:
             await self.stop(grace=1.0)
             raise
@@ -213,32 +221,49 @@ class Compute:
         log.info("compute=<%s> | private network up in %.1f ms", self.spec.name, self.network_ms)
 
     async def _wait_healthy(self, timeout: float) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        delay = 0.02
-        while True:
-            if self._exited.is_set():
-                raise RuntimeClientError(
-                    f"The agent exited during start-up (code {self.exit_code}). "
-                    f"Its log:\n{log_tail(self.log_path)}"
-                )
-            with contextlib.suppress(httpx.TransportError, ValueError):
-                answer = await self.http.get(f"{self.url}/ping", timeout=2.0)
-                if answer.status_code == 200 and answer.json().get("status") in (
-                    "Healthy",
-                    "HealthyBusy",
-                ):
-                    return
-            if loop.time() > deadline:
-                raise RuntimeClientError(
-                    "Runtime initialization time exceeded: the agent did not answer /ping "
-                    f"within {timeout:.0f}s. "
-                    f"Its log:\n{log_tail(self.log_path)}"
-                )
-            # Poll, but wake up at once if the process dies.
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._exited.wait(), delay)
-            delay = min(delay * 1.5, 0.25)
+        """Until sandbox_init says the agent's /ping answered Healthy (it polls at a fixed 10 ms)."""
+        waits = [asyncio.ensure_future(e.wait()) for e in (self._ready, self._exited)]
+        try:
+            await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waits:
+                waiter.cancel()
+        if self._ready.is_set():
+            return
+        if self._exited.is_set():
+            raise RuntimeClientError(
+                f"The agent exited during start-up (code {self.exit_code}). "
+                f"Its log:\n{log_tail(self.log_path)}"
+            )
+        raise RuntimeClientError(
+            "Runtime initialization time exceeded: the agent did not answer /ping "
+            f"within {timeout:.0f}s. Its log:\n{log_tail(self.log_path)}"
+        )
+
+    def hand_over(self, on_exit: Callable[[Compute], None], log_path: Path) -> None:
+        """A pool member becomes a session's: its exit is the session's now, its log moves to the
+        session's directory (the agent keeps writing to it: a rename keeps the open file)."""
+        self._on_exit = on_exit
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(OSError):
+            if log_path.exists():
+                os.replace(log_path, log_path.with_name(log_path.name + ".1"))  # the previous compute's
+            os.replace(self.log_path, log_path)
+            self.log_path = log_path
+
+    @property
+    def attached(self) -> Path | None:
+        """The storage mounted in the sandbox at its first call (None: none yet, or bound at start)."""
+        return self._slot.attached if self._slot else None
+
+    def attach(self, storage: Path) -> None:
+        """Mount the session's storage at the mount path of the running sandbox (its first call)."""
+        if self._slot is None or self._slot.attached is not None:
+            return
+        try:
+            self._slot.attach(storage)
+        except OSError as error:
+            raise RuntimeClientError(f"The session's storage could not be attached: {error}") from error
 
     async def wait_exited(self, timeout: float) -> bool:
         """True once the process has ended (within `timeout` seconds), else False."""
@@ -265,6 +290,8 @@ class Compute:
                     queue.put_nowait(message)
                 elif message.get("event") == "init":
                     self._init.set()
+                elif message.get("event") == "ready":
+                    self._ready.set()
                 elif message.get("event") in ("exited", "stopped"):
                     self.exit_code = message.get("code")
         finally:
@@ -341,6 +368,9 @@ class Compute:
                     self._network.kill()
                 await self._network.wait()
         await self.http.aclose()
+        if self._slot is not None:
+            self._slot.release()
+            self._slot = None
         if self.spec.run_dir is not None:
             shutil.rmtree(self.spec.run_dir, ignore_errors=True)
 

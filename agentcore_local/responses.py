@@ -334,4 +334,7 @@ async def local_health(request: Request) -> Response:
 
 
 async def local_sessions(request: Request) -> Response:
-    return JSONResponse({"sessions": [s.describe() for s in sessions(request).sessions.values()]})
+    backend = sessions(request)
+    return JSONResponse(
+        {"sessions": [s.describe() for s in backend.sessions.values()], "pool": backend.pool.describe()}
+    )

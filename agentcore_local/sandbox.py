@@ -40,6 +40,9 @@ class LaunchSpec:
     forwards: tuple[tuple[int, Path], ...] = ()
     run_dir: Path | None = None  # host directory, private to this compute, for its sockets
     info_fd: int | None = None  # where bwrap writes its child's pid (set by compute.py)
+    # Host directory bound read-only at the mount path's parent; the storage is mounted on its entry
+    # at the first call (Launcher.attach), as on AWS. None: the storage is bound from the start.
+    slot_dir: Path | None = None
 
 
 def host_environment(env: dict[str, str] | os._Environ = os.environ) -> dict[str, str]:
@@ -107,6 +110,10 @@ class Launcher(ABC):
     @abstractmethod
     def command(self, spec: LaunchSpec) -> tuple[list[str], dict[str, str], str]:
         """(argv, environment of the host process, working directory) that start this compute."""
+
+    def attaches_later(self) -> bool:
+        """True when this sandbox starts without the storage and gets it at the first call (attach)."""
+        return False
 
     def kill_argv(self, spec: LaunchSpec) -> list[str] | None:
         """A command that kills the compute when its process will not die (docker), else None."""

@@ -13,6 +13,8 @@ JSON object per line. The first message says how to start the agent; the agent's
   host -> {"op": "exec", "id": "1", "command": "ls", "timeout": 300}   | {"op": "stop", "grace": 10}
   init -> {"id": "1", "stream": "stdout", "data": "..."}  {"id": "1", "exit": 0, "status": "COMPLETED"}
           {"event": "exited", "code": 1}  (the agent ended by itself)   {"event": "stopped", "code": 0}
+  init -> {"event": "ready"}  (the agent's own /ping said Healthy: polled here, on its loopback, every 10 ms)
+  host -> {"op": "attach"}  (the session's storage is now at the cwd: commands may run in it)
 
 `listen_fd`: a listening unix socket the host made; every connection on it is carried to the
 agent's 127.0.0.1:agent_port (in a private network namespace the host has no other way in).
@@ -41,6 +43,7 @@ _shutdown_lock = threading.Lock()
 _execs: dict[str, subprocess.Popen] = {}
 # AWS runs InvokeAgentRuntimeCommand's command with bash; found on our own (serve's) PATH, not the agent's.
 BASH = shutil.which("bash") or "/bin/bash"
+READY_POLL_S = 0.01  # a fixed interval on the sandbox's own loopback: no backoff, ~1 ms a probe
 
 
 def emit(message: dict) -> None:
@@ -164,9 +167,32 @@ def serve_sockets(listen_fd: int | None, agent_port: int, forwards: list) -> Non
                 servers.append(await asyncio.start_server(to_host, "127.0.0.1", int(port)))
             except OSError as error:  # a shared network (the process sandbox): another session has it
                 print(f"sandbox_init: cannot forward 127.0.0.1:{port}: {error}", file=sys.stderr)
+        listening.set()
         await asyncio.Event().wait()
 
+    # Returns once every socket listens: "ready" must never reach the host before the forwards do.
+    listening = threading.Event()
     threading.Thread(target=asyncio.run, args=(run(),), daemon=True).start()
+    listening.wait(10.0)
+
+
+def watch_ready(agent: subprocess.Popen, port: int) -> None:
+    """Emit {"event": "ready"} once the agent's /ping answers Healthy (a thread; ends with the agent)."""
+    import http.client
+
+    while agent.poll() is None and not _done.is_set():
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2.0)
+        try:
+            connection.request("GET", "/ping")
+            answer = connection.getresponse()
+            if answer.status == 200 and json.loads(answer.read()).get("status") in ("Healthy", "HealthyBusy"):
+                emit({"event": "ready"})
+                return
+        except (OSError, ValueError, http.client.HTTPException):
+            pass
+        finally:
+            connection.close()
+        _done.wait(READY_POLL_S)
 
 
 def main(argv: list[str]) -> int:
@@ -202,6 +228,8 @@ def main(argv: list[str]) -> int:
         threading.Thread(target=stop_and_exit, daemon=True).start()
 
     signal.signal(signal.SIGTERM, on_sigterm)
+    port = int(env.get("PORT") or start.get("agent_port") or 8080)  # where the agent listens (docker: 8080)
+    threading.Thread(target=watch_ready, args=(agent, port), daemon=True).start()
 
     def watch() -> None:
         agent.wait()

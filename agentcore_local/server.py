@@ -141,6 +141,7 @@ def create_app(settings: Settings, clock: Clock = time.time, launcher: Launcher 
             )
             app.state.default_runtime = runtime
             write_runtime_record(runtime.arn, runtime.id, settings.region, state_dir / RUNTIME_FILE)
+            sessions.pool.fill(runtime)  # warm members for the first sessions, off the request path
         reaper = asyncio.create_task(reap_forever(sessions, settings.reaper_interval))
         try:
             yield

@@ -30,6 +30,7 @@ from .exceptions import (
     ValidationException,
 )
 from .lifecycle import Action, Event, SessionLifecycle, State
+from .pool import WarmPool
 from .runtimes import Runtime, RuntimeRegistry
 from .sandbox import Launcher, LaunchSpec
 from .settings import DEFAULT_MOUNT_PATH, Settings
@@ -84,6 +85,7 @@ class Session:
     storage_warning: str | None = None  # what AWS's session storage would not keep, found at the last stop
     usage: int = 0  # bytes in storage at the last measure: at compute start, then after each call
     measuring: bool = False
+    from_pool: bool = False  # the current compute was a warm pool member, started before the call
 
     @property
     def session_id(self) -> str:
@@ -111,6 +113,8 @@ class Session:
             "lastInvocationAt": self.lifecycle.last_invocation_at,
             "storageVersion": self.storage_version,
             "pid": self.compute.pid if self.compute else None,
+            "fromPool": self.from_pool if self.compute else None,
+            "computeStartedAt": self.compute.started_at if self.compute else None,
             "storageWarning": self.storage_warning,
         }
 
@@ -131,6 +135,11 @@ class SessionBackend:
         # Starts beyond this wait their turn: thirty agents importing at once starve the API.
         self._starting = asyncio.Semaphore(max(1, settings.max_starts))
         self._tasks: set[asyncio.Task] = set()
+        self._members = 0
+        size = settings.pool if launcher.attaches_later() else 0
+        if settings.pool and not size:
+            log.info("no warm pool: the %s sandbox binds the storage at start", launcher.name)
+        self.pool = WarmPool(size, self._build_member, self._pool_key, self._starting, settings.start_timeout)
         registry.listeners.append(self._on_runtime_change)
 
     # --- bookkeeping ---------------------------------------------------------------------
@@ -183,29 +192,64 @@ class SessionBackend:
         used = self.storage.measure(session.root)
         session.usage = session.usage if used is None else used
 
-    async def _start(self, session: Session, runtime: Runtime) -> None:
-        mount = runtime.session_storage_mount() or DEFAULT_MOUNT_PATH
-        env = {**self.settings.agent_env, **runtime.environment()}
-        spec = LaunchSpec(
-            name=f"{runtime.id}-{session.root.name[:12]}",
-            storage_dir=session.storage,
-            mount_path=mount,
+    def _spec(self, runtime: Runtime, name: str, storage: Path, scratch: Path, slot: Path) -> LaunchSpec:
+        """A compute of `runtime`, as every session and pool member gets it; `slot`: where the
+        storage is mounted at the first call (next to the session's storage, or the pool's)."""
+        later = self.launcher.attaches_later()
+        return LaunchSpec(
+            name=name,
+            storage_dir=storage,
+            mount_path=runtime.session_storage_mount() or DEFAULT_MOUNT_PATH,
             port=self.launcher.agent_port() or free_port(),
-            env=env,
-            scratch_dir=session.root / "scratch",
+            env={**self.settings.agent_env, **runtime.environment()},
+            scratch_dir=scratch,
             forwards=self.settings.forwards,
+            slot_dir=slot if later else None,
         )
-        compute = Compute(
-            self.launcher,
-            spec,
-            session.root / "agent.log",
-            self._on_compute_exit(session),
-            self.settings.stop_grace,
-        )
-        async with self._starting:
-            await compute.start(self.settings.start_timeout)
+
+    def _pool_key(self, runtime: Runtime) -> tuple:
+        """What a pool member must share with a session to serve it: the agent's whole start-up."""
+        spec = self._spec(runtime, "key", Path(), Path(), Path())
+        return (runtime.id, runtime.version, spec.mount_path, tuple(sorted(spec.env.items())))
+
+    def _build_member(self, runtime: Runtime) -> tuple[tuple, Compute]:
+        self._members += 1
+        name = f"pool-{runtime.id}-{self._members}"
+        root = self.settings.state_dir / "pool"
+        spec = self._spec(runtime, name, root / "no-storage", root / f"{name}-scratch", root / f"{name}.slot")
+        compute = Compute(self.launcher, spec, root / f"{name}.log", self.pool.lost, self.settings.stop_grace)
+        return self._pool_key(runtime), compute
+
+    async def _start(self, session: Session, runtime: Runtime) -> None:
+        compute = self.pool.take(runtime)
+        session.from_pool = compute is not None
+        if compute is not None:
+            compute.hand_over(self._on_compute_exit(session), session.root / "agent.log")
+        else:
+            name = f"{runtime.id}-{session.root.name[:12]}"
+            slot = session.root / "storage.slot"
+            spec = self._spec(runtime, name, session.storage, session.root / "scratch", slot)
+            compute = Compute(
+                self.launcher,
+                spec,
+                session.root / "agent.log",
+                self._on_compute_exit(session),
+                self.settings.stop_grace,
+            )
+            async with self._starting:
+                await compute.start(self.settings.start_timeout)
+        try:
+            compute.attach(session.storage)  # the mount appears at the first invocation, as on AWS
+        except BaseException:
+            await compute.stop(grace=1.0)
+            raise
         session.compute, session.compute_version = compute, runtime.version
-        log.info("session_id=<%s>, sandbox=<%s> | compute started", session.session_id, self.launcher.name)
+        log.info(
+            "session_id=<%s>, sandbox=<%s>, pool=<%s> | compute started",
+            session.session_id,
+            self.launcher.name,
+            session.from_pool,
+        )
 
     def _settle_exit(self, session: Session, compute: Compute) -> None:
         """The compute ended by itself (a crash, kill -9): the session is STOPPED, its storage kept."""
@@ -393,6 +437,7 @@ class SessionBackend:
 
     def _on_runtime_change(self, change: str, runtime: Runtime) -> None:
         """A new version resets every session's storage (at its next start); deletion removes them."""
+        self.pool.retire(runtime, deleted=change == "deleted")
         for session in [s for s in self.sessions.values() if s.runtime_id == runtime.id]:
             self._spawn(self._retire(session, runtime, deleted=change == "deleted"))
 
@@ -410,6 +455,7 @@ class SessionBackend:
             await asyncio.to_thread(self.storage.delete, session.root)
 
     async def shutdown(self) -> None:
-        """Stop every compute (serve is exiting)."""
+        """Stop every compute and pool member (serve is exiting)."""
+        await self.pool.shutdown()
         running = [s for s in self.sessions.values() if s.lifecycle.state is not State.STOPPED]
         await asyncio.gather(*(self._request_stop(s, "shutdown") for s in running), return_exceptions=True)

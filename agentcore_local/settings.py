@@ -67,6 +67,7 @@ class Settings:
     # The only host services a session with a private network can reach (see LaunchSpec.forwards).
     forwards: tuple[tuple[int, Path], ...] = ()
     max_sessions: int = field(default_factory=default_max_sessions)  # computes at once (--max-sessions)
+    pool: int = 1  # serve --pool: warm sandboxes kept started ahead of new sessions (0: none)
     max_starts: int = field(default_factory=lambda: max(2, os.cpu_count() or 1))  # starts at once
     model_backend: str = "scripted"  # serve --model-backend: scripted[=PLAN] | openai=URL | ollama=URL | none
     backend_model: str | None = None  # the model an openai/ollama backend serves (default: the modelId)

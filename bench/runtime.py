@@ -23,6 +23,7 @@ import httpx
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from agentcore_local.pool import tree_usage
 from agentcore_local.server import ENDPOINT_FILE
 from bench.measure import agent_port, children_by_parent, distribution_ms, percentile, timed, tree_rss_mib
 from cloud.session_calls import read_command_stream
@@ -40,11 +41,11 @@ def new_session(label: str) -> str:
 class LocalRuntime:
     """agentcore_local as a child process on a free port, with the scripted model and bench/plan.json."""
 
-    def __init__(self, state_dir: Path, sandbox: str = "bwrap") -> None:
+    def __init__(self, state_dir: Path, sandbox: str = "bwrap", pool: int = 1) -> None:
         self.state_dir = state_dir
         env = {**os.environ, "MODEL_PROVIDER": "scripted", "SCRIPTED_PLAN": str(PLAN)}
         argv = [sys.executable, "-m", "agentcore_local", "serve", "--port", "0"]
-        argv += ["--state-dir", str(state_dir), "--sandbox", sandbox]
+        argv += ["--state-dir", str(state_dir), "--sandbox", sandbox, "--pool", str(pool)]
         state_dir.mkdir(parents=True, exist_ok=True)
         self.log = state_dir / "serve.log"
         with open(self.log, "wb") as log:
@@ -111,6 +112,23 @@ class LocalRuntime:
         rows = httpx.get(f"{self.url}/_local/sessions").json()["sessions"]
         return {row["runtimeSessionId"]: row["pid"] for row in rows if row["pid"]}
 
+    def pool(self) -> dict:
+        """The warm pool as serve reports it (/_local/sessions): size, members, refills, a refill's CPU."""
+        return httpx.get(f"{self.url}/_local/sessions").json().get("pool") or {"size": 0, "members": []}
+
+    def wait_for_pool(self, other_than: set[int] = frozenset(), timeout: float = 60) -> dict | None:  # type: ignore[assignment]
+        """A running pool member not in `other_than` (None at once when the pool is off)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            pool = self.pool()
+            if not pool["size"]:
+                return None
+            ready = [m for m in pool["members"] if m["running"] and m["pid"] not in other_than]
+            if ready:
+                return ready[0]
+            time.sleep(0.02)
+        raise TimeoutError("the warm pool did not refill")
+
     def close(self) -> None:
         self.proc.terminate()  # serve stops every session's compute, then exits
         try:
@@ -153,12 +171,15 @@ def turn_overhead(rt: LocalRuntime, turns: int) -> dict:
     }
 
 
-def stop_resume(rt: LocalRuntime, repeats: int, run_seed_way: bool) -> dict:
-    """StopRuntimeSession to the first resumed answer, against the seed's stop + sleep(15) + invoke."""
+def stop_resume(rt: LocalRuntime, repeats: int, seed_s: float | None = None) -> dict:
+    """StopRuntimeSession to the first resumed answer, against the seed's stop + sleep(15) + invoke
+    (`seed_s`: measured by `seed_way`; None: computed from the parts). With a pool, each repeat
+    waits for a member first, as a resume a while after the last would find one."""
     session, client = new_session("resume"), rt.client()
     rt.invoke(client, session, "write a line")
     stops, resumes, totals, history = [], [], [], []
     for _ in range(repeats):
+        rt.wait_for_pool(set(rt.compute_pids().values()))
         started = time.perf_counter()
         rt.stop(client, session)
         stopped = time.perf_counter()
@@ -169,25 +190,60 @@ def stop_resume(rt: LocalRuntime, repeats: int, run_seed_way: bool) -> dict:
         totals.append(done - started)
         history.append(answer["history"]["messages_before"])
     ours = statistics.median(totals)
-    if run_seed_way:
-        started = time.perf_counter()
-        rt.stop(client, session)
-        time.sleep(SEED_SLEEP_S)
-        rt.invoke(client, session, "write a line")
-        seed, how = time.perf_counter() - started, "measured: stop, sleep(15), invoke"
-    else:
-        seed = statistics.median(stops) + SEED_SLEEP_S + statistics.median(resumes)
+    how = "measured: stop, sleep(15), invoke"
+    if seed_s is None:
+        seed_s = statistics.median(stops) + SEED_SLEEP_S + statistics.median(resumes)
         how = "computed: measured stop + 15 s + measured resume invoke"
+    pool = rt.pool()
     return {
         "repeats": repeats,
+        "pool": pool["size"],
         "stop_s": statistics.median(stops),
         "first_answer_after_stop_s": statistics.median(resumes),
         "ours_s": ours,
-        "seed_s": seed,
+        "seed_s": seed_s,
         "seed_how": how,
-        "speedup": seed / ours,
+        "speedup": seed_s / ours,
         "history_kept": history == sorted(history) and history[0] > 0,
-        "target": "speedup >= 10",
+        "target": ">= 50 x with a warm pool, >= 20 x without",
+    }
+
+
+def seed_way(rt: LocalRuntime) -> float:
+    """The seed's client after a stop: stop, time.sleep(15), invoke (measured once)."""
+    session, client = new_session("seed"), rt.client()
+    rt.invoke(client, session, "write a line")
+    started = time.perf_counter()
+    rt.stop(client, session)
+    time.sleep(SEED_SLEEP_S)
+    rt.invoke(client, session, "write a line")
+    return time.perf_counter() - started
+
+
+def new_session_first_answer(rt: LocalRuntime, repeats: int) -> dict:
+    """A new session's first answer (InvokeAgentRuntime to the parsed answer): from a warm pool
+    when the server has one (each repeat waits for the refill), else a fresh sandbox. Also what the
+    pool costs: the resident memory of one idle member and the CPU one refill took."""
+    client, firsts, rss, served = rt.client(), [], [], []
+    for _ in range(repeats):
+        member = rt.wait_for_pool(set(rt.compute_pids().values()))
+        if member is not None:
+            rss.append(tree_usage(member["pid"])[1])
+        session = new_session("first")
+        started = time.perf_counter()
+        rt.invoke(client, session, "write a line")
+        firsts.append(time.perf_counter() - started)
+        served.append(member is not None and rt.compute_pids().get(session) == member["pid"])
+        rt.stop(client, session)
+    pool = rt.pool()
+    return {
+        "repeats": repeats,
+        "pool": pool["size"],
+        "first_answer_s": statistics.median(firsts),
+        "served_by_member": all(served),
+        "idle_member_rss_mib": statistics.median(rss) / 2**20 if rss else None,
+        "refill_cpu_s": pool.get("lastRefillCpuSeconds"),
+        "target": "<= 0.15 s from a warm pool",
     }
 
 

@@ -104,7 +104,8 @@ def local_runtime(tmp: Path, launcher: Launcher | None = None, **settings: Any) 
     replaces the --sandbox choice."""
     clock = FakeClock()
     # AGENTCORE_LOCAL_TEST_SANDBOX=process runs the suite on the fallback sandbox.
-    settings = {"sandbox": os.environ.get("AGENTCORE_LOCAL_TEST_SANDBOX", "auto"), **settings}
+    # No warm pool unless a test asks (pool=N): a member per server costs a start the test never uses.
+    settings = {"sandbox": os.environ.get("AGENTCORE_LOCAL_TEST_SANDBOX", "auto"), "pool": 0, **settings}
     config = Settings.from_env(
         {"MODEL_PROVIDER": "scripted", "SCRIPTED_PLAN": str(PLAN)},
         passthrough=model_variables(),  # as serve does
