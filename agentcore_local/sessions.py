@@ -113,6 +113,11 @@ class Session:
             "lastInvocationAt": self.lifecycle.last_invocation_at,
             "storageVersion": self.storage_version,
             "pid": self.compute.pid if self.compute else None,
+            # Where the emulator reaches the agent in a private network (None: a host port, compute.url).
+            "agentSocket": str(self.compute.socket_path)
+            if self.compute and self.compute.socket_path
+            else None,
+            "agentUrl": self.compute.url if self.compute else None,
             "fromPool": self.from_pool if self.compute else None,
             "computeStartedAt": self.compute.started_at if self.compute else None,
             "storageWarning": self.storage_warning,

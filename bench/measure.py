@@ -82,18 +82,3 @@ def rss_kib(pid: int) -> int:
 def tree_rss_mib(root: int, children: dict[int, list[int]] | None = None) -> float:
     """Resident memory of a process tree (shared pages count once per process: an upper bound)."""
     return sum(rss_kib(pid) for pid in process_tree(root, children)) / 1024
-
-
-def agent_port(root: int) -> int | None:
-    """The port of the coding_agent.py under `root` (from its environment), to reach it directly."""
-    for pid in process_tree(root):
-        try:
-            if b"coding_agent.py" not in Path(f"/proc/{pid}/cmdline").read_bytes():
-                continue
-            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        for item in environ:
-            if item.startswith(b"PORT="):
-                return int(item[5:])
-    return None

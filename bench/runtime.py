@@ -25,7 +25,7 @@ from botocore.exceptions import ClientError
 
 from agentcore_local.pool import tree_usage
 from agentcore_local.server import ENDPOINT_FILE
-from bench.measure import agent_port, children_by_parent, distribution_ms, percentile, timed, tree_rss_mib
+from bench.measure import children_by_parent, distribution_ms, percentile, timed, tree_rss_mib
 from cloud.session_calls import read_command_stream
 
 REPO = Path(__file__).resolve().parent.parent
@@ -107,6 +107,11 @@ class LocalRuntime:
         result = read_command_stream(answer["stream"])
         return result.exit_code, result.stdout
 
+    def session_row(self, session: str) -> dict:
+        """The session as /_local/sessions describes it (pid, agentSocket, agentUrl, ...)."""
+        rows = httpx.get(f"{self.url}/_local/sessions").json()["sessions"]
+        return next(row for row in rows if row["runtimeSessionId"] == session)
+
     def compute_pids(self) -> dict[str, int]:
         """Each running session's compute (its bwrap process), from agentcore_local's /_local/sessions."""
         rows = httpx.get(f"{self.url}/_local/sessions").json()["sessions"]
@@ -143,14 +148,20 @@ def turn_overhead(rt: LocalRuntime, turns: int) -> dict:
     httpx straight to coding_agent.py in its sandbox, httpx through agentcore_local, boto3 through it."""
     session, client = new_session("turns"), rt.client()
     rt.invoke(client, session, "start the compute")
-    pid = rt.compute_pids().get(session)
-    port = agent_port(pid) if pid else None
-    assert port, "could not find the session's coding_agent.py port in /proc"
+    row = rt.session_row(session)
+    # Straight to the agent as the emulator reaches it: its unix socket in a private network
+    # (relayed by sandbox_init to 127.0.0.1:8080 inside), else its host port.
+    sock, direct_url = row.get("agentSocket"), f"{row['agentUrl']}/invocations"
+    direct = (
+        httpx.Client(timeout=60, transport=httpx.HTTPTransport(uds=sock))
+        if sock
+        else httpx.Client(timeout=60)
+    )
     http = httpx.Client(timeout=60)
     body = json.dumps({"prompt": "hi", "conversation_id": "bench-turns"}).encode()
     headers = {SESSION_HEADER: session, "content-type": "application/json"}
     ways = {
-        "direct": lambda: http.post(f"http://127.0.0.1:{port}/invocations", content=body, headers=headers),
+        "direct": lambda: direct.post(direct_url, content=body, headers=headers),
         "proxy_httpx": lambda: http.post(rt.invocations_url, content=body, headers=headers),
         "proxy_boto3": lambda: rt.invoke(client, session, "hi", conversation="bench-turns"),
     }
