@@ -38,6 +38,9 @@ def new_session(label: str) -> str:
     return f"bench-{label}-{uuid.uuid4().hex}"  # >= 33 characters, as AgentCore requires
 
 
+MAX_SESSIONS = 32
+
+
 class LocalRuntime:
     """agentcore_local as a child process on a free port, with the scripted model and bench/plan.json."""
 
@@ -46,6 +49,8 @@ class LocalRuntime:
         env = {**os.environ, "MODEL_PROVIDER": "scripted", "SCRIPTED_PLAN": str(PLAN)}
         argv = [sys.executable, "-m", "agentcore_local", "serve", "--port", "0"]
         argv += ["--state-dir", str(state_dir), "--sandbox", sandbox, "--pool", str(pool)]
+        # The scale section runs 20 sessions at once: above serve's default cap on 2 cores (16).
+        argv += ["--max-sessions", str(MAX_SESSIONS)]
         state_dir.mkdir(parents=True, exist_ok=True)
         self.log = state_dir / "serve.log"
         with open(self.log, "wb") as log:
