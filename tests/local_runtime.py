@@ -154,3 +154,10 @@ def run(client, arn: str, session: str, command: str, timeout: int = 60) -> tupl
         agentRuntimeArn=arn, runtimeSessionId=session, body={"command": command, "timeout": timeout}
     )
     return read_command_stream(answer["stream"])
+
+
+def shell(data, arn: str, session: str, command: str) -> str:
+    """A command in the session that must succeed; its stdout."""
+    code, status, out, err = run(data, arn, session, command)
+    assert (code, status) == (0, "COMPLETED"), f"{command!r} failed: {err or out}"
+    return out

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from local_runtime import LocalRuntime, invoke, local_runtime, run
+from local_runtime import LocalRuntime, invoke, local_runtime, shell
 
 DAY = 86_400.0
 # What a shell in one session tries against the backups, with the session's own credentials:
@@ -49,12 +49,6 @@ def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRuntime]:
 @pytest.fixture
 def data(local: LocalRuntime, _isolated_aws: None):
     return local.data()
-
-
-def shell(data, arn: str, session: str, command: str) -> str:
-    code, status, out, err = run(data, arn, session, command)
-    assert (code, status) == (0, "COMPLETED"), f"{command!r} failed: {err or out}"
-    return out
 
 
 def new_version(local: LocalRuntime, created: dict) -> None:

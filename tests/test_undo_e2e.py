@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from agent_process import AgentProcess
 from botocore.exceptions import ClientError
-from local_runtime import LocalRuntime, invoke, local_runtime, run, wait_for
+from local_runtime import LocalRuntime, invoke, local_runtime, shell, wait_for
 
 import client as client_cli
 
@@ -70,12 +70,6 @@ def arn(local: LocalRuntime) -> Iterator[str]:
 @pytest.fixture
 def data(local: LocalRuntime, _isolated_aws: None):
     return local.data()
-
-
-def shell(data, arn: str, session: str, command: str) -> str:
-    code, status, out, err = run(data, arn, session, command)
-    assert (code, status) == (0, "COMPLETED"), f"{command!r} failed: {err or out}"
-    return out
 
 
 def act(data, arn: str, session: str, **body) -> dict:
