@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import secrets
 import string
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -92,23 +93,26 @@ class Endpoint:
         return answer
 
 
-class EndpointsAndTags:
+class EndpointsAndTags(ABC):
     """RuntimeRegistry's endpoint and tag operations (the registry supplies get/clock/save)."""
 
     provision_seconds: float
     runtimes: dict[str, Runtime]
     clock: Callable[[], float]
 
+    @abstractmethod
     def get(self, runtime_id: str) -> Runtime:
-        raise NotImplementedError
+        """The runtime, or ResourceNotFoundException."""
 
+    @abstractmethod
     def save(self) -> None:
-        raise NotImplementedError
+        """Persist the registry."""
 
+    @abstractmethod
     def page(
         self, items: list[Any], max_results: int | None, next_token: str | None
     ) -> tuple[list, str | None]:
-        raise NotImplementedError
+        """One page of `items` and the next token."""
 
     # --- endpoints -----------------------------------------------------------------------
 

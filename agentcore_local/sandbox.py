@@ -74,7 +74,7 @@ class Launcher(ABC):
 
     def network_argv(self, child_pid: int, ready_fd: int, exit_fd: int, userns: str) -> list[str]:
         """The user-mode network stack for a private network namespace (only if `private_network`)."""
-        raise NotImplementedError(f"the {self.name} sandbox has no private network")
+        raise RuntimeError(f"the {self.name} sandbox has no private network (private_network is False)")
 
     def environment(self, spec: LaunchSpec, home: str, tmp: str) -> dict[str, str]:
         """The agent's environment: defaults, then serve's and the runtime's, then the platform's own."""
