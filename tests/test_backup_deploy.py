@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,19 +14,15 @@ from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 from moto import mock_aws
 from moto.core.authorization import enable_iam_authentication
+from test_deploy import ARN, IMAGE, NAME, NOW, REGION, ROLE, RUNTIME_ID, TOKEN
+from test_deploy import runtime as deployed
 
 import deploy
 from agent import backup
 from cloud import backup_bucket, clients
 from cloud.execution_role import POLICY_NAME
 
-ACCOUNT, REGION, NAME, BUCKET = "123456789012", "us-west-2", "coding_agent", "my-agent-backups"
-RUNTIME_ID = "coding_agent-AbCdEf1234"
-ARN = f"arn:aws:bedrock-agentcore:{REGION}:{ACCOUNT}:runtime/{RUNTIME_ID}"
-IMAGE = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/coding-agent:v1"
-ROLE = f"arn:aws:iam::{ACCOUNT}:role/AgentCoreRuntime-coding_agent"
-NOW = datetime(2026, 11, 24, tzinfo=UTC)
-TOKEN = "deploy-0123456789abcdef0123456789abcdef"
+BUCKET = "my-agent-backups"
 B = {"Bucket": BUCKET}
 BLOCKED = backup_bucket.PUBLIC_ACCESS_BLOCK
 SSE_S3 = {"Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]}
@@ -43,22 +38,8 @@ TLS_POLICY = {"Version": "2012-10-17", "Statement": [backup_bucket.tls_statement
 
 
 def runtime(version: str = "1", env: dict | None = None) -> dict[str, Any]:
-    found = {
-        "agentRuntimeArn": ARN,
-        "agentRuntimeName": NAME,
-        "agentRuntimeId": RUNTIME_ID,
-        "agentRuntimeVersion": version,
-        "createdAt": NOW,
-        "lastUpdatedAt": NOW,
-        "roleArn": ROLE,
-        "status": "READY",
-        "agentRuntimeArtifact": {"containerConfiguration": {"containerUri": IMAGE}},
-        "networkConfiguration": {"networkMode": "PUBLIC"},
-        "protocolConfiguration": {"serverProtocol": "HTTP"},
-        "lifecycleConfiguration": {"idleRuntimeSessionTimeout": 900, "maxLifetime": 28800},
-        "filesystemConfigurations": [{"sessionStorage": {"mountPath": "/mnt/workspace"}}],
-    }
-    return found | ({"environmentVariables": env} if env else {})
+    """test_deploy's GetAgentRuntime answer, with environment variables when given."""
+    return deployed(version=version, **({"environmentVariables": env} if env else {}))
 
 
 def error(code: str, status: int) -> dict[str, Any]:
