@@ -70,6 +70,7 @@ class StopReason(StrEnum):
     STOP_CALL = "StopRuntimeSession"
     RUNTIME_UPDATED = "runtime_updated"  # a new version: the storage resets at the next start
     RUNTIME_DELETED = "runtime_deleted"
+    ENDPOINT_DELETED = "endpoint_deleted"  # the session's named endpoint was deleted, its storage too
     SHUTDOWN = "shutdown"  # serve is exiting
 
 

@@ -15,6 +15,7 @@ import dataclasses
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,15 @@ from .runtime_config import effective_lifecycle, validate_config
 
 Clock = Callable[[], float]
 
-__all__ = ["DEFAULT", "Runtime", "RuntimeRegistry", "iso"]
+__all__ = ["DEFAULT", "Change", "Runtime", "RuntimeRegistry", "iso"]
+
+
+class Change(StrEnum):
+    """What the registry's listeners hear about (the session backend resets or deletes storage)."""
+
+    VERSION = "version"  # UpdateAgentRuntime: a new latest version, which DEFAULT now serves
+    DELETED = "deleted"  # DeleteAgentRuntime of the whole runtime
+    ENDPOINT_DELETED = "endpoint_deleted"  # DeleteAgentRuntimeEndpoint of a named endpoint
 
 
 @dataclass
@@ -44,6 +53,8 @@ class Runtime:
     pending_status: str = "CREATING"  # reported until ready_at, then READY
     endpoints: dict[str, Any] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
+    # Set only on the data plane's view (RuntimeRegistry.resolve): the endpoint it was reached through.
+    served_through: str = DEFAULT
 
     def __post_init__(self) -> None:
         self.endpoints = {
@@ -54,6 +65,7 @@ class Runtime:
 
     def to_json(self) -> dict[str, Any]:
         raw = dataclasses.asdict(self)
+        del raw["served_through"]
         return raw
 
     @property
@@ -158,7 +170,8 @@ class RuntimeRegistry(EndpointsAndTags):
     provision_seconds: float = 1.0
     path: Path | None = None
     runtimes: dict[str, Runtime] = field(default_factory=dict)
-    listeners: list[Callable[[str, Runtime], None]] = field(default_factory=list)
+    # (change, runtime, the endpoint's name for ENDPOINT_DELETED, else None)
+    listeners: list[Callable[[Change, Runtime, str | None], None]] = field(default_factory=list)
     tokens: IdempotencyCache | None = None
 
     def __post_init__(self) -> None:
@@ -179,9 +192,9 @@ class RuntimeRegistry(EndpointsAndTags):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         write_json(self.path, {"runtimes": [r.to_json() for r in self.runtimes.values()]}, indent=1)
 
-    def _notify(self, change: str, runtime: Runtime) -> None:
+    def _notify(self, change: Change, runtime: Runtime, endpoint: str | None = None) -> None:
         for listener in self.listeners:
-            listener(change, runtime)
+            listener(change, runtime, endpoint)
 
     # --- runtimes ------------------------------------------------------------------------
 
@@ -225,7 +238,7 @@ class RuntimeRegistry(EndpointsAndTags):
         runtime.versions.append({"version": runtime.version + 1, "config": config, "updatedAt": now})
         runtime.pending_status, runtime.ready_at = "UPDATING", now + self.provision_seconds
         self.save()
-        self._notify("version", runtime)
+        self._notify(Change.VERSION, runtime)
         return runtime
 
     def delete(self, runtime_id: str, version: int | None = None) -> Runtime:
@@ -244,7 +257,7 @@ class RuntimeRegistry(EndpointsAndTags):
             return runtime
         del self.runtimes[runtime_id]
         self.save()
-        self._notify("deleted", runtime)
+        self._notify(Change.DELETED, runtime)
         return runtime
 
     def page(
@@ -308,4 +321,10 @@ class RuntimeRegistry(EndpointsAndTags):
     def resolve(self, arn_or_id: str, qualifier: str | None = None, account_id: str | None = None) -> Runtime:
         """The runtime as the endpoint `qualifier` serves it: `.version` and `.config` are its version's."""
         runtime, version = self.resolve_endpoint(arn_or_id, qualifier, account_id)
-        return runtime if version == runtime.version else runtime.at_version(version)
+        return dataclasses.replace(runtime.at_version(version), served_through=qualifier or DEFAULT)
+
+    def delete_endpoint(self, runtime_id: str, name: str) -> tuple[Runtime, Endpoint]:
+        """DeleteAgentRuntimeEndpoint: listeners stop the endpoint's sessions and delete their storage."""
+        runtime, endpoint = super().delete_endpoint(runtime_id, name)
+        self._notify(Change.ENDPOINT_DELETED, runtime, name)
+        return runtime, endpoint

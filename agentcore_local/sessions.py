@@ -1,5 +1,6 @@
-"""The data plane's rules: runtime sessions, when their compute starts and stops, when their
-storage resets (compute.py runs a sandbox, storage.py keeps the files, agent_proxy.py talks HTTP).
+"""The data plane's rules: runtime sessions, when their compute starts and stops (session.py holds
+a session's record, session_changes.py the reaper and what versions and deletions do; compute.py
+runs a sandbox, storage.py keeps the files, agent_proxy.py talks HTTP).
 
 Rules, as AWS documents them: a session id starts compute on first use; the storage survives
 the compute and is reset after 14 days without an invocation and when the runtime's version
@@ -11,9 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +26,13 @@ from .exceptions import (
     RetryableConflictException,
     RuntimeClientError,
     ServiceQuotaExceededException,
-    ValidationException,
 )
-from .lifecycle import Action, Event, SessionLifecycle, State
+from .lifecycle import Action, Event, State, StopReason
 from .pool import WarmPool
 from .runtimes import Runtime, RuntimeRegistry
 from .sandbox import Launcher, LaunchSpec
+from .session import Session, validate_session_id
+from .session_changes import SessionChanges
 from .settings import DEFAULT_MOUNT_PATH, Settings
 from .storage import SessionStorage
 
@@ -41,92 +41,15 @@ __all__ = ["SESSION_HEADER", "Session", "SessionBackend", "validate_session_id"]
 log = logging.getLogger("agentcore_local.sessions")
 Clock = Callable[[], float]
 
-SESSION_ID_MIN, SESSION_ID_MAX = 33, 256
 # meta.json's lastInvocationAt only matters in days (the 14-day storage reset), and a write costs ~1 ms:
 # a call rewrites it when it starts compute or when the saved time is this old, not on every call.
 META_SAVE_INTERVAL = 60.0
-# The alphabet of the SessionId shape in AgentCore's answers: an id outside it (a slash, a dot, a
-# space) could never be echoed back by AWS, so it is refused here rather than accepted locally only.
-SESSION_ID_CHARS = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_-]*")
 
 
-def validate_session_id(session_id: str | None) -> str:
-    """AWS's rule for runtimeSessionId (33 to 256 characters), checked here as the service does."""
-    if not session_id:
-        raise ValidationException(f"{SESSION_HEADER} header is required", "runtimeSessionId")
-    if not SESSION_ID_MIN <= len(session_id) <= SESSION_ID_MAX:
-        raise ValidationException(
-            f"runtimeSessionId has {len(session_id)} characters; "
-            f"it must have {SESSION_ID_MIN} to {SESSION_ID_MAX}",
-            "runtimeSessionId",
-        )
-    if not SESSION_ID_CHARS.fullmatch(session_id):
-        raise ValidationException(
-            "runtimeSessionId may hold only letters, digits, '-' and '_', starting with a letter or digit "
-            "(no '/', '.', spaces or control characters); make one with: python client.py new-session-id",
-            "runtimeSessionId",
-        )
-    return session_id
-
-
-@dataclass
-class Session:
-    """A session's lifecycle, its paths, and its compute while it has one."""
-
-    runtime_id: str
-    lifecycle: SessionLifecycle
-    root: Path  # state_dir/sessions/RUNTIME_ID/KEY: storage/, meta.json, agent.log
-    storage_version: int | None = None
-    compute: Compute | None = None
-    compute_version: int | None = None
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    stop_task: asyncio.Task | None = None
-    saved_at: float = float("-inf")  # clock time of the last acquire that wrote meta.json
-    storage_warning: str | None = None  # what AWS's session storage would not keep, found at the last stop
-    usage: int = 0  # bytes in storage at the last measure: at compute start, then after each call
-    measuring: bool = False
-    from_pool: bool = False  # the current compute was a warm pool member, started before the call
-
-    @property
-    def session_id(self) -> str:
-        return self.lifecycle.session_id
-
-    @property
-    def storage(self) -> Path:
-        return SessionStorage.files(self.root)
-
-    def meta(self) -> dict[str, Any]:
-        """What meta.json keeps across restarts of serve."""
-        return {
-            "runtimeSessionId": self.session_id,
-            "storageVersion": self.storage_version,
-            "lastInvocationAt": self.lifecycle.last_invocation_at,
-        }
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            "agentRuntimeId": self.runtime_id,
-            "runtimeSessionId": self.session_id,
-            "state": self.lifecycle.state.value,
-            "inFlight": self.lifecycle.in_flight,
-            "startedAt": self.lifecycle.started_at,
-            "lastInvocationAt": self.lifecycle.last_invocation_at,
-            "storageVersion": self.storage_version,
-            "pid": self.compute.pid if self.compute else None,
-            # Where the emulator reaches the agent in a private network (None: a host port, compute.url).
-            "agentSocket": str(self.compute.socket_path)
-            if self.compute and self.compute.socket_path
-            else None,
-            "agentUrl": self.compute.url if self.compute else None,
-            "fromPool": self.from_pool if self.compute else None,
-            "computeStartedAt": self.compute.started_at if self.compute else None,
-            "storageWarning": self.storage_warning,
-        }
-
-
-class SessionBackend:
+class SessionBackend(SessionChanges):
     """The rules of runtime sessions; compute.py runs the sandboxes, storage.py keeps the files,
-    agent_proxy.py carries invocations to the agent."""
+    agent_proxy.py carries invocations to the agent, session_changes.py holds the reaper and
+    what a new version or a deletion does."""
 
     def __init__(
         self, settings: Settings, registry: RuntimeRegistry, launcher: Launcher, clock: Clock
@@ -145,7 +68,7 @@ class SessionBackend:
         if settings.pool and not size:
             log.info("no warm pool: the %s sandbox binds the storage at start", launcher.name)
         self.pool = WarmPool(size, self._build_member, self._pool_key, self._starting, settings.start_timeout)
-        registry.listeners.append(self._on_runtime_change)
+        registry.listeners.append(self._on_runtime_change)  # session_changes.py
 
     # --- bookkeeping ---------------------------------------------------------------------
 
@@ -158,11 +81,7 @@ class SessionBackend:
         meta = self.storage.read_meta(root)
         if not create and meta is None:
             return None
-        session = Session(runtime_id, SessionLifecycle(session_id), root)
-        if meta:
-            session.storage_version = meta.get("storageVersion")
-            session.lifecycle.last_invocation_at = meta.get("lastInvocationAt")
-        self.sessions[key] = session
+        self.sessions[key] = session = Session.load(runtime_id, session_id, root, meta)
         return session
 
     def _save(self, session: Session) -> None:
@@ -178,16 +97,6 @@ class SessionBackend:
         return sum(1 for s in self.sessions.values() if s.lifecycle.state is not State.STOPPED)
 
     # --- starting ------------------------------------------------------------------------
-
-    def _reset_reason(self, session: Session, runtime: Runtime, now: float) -> str | None:
-        """Why AWS would hand this session empty storage at its next compute, or None."""
-        if session.storage_version is not None and session.storage_version != runtime.version:
-            return f"the runtime changed from version {session.storage_version} to {runtime.version}"
-        if session.lifecycle.storage_expired(now, runtime.policy()):
-            return "14 days passed without an invocation"
-        if runtime.session_storage_mount() is None:
-            return "the runtime has no sessionStorage filesystem configuration"
-        return None
 
     def _prepare_storage(self, session: Session, runtime: Runtime, now: float) -> None:
         """Before new compute: reset the storage when AWS would, and measure what it holds."""
@@ -249,6 +158,7 @@ class SessionBackend:
             await compute.stop(grace=1.0)
             raise
         session.compute, session.compute_version = compute, runtime.version
+        session.policy = runtime.policy()  # the reaper holds the compute to its own version's limits
         log.info(
             "session_id=<%s>, sandbox=<%s>, pool=<%s> | compute started",
             session.session_id,
@@ -287,7 +197,8 @@ class SessionBackend:
             )
 
     async def acquire(self, runtime: Runtime, session_id: str) -> Session:
-        """Begin an invocation: a READY compute for the session (started if need be), counted in flight."""
+        """Begin an invocation: a READY compute for the session (started if need be), counted in flight.
+        `runtime` is the version its endpoint serves (RuntimeRegistry.resolve)."""
         if runtime.status(self.clock()) == "CREATING":
             raise RetryableConflictException(
                 f"Agent runtime {runtime.id} is still CREATING; retry when READY"
@@ -298,6 +209,11 @@ class SessionBackend:
             raise RetryableConflictException(
                 f"Runtime session {session_id} is still starting (provisioning); retry in a moment"
             )
+        if session.lifecycle.state is State.READY and session.compute_version != runtime.version:
+            # Its endpoint serves another version now (moved, or another qualifier): new compute, and
+            # the storage resets at its start, as after any version change.
+            await self._request_stop(session, StopReason.RUNTIME_UPDATED)
+        moved, session.endpoint = session.endpoint != runtime.served_through, runtime.served_through
         async with session.lock:
             now = self.clock()
             if session.compute is not None and not session.compute.running:
@@ -317,7 +233,7 @@ class SessionBackend:
                     session.lifecycle.fire(Event.START_FAILED, self.clock())
                     raise
                 session.lifecycle.fire(Event.STARTED, self.clock())
-            if action is Action.START or now - session.saved_at >= META_SAVE_INTERVAL:
+            if action is Action.START or moved or now - session.saved_at >= META_SAVE_INTERVAL:
                 self._save(session)
                 session.saved_at = now
         return session
@@ -423,41 +339,6 @@ class SessionBackend:
                 session.lifecycle.fire(Event.STOPPED, self.clock())
                 self._save(session)
             log.info("session_id=<%s> | stopped (%s)", session.session_id, reason)
-
-    # --- time and change -----------------------------------------------------------------
-
-    async def reap(self) -> None:
-        """Stop compute past its idle timeout or max lifetime (the agent's HealthyBusy counts as activity)."""
-        now = self.clock()
-        for session in list(self.sessions.values()):
-            runtime = self.registry.runtimes.get(session.runtime_id)
-            if runtime is None:
-                continue
-            reason = session.lifecycle.stop_reason(now, runtime.policy())
-            if reason == "idle_timeout" and session.compute and await session.compute.ping() == "HealthyBusy":
-                session.lifecycle.touch(now)
-                continue
-            if reason:
-                self._spawn(self._request_stop(session, reason))
-
-    def _on_runtime_change(self, change: str, runtime: Runtime) -> None:
-        """A new version resets every session's storage (at its next start); deletion removes them."""
-        self.pool.retire(runtime, deleted=change == "deleted")
-        for session in [s for s in self.sessions.values() if s.runtime_id == runtime.id]:
-            self._spawn(self._retire(session, runtime, deleted=change == "deleted"))
-
-    async def _retire(self, session: Session, runtime: Runtime, deleted: bool) -> None:
-        async with session.lock:
-            needs_stop = session.lifecycle.state is State.READY and (
-                deleted or session.compute_version != runtime.version
-            )
-        if needs_stop:
-            await self._request_stop(
-                session, "runtime deleted" if deleted else f"runtime version {runtime.version}"
-            )
-        if deleted:
-            self.sessions.pop((session.runtime_id, session.session_id), None)
-            await asyncio.to_thread(self.storage.delete, session.root)
 
     async def shutdown(self) -> None:
         """Stop every compute and pool member (serve is exiting)."""
