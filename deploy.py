@@ -1,73 +1,26 @@
 #!/usr/bin/env python3
-"""Deploy the coding agent to Amazon Bedrock AgentCore Runtime. Run `python deploy.py --help`."""
+"""Deploy the coding agent to Amazon Bedrock AgentCore Runtime. Run `python deploy.py --help`.
+
+Each command below is the whole flow of one subcommand; the options are in cloud/deploy_parser.py,
+what a command touches outside itself (clients, terminal, clock) in cloud/deploy_context.py.
+"""
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import time
-import uuid
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, TextIO
+from collections.abc import Sequence
+from typing import Any
 
 from botocore.exceptions import ClientError
 
 from cloud import agent_runtime as rt
-from cloud import backup_bucket, clients, execution_role, image_arch, runtime_record
+from cloud import backup_bucket, execution_role, image_arch, runtime_record
+from cloud.deploy_context import Context
+from cloud.deploy_parser import build_parser, seed_flags
 from cloud.errors import CLI_ERRORS, DeployError, error_code, failure
 
-DEFAULT_NAME = "coding_agent"
-DEFAULT_REPOSITORY = "coding-agent"
-
-
-def _ask(question: str) -> bool:
-    if not sys.stdin.isatty():
-        raise DeployError("no terminal to confirm on: pass --yes to go ahead")
-    return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
-
-
-@dataclass
-class Context:
-    """Everything deploy.py touches outside itself, so tests can hand in stubbed clients and a fake clock."""
-
-    region: str
-    control: Any
-    client: Callable[[str, str], Any] = clients.aws  # (service, region) -> boto3 client
-    out: TextIO = field(default_factory=lambda: sys.stdout)
-    confirm: Callable[[str], bool] = _ask
-    sleep: Callable[[float], None] = time.sleep
-    clock: Callable[[], float] = time.monotonic
-    fetch: Callable[[str], bytes] = image_arch.download
-    record_path: Path = runtime_record.DEFAULT_PATH
-    new_token: Callable[[], str] = lambda: str(uuid.uuid4())
-
-    @classmethod
-    def from_env(cls, region: str | None, env: Mapping[str, str] = os.environ) -> Context:
-        """The real context: the environment read once (region, where the runtime record goes)."""
-        region = clients.resolve_region(region, env)
-        return cls(region, clients.control_plane(region), record_path=runtime_record.record_path(env))
-
-    def say(self, line: str) -> None:
-        print(line, file=self.out, flush=True)
-
-    def status_line(self) -> Callable[[str, float], None]:
-        """Show each status as it changes (rewritten in place with the elapsed time on a terminal)."""
-        tty, seen = self.out.isatty(), []
-
-        def report(status: str, elapsed: float) -> None:
-            line = f"  status: {status} ({elapsed:.0f} s)"
-            if tty:
-                end = "\n" if status in rt.SETTLED or status == "DELETED" else ""
-                print(f"\r{line}\033[K", end=end, file=self.out, flush=True)
-            elif not seen or seen[-1] != status:
-                self.say(line)
-            seen.append(status)
-
-        return report
-
+__all__ = ["Context", "main", "seed_flags"]  # Context and seed_flags: the tests reach them through deploy
 
 # --- commands ----------------------------------------------------------------------------------------
 
@@ -200,13 +153,6 @@ def _ensure_backup_bucket(args: argparse.Namespace, ctx: Context) -> None:
         )
 
 
-def _bucket_name(text: str) -> str:
-    try:
-        return backup_bucket.check_name(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from e
-
-
 def _id_by_name(ctx: Context, name: str) -> str:
     found = rt.find_by_name(ctx.control, name)
     if found is None:
@@ -249,144 +195,18 @@ def _record(ctx: Context, runtime: dict[str, Any]) -> None:
 
 # --- command line ------------------------------------------------------------------------------------
 
-
-def _env_pair(text: str) -> tuple[str, str]:
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected K=V, got {text!r}")
-    return key, value
-
-
-def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--name", default=DEFAULT_NAME, help="runtime name: letters, digits, _ (default: %(default)s)"
-    )
-    common.add_argument("--region", help=clients.REGION_HELP)
-
-    confirm = argparse.ArgumentParser(add_help=False)
-    confirm.add_argument(
-        "-y", "--yes", action="store_true", help="do not ask before resetting or deleting storage"
-    )
-    confirm.add_argument(
-        "--wait",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="wait until READY, or gone (default: wait)",
-    )
-    confirm.add_argument(
-        "--wait-timeout",
-        type=int,
-        default=900,
-        metavar="S",
-        help="give up waiting after S seconds (default: %(default)s)",
-    )
-
-    config = argparse.ArgumentParser(add_help=False)
-    config.add_argument("--image", metavar="URI", help="container image in ECR, built for linux/arm64")
-    config.add_argument("--role-arn", metavar="ARN", help="execution role (`deploy.py role` prints it)")
-    config.add_argument(
-        "--mount-path", metavar="PATH", help=f"session storage mount (new runtime: {rt.DEFAULT_MOUNT_PATH})"
-    )
-    config.add_argument(
-        "--network-mode", choices=["PUBLIC", "VPC"], help="network mode (new runtime: PUBLIC)"
-    )
-    env_help = "set an environment variable (repeatable); the others are kept"
-    config.add_argument("--env", action="append", default=[], type=_env_pair, metavar="K=V", help=env_help)
-    config.add_argument(
-        "--unset-env", action="append", default=[], metavar="K", help="remove an environment variable"
-    )
-    config.add_argument(
-        "--idle-timeout", type=int, metavar="S", help="stop an idle session's compute after S s (60-28800)"
-    )
-    config.add_argument(
-        "--max-lifetime", type=int, metavar="S", help="stop a session's compute after S s (60-28800)"
-    )
-    config.add_argument(
-        "--skip-arch-check", action="store_true", help="do not check in ECR that the image is arm64"
-    )
-    config.add_argument(
-        "--backup-bucket",
-        type=_bucket_name,
-        metavar="NAME",
-        help="back checkpoints up to this S3 bucket (created if missing; sets BACKUP_BUCKET)",
-    )
-    config.add_argument(
-        "--backup-expiry-days",
-        type=int,
-        default=backup_bucket.EXPIRY_DAYS,
-        metavar="N",
-        help="the bucket's expiry rule: objects after N days (default: %(default)s)",
-    )
-
-    parser = argparse.ArgumentParser(
-        prog="deploy.py",
-        description="Deploy the coding agent to Amazon Bedrock AgentCore Runtime, with session storage.",
-        epilog="Without a command: ensure. The seed's flags still work: --create is `create`, "
-        "--update RUNTIME_ID is `update RUNTIME_ID`. Updates change only what you pass; everything else "
-        "is read from the runtime and sent back. `deploy.py COMMAND --help` lists a command's options.",
-    )
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-
-    def add(name: str, func: Callable, help: str, parents: list, runtime_id: bool = False) -> None:
-        sub = commands.add_parser(name, help=help, description=help, parents=parents)
-        if runtime_id:
-            sub.add_argument(
-                "runtime_id", nargs="?", metavar="RUNTIME_ID", help="the runtime's id (default: by --name)"
-            )
-        sub.set_defaults(func=func)
-
-    add(
-        "ensure",
-        cmd_ensure,
-        "create the runtime, or update it if one of that name exists",
-        [common, config, confirm],
-    )
-    add("create", cmd_create, "create the runtime", [common, config, confirm])
-    add(
-        "update",
-        cmd_update,
-        "update the runtime, keeping what you do not pass",
-        [common, config, confirm],
-        True,
-    )
-    add("status", cmd_status, "show the runtime's configuration and status", [common], True)
-    add("delete", cmd_delete, "delete the runtime and every session's storage", [common, confirm], True)
-    role_help = "create or update the execution role from iam/ (idempotent)"
-    role = commands.add_parser("role", parents=[common], help=role_help, description=role_help)
-    role.add_argument("--role-name", help="IAM role name (default: AgentCoreRuntime-NAME)")
-    role.add_argument(
-        "--repository", default=DEFAULT_REPOSITORY, help="ECR repository (default: %(default)s)"
-    )
-    role.add_argument("--account", help="AWS account id (default: from STS)")
-    role.add_argument(
-        "--backup-bucket",
-        type=_bucket_name,
-        metavar="NAME",
-        help="also allow s3:GetObject and s3:PutObject on NAME/v1/* (backups)",
-    )
-    role.set_defaults(func=cmd_role)
-    return parser
-
-
-def seed_flags(argv: Sequence[str]) -> list[str]:
-    """Rewrite the seed's `--create` / `--update RUNTIME_ID` as commands; no command at all means ensure."""
-    argv = list(argv)
-    if "--create" in argv:
-        argv.remove("--create")
-        return ["create", *argv]
-    for i, arg in enumerate(argv):
-        if arg.startswith("--update="):
-            return ["update", arg.split("=", 1)[1], *argv[:i], *argv[i + 1 :]]
-        if arg == "--update":
-            return ["update", *argv[i + 1 : i + 2], *argv[:i], *argv[i + 2 :]]
-    if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
-        return ["ensure", *argv]
-    return argv
+COMMANDS = {
+    "ensure": cmd_ensure,
+    "create": cmd_create,
+    "update": cmd_update,
+    "status": cmd_status,
+    "delete": cmd_delete,
+    "role": cmd_role,
+}
 
 
 def main(argv: Sequence[str] | None = None, ctx: Context | None = None) -> int:
-    args = build_parser().parse_args(seed_flags(sys.argv[1:] if argv is None else argv))
+    args = build_parser(COMMANDS).parse_args(seed_flags(sys.argv[1:] if argv is None else argv))
     try:
         ctx = ctx or Context.from_env(args.region)
         return args.func(args, ctx)

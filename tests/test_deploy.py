@@ -16,7 +16,7 @@ from botocore.stub import Stubber
 
 import deploy
 from cloud import agent_runtime as rt
-from cloud import clients, image_arch
+from cloud import clients, deploy_context, image_arch
 from cloud.errors import explain
 
 ACCOUNT, REGION, NAME = "123456789012", "us-west-2", "coding_agent"
@@ -274,7 +274,7 @@ def test_update_without_a_terminal_refuses_and_says_to_pass_yes(
     aws: Harness, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("sys.stdin", io.StringIO(""))
-    aws.ctx.confirm = deploy._ask
+    aws.ctx.confirm = deploy_context.ask
     aws.control.add_response("get_agent_runtime", runtime(), {"agentRuntimeId": RUNTIME_ID})
 
     assert aws.run("update", RUNTIME_ID, "--image", IMAGE_V2, "--skip-arch-check") == 1
