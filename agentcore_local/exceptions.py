@@ -11,10 +11,16 @@ from typing import Any
 
 
 class AgentCoreError(Exception):
-    """Base: an AWS error with its HTTP status. Subclasses set `code` and `status`."""
+    """Base: an AWS error with its HTTP status. A subclass is named for its AWS error type (its
+    `code`) and gives its status in the class line: `class XException(AgentCoreError, status=N)`."""
 
     code = "InternalServerException"
     status = 500
+
+    def __init_subclass__(cls, status: int | None = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.code = cls.__name__
+        cls.status = status if status is not None else cls.status
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -24,10 +30,7 @@ class AgentCoreError(Exception):
         return {"message": self.message}
 
 
-class ValidationException(AgentCoreError):
-    code = "ValidationException"
-    status = 400
-
+class ValidationException(AgentCoreError, status=400):
     """AWS's shape: `message`, `reason` (FieldValidationFailed, CannotParse, ...), `fieldList`."""
 
     def __init__(
@@ -51,35 +54,25 @@ class ValidationException(AgentCoreError):
         return body
 
 
-class ResourceNotFoundException(AgentCoreError):
-    code = "ResourceNotFoundException"
-    status = 404
+class ResourceNotFoundException(AgentCoreError, status=404):
+    """No such runtime, version, endpoint or session (or one already terminated)."""
 
 
-class ConflictException(AgentCoreError):
-    code = "ConflictException"
-    status = 409
+class ConflictException(AgentCoreError, status=409):
+    """The resource exists already, or is busy (CREATING, UPDATING) for this change."""
 
 
-class RetryableConflictException(AgentCoreError):
+class RetryableConflictException(AgentCoreError, status=409):
     """The request was refused before it started anything: safe to send again."""
 
-    code = "RetryableConflictException"
-    status = 409
+
+class ServiceQuotaExceededException(AgentCoreError, status=402):
+    """Past a limit: sessions at once (serve --max-sessions), or the session storage quota."""
 
 
-class ServiceQuotaExceededException(AgentCoreError):
-    code = "ServiceQuotaExceededException"
-    status = 402
+class RuntimeClientError(AgentCoreError, status=424):
+    """The agent's compute failed or answered with an error."""
 
 
-class RuntimeClientError(AgentCoreError):
-    """The agent's compute failed or answered with an error (AWS: status 424)."""
-
-    code = "RuntimeClientError"
-    status = 424
-
-
-class InternalServerException(AgentCoreError):
-    code = "InternalServerException"
-    status = 500
+class InternalServerException(AgentCoreError, status=500):
+    """agentcore_local itself failed (a bug): what AWS answers for its own faults."""

@@ -34,6 +34,21 @@ OUTPUT_EXEMPT = {
     # rule, so the summary leaves it out (the finding: `description: ""`).
     ("AgentRuntime", "description"),
 }
+# What a JSON value of each kind of shape must be, and how AWS names the type it expected. A bool
+# is an int to Python, but never a number or a timestamp to AWS.
+TYPES: dict[str, tuple[type | tuple[type, ...], str]] = {
+    "structure": (dict, "a structure (a JSON object)"),
+    "map": (dict, "a map (a JSON object)"),
+    "list": (list, "a list"),
+    "string": (str, "a string"),
+    "integer": (int, "an integer"),
+    "long": (int, "an integer"),
+    "float": ((int, float), "a number"),
+    "double": ((int, float), "a number"),
+    "boolean": (bool, "a boolean"),
+    "blob": ((bytes, str), "a blob"),
+    "timestamp": ((str, int, float), "a timestamp"),
+}
 
 
 @cache
@@ -78,6 +93,11 @@ class _Walk:
 
     def check(self, shape: Shape, value: Any, path: str) -> None:
         kind = shape.type_name
+        if kind in TYPES:
+            allowed, expected = TYPES[kind]
+            if not isinstance(value, allowed) or (isinstance(value, bool) and kind != "boolean"):
+                self.fail(path, value, shape, f"Member must be {expected}")
+                return
         checker = getattr(self, f"_{kind}", None)
         if checker is not None:
             checker(shape, value, path)
@@ -98,9 +118,6 @@ class _Walk:
             self.check(member, item, child)
 
     def _structure(self, shape: Shape, value: Any, path: str) -> None:
-        if not isinstance(value, dict):
-            self.fail(path, value, shape, "Member must be a structure (a JSON object)")
-            return
         if shape.metadata.get("union"):
             present = [name for name in shape.members if value.get(name) is not None]
             if len(present) != 1:
@@ -114,17 +131,11 @@ class _Walk:
         self._members(shape, value, path)
 
     def _list(self, shape: Shape, value: Any, path: str) -> None:
-        if not isinstance(value, list):
-            self.fail(path, value, shape, "Member must be a list")
-            return
         self._size(shape, len(value), value, path, "length")
         for index, item in enumerate(value):
             self.check(shape.member, item, f"{path}[{index}]")
 
     def _map(self, shape: Shape, value: Any, path: str) -> None:
-        if not isinstance(value, dict):
-            self.fail(path, value, shape, "Member must be a map (a JSON object)")
-            return
         self._size(shape, len(value), value, path, "length")
         for key, item in value.items():
             self.check(shape.key, key, f"{path}.{key}(key)")
@@ -138,9 +149,6 @@ class _Walk:
             self.fail(path, value, shape, f"Member must have {what} less than or equal to {high}")
 
     def _string(self, shape: Shape, value: Any, path: str) -> None:
-        if not isinstance(value, str):
-            self.fail(path, value, shape, "Member must be a string")
-            return
         low, high = shape.metadata.get("min"), shape.metadata.get("max")
         if (low is not None and len(value) < low) or (high is not None and len(value) > high):
             # The length first, as AWS words it: "Value with length 32 at ..."
@@ -163,40 +171,17 @@ class _Walk:
         if compiled is not None and not compiled.fullmatch(value):
             self.fail(path, value, shape, f"Member must satisfy regular expression pattern: {pattern}")
 
-    def _number(self, shape: Shape, value: Any, path: str, integral: bool) -> None:
-        allowed = int if integral else int | float
-        if isinstance(value, bool) or not isinstance(value, allowed):
-            self.fail(path, value, shape, f"Member must be {'an integer' if integral else 'a number'}")
-            return
+    def _number(self, shape: Shape, value: Any, path: str) -> None:
         low, high = shape.metadata.get("min"), shape.metadata.get("max")
         if low is not None and value < low:
             self.fail(path, value, shape, f"Member must have value greater than or equal to {low}")
         if high is not None and value > high:
             self.fail(path, value, shape, f"Member must have value less than or equal to {high}")
 
-    def _integer(self, shape: Shape, value: Any, path: str) -> None:
-        self._number(shape, value, path, integral=True)
-
-    _long = _integer
-
-    def _float(self, shape: Shape, value: Any, path: str) -> None:
-        self._number(shape, value, path, integral=False)
-
-    _double = _float
-
-    def _boolean(self, shape: Shape, value: Any, path: str) -> None:
-        if not isinstance(value, bool):
-            self.fail(path, value, shape, "Member must be a boolean")
+    _integer = _long = _float = _double = _number  # the type was checked in `check`
 
     def _blob(self, shape: Shape, value: Any, path: str) -> None:
-        if not isinstance(value, bytes | str):
-            self.fail(path, value, shape, "Member must be a blob")
-            return
         self._size(shape, len(value), "", path, "length")
-
-    def _timestamp(self, shape: Shape, value: Any, path: str) -> None:
-        if isinstance(value, bool) or not isinstance(value, str | int | float):
-            self.fail(path, value, shape, "Member must be a timestamp")
 
 
 def validate_input(op: OperationModel, params: dict[str, Any]) -> None:
