@@ -89,16 +89,18 @@ def write_checkpoint(ws: Path, messages: int = 0) -> dict:
     return manifest
 
 
-def fingerprint(ws: Path) -> dict[str, tuple]:
-    """Every entry outside .sessions/: type, mode, and content hash or link target."""
-    found = {}
+def fingerprint(ws: Path, mtimes: bool = False) -> dict[str, tuple]:
+    """Every entry outside .sessions/: type, mode, and content hash (and mtime) or link target:
+    what a restore must bring back. tests/test_backup.py holds restores to it too."""
+    found: dict[str, tuple] = {}
     for rel, path, st in project_entries(ws):
         if stat.S_ISLNK(st.st_mode):
             found[rel] = ("symlink", os.readlink(path))
         elif stat.S_ISDIR(st.st_mode):
             found[rel] = ("dir", stat.S_IMODE(st.st_mode))
         else:
-            found[rel] = ("file", stat.S_IMODE(st.st_mode), hashlib.sha256(path.read_bytes()).hexdigest())
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            found[rel] = ("file", stat.S_IMODE(st.st_mode), digest, *([int(st.st_mtime)] if mtimes else []))
     return found
 
 

@@ -11,7 +11,6 @@ import json
 import logging
 import os
 import signal
-import stat
 import subprocess
 import sys
 import threading
@@ -31,7 +30,7 @@ from strands.types.session import SessionAgent, SessionMessage
 from agent import backup, backup_transfer
 from agent.backup import BackupError, S3Backup
 from bench.backup import (  # the store's documented layout, as agent/checkpoints.py writes it
-    project_entries,
+    fingerprint,
     write_checkpoint,
 )
 
@@ -125,15 +124,7 @@ def conversation(ws: Path) -> list[str]:
 
 def tree(ws: Path) -> dict[str, tuple]:
     """Everything a restore must bring back: type, mode, content or target, mtime (not .sessions/)."""
-    found = {}
-    for rel, path, st in project_entries(ws):
-        if stat.S_ISLNK(st.st_mode):
-            found[rel] = ("symlink", os.readlink(path))
-        elif stat.S_ISDIR(st.st_mode):
-            found[rel] = ("dir", stat.S_IMODE(st.st_mode))
-        else:
-            found[rel] = ("file", stat.S_IMODE(st.st_mode), path.read_bytes(), int(st.st_mtime))
-    return found
+    return fingerprint(ws, mtimes=True)
 
 
 @pytest.fixture
