@@ -18,6 +18,7 @@ import boto3
 import httpx
 import uvicorn
 from botocore.config import Config
+from botocore.exceptions import ClientError
 
 from agent.providers import model_variables
 from agentcore_local.sandbox import Launcher
@@ -79,6 +80,21 @@ class LocalRuntime:
 
     def sessions(self) -> list[dict[str, Any]]:
         return httpx.get(f"{self.url}/_local/sessions").json()["sessions"]
+
+    def stop_sessions(self) -> None:
+        """Stop every session that holds compute, through StopRuntimeSession: a module's server is
+        shared, so each test leaves it with none running (the next one may need --max-sessions room)."""
+        data, control = self.data(), self.control()
+        for session in self.sessions():
+            if session["state"] == "READY":
+                arn = control.get_agent_runtime(agentRuntimeId=session["agentRuntimeId"])["agentRuntimeArn"]
+                try:
+                    data.stop_runtime_session(
+                        agentRuntimeArn=arn, runtimeSessionId=session["runtimeSessionId"]
+                    )
+                except ClientError as error:  # it stopped by itself meanwhile
+                    assert error.response["Error"]["Code"] == "ResourceNotFoundException", error
+        wait_for(lambda: all(s["state"] == "STOPPED" for s in self.sessions()), 60, "every session to stop")
 
     def session_state(self, session_id: str) -> str | None:
         return next((s["state"] for s in self.sessions() if s["runtimeSessionId"] == session_id), None)

@@ -28,8 +28,10 @@ def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRuntime]:
 
 
 @pytest.fixture
-def data(local: LocalRuntime, _isolated_aws: None):
-    return local.data()
+def data(local: LocalRuntime, _isolated_aws: None) -> Iterator[Any]:
+    """A data-plane client; afterwards, no session of the shared server is left running."""
+    yield local.data()
+    local.stop_sessions()
 
 
 def run(data, arn: str, session: str, command: str, qualifier: str = "DEFAULT") -> tuple[int, str]:

@@ -14,6 +14,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import boto3
 import httpx
@@ -40,8 +41,10 @@ def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRuntime]:
 
 
 @pytest.fixture
-def data(local: LocalRuntime, _isolated_aws: None):
-    return local.data()
+def data(local: LocalRuntime, _isolated_aws: None) -> Iterator[Any]:
+    """A data-plane client; afterwards, no session of the shared server is left running."""
+    yield local.data()
+    local.stop_sessions()
 
 
 def code_of(call) -> str:
