@@ -72,6 +72,12 @@ def resolve_session(explicit: str | None) -> str:
     return session
 
 
+def session_target(args: argparse.Namespace, read_timeout: int | None = None) -> tuple[Any, str, str]:
+    """The data-plane client, runtime ARN and session id a session command talks to."""
+    arn, session = resolve_arn(args.arn, args.record), resolve_session(args.session)
+    return data_plane(args.region, read_timeout=read_timeout or args.read_timeout), arn, session
+
+
 def endpoint_label() -> str:
     url = os.environ.get("AWS_ENDPOINT_URL_BEDROCK_AGENTCORE") or os.environ.get("AWS_ENDPOINT_URL")
     return f"{url} (local endpoint)" if url else "AWS"
@@ -141,13 +147,9 @@ def cmd_new_session_id(args: argparse.Namespace) -> int:
 
 
 def cmd_invoke(args: argparse.Namespace) -> int:
-    arn, session = resolve_arn(args.arn, args.record), resolve_session(args.session)
-    client = data_plane(args.region, read_timeout=args.read_timeout)
+    client, arn, session = session_target(args)
     answer = invoke(client, arn, session, args.prompt, args.stream, print_event if args.stream else None)
-    if args.stream:
-        print()
-    else:
-        print(answer.get("response", ""))
+    print("" if args.stream else answer.get("response", ""))  # streamed text is already out
     print(report.answer_line(answer), file=sys.stderr)
     if warning := (answer.get("workspace", {}).get("usage") or {}).get("warning"):
         stderr_line(f"warning: {warning}")
@@ -155,9 +157,9 @@ def cmd_invoke(args: argparse.Namespace) -> int:
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
-    arn, session = resolve_arn(args.arn, args.record), resolve_session(args.session)
+    client, arn, session = session_target(args)
     started = time.perf_counter()
-    stop(data_plane(args.region), arn, session)
+    stop(client, arn, session)
     print(
         f"stopped session {session} in {time.perf_counter() - started:.1f}s; "
         "its files stay in session storage"
@@ -166,8 +168,7 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
 
 def cmd_exec(args: argparse.Namespace) -> int:
-    arn, session = resolve_arn(args.arn, args.record), resolve_session(args.session)
-    client = data_plane(args.region, read_timeout=max(args.read_timeout, args.timeout + 30))
+    client, arn, session = session_target(args, read_timeout=max(args.read_timeout, args.timeout + 30))
     result = run_command(client, arn, session, args.command, args.timeout, write_output)
     if result.status == "TIMED_OUT":
         stderr_line(f"the command timed out after {args.timeout}s and was terminated")
@@ -188,34 +189,23 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_undo(args: argparse.Namespace) -> int:
-    arn, session = resolve_arn(args.arn, args.record), resolve_session(args.session)
-    answer = act(
-        data_plane(args.region, read_timeout=args.read_timeout),
-        arn,
-        session,
-        {"action": "undo", "turns": args.turns},
-    )
+    answer = act(*session_target(args), {"action": "undo", "turns": args.turns})
     print("\n".join(report.undo_lines(answer)))
     print(f"recorded as checkpoint {answer.get('checkpoint')}", file=sys.stderr)
     return 0
 
 
 def cmd_checkpoints(args: argparse.Namespace) -> int:
-    arn, session = resolve_arn(args.arn, args.record), resolve_session(args.session)
-    answer = act(
-        data_plane(args.region, read_timeout=args.read_timeout), arn, session, {"action": "checkpoints"}
-    )
+    answer = act(*session_target(args), {"action": "checkpoints"})
     print("\n".join(report.checkpoint_lines(answer)))
     return 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    arn, session = resolve_arn(args.arn, args.record), resolve_session(args.session)
-    answer = act(data_plane(args.region, read_timeout=args.read_timeout), arn, session, {"action": "status"})
+    answer = act(*session_target(args), {"action": "status"})
     print("\n".join(report.status_lines(answer)))
-    usage = answer.get("usage", {})
-    if usage.get("warning"):
-        stderr_line(f"warning: {usage['warning']}")
+    if warning := answer.get("usage", {}).get("warning"):
+        stderr_line(f"warning: {warning}")
     return 0
 
 
