@@ -72,9 +72,13 @@ def serving(tmp: Path) -> Iterator[Served]:
         key, _, value = line.removeprefix("export ").partition("=")
         served.env[key] = value
     yield served
-    if process.poll() is None:
-        process.kill()
-        process.wait()
+    if process.poll() is None:  # as Ctrl-C would: serve stops its sessions and unmounts their slots
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(60)
+        except subprocess.TimeoutExpired:  # SIGKILL leaves the slots mounted on the host
+            process.kill()
+            process.wait()
 
 
 @pytest.fixture(scope="module")
