@@ -34,8 +34,15 @@ sandbox-tools:
 
 # --- checks ------------------------------------------------------------------
 
-test: setup  ## run the test suite
-	$(BIN)/pytest -q
+# The suite runs shuffled (pytest-random-order: the modules, and the tests in each), so no test can
+# lean on another's leftovers. The seed is printed first; `make test SEED=N` replays that order, and
+# PYTEST_ARGS adds pytest flags (e.g. PYTEST_ARGS="-x tests/test_deploy.py").
+ifndef SEED
+SEED := $(shell od -An -N3 -tu4 /dev/urandom | tr -d ' ')
+endif
+test: setup  ## run the test suite, shuffled (SEED=N replays an order)
+	@echo "test order: --random-order-seed=$(SEED) (replay: make test SEED=$(SEED))"
+	$(BIN)/pytest -q -p random_order --random-order-seed=$(SEED) $(PYTEST_ARGS)
 
 soak: setup  ## the long reliability runs: 100 stop/resume cycles through agentcore_local (a few minutes)
 	$(BIN)/pytest -q -s -m soak
