@@ -20,7 +20,6 @@ from tests.agent_process import AgentProcess
 
 PLAN = Path(__file__).resolve().with_name("plan.json")
 REPO = PLAN.parent.parent
-WINDOW = 40  # the least the service's stepped window keeps in memory (it trims from 60 back to 40)
 
 # The floor a cold start cannot beat: the two classes the service is built from, and nothing else.
 FLOOR_IMPORTS = "from strands import Agent; from bedrock_agentcore.runtime import BedrockAgentCoreApp"
@@ -76,10 +75,12 @@ def history_growth(workspace: Path, sizes: tuple[int, ...], samples: int) -> dic
     Each size has a workspace of its own, holding only its own conversations: a turn's checkpoint
     walks and message counts cover the whole session storage, so in a shared workspace the small
     sizes would pay for the large ones' files and the ratio would flatter. Every turn adds two
-    messages. Above the window, memory stays between 40 and 60 however many are stored; below
-    it, memory grows, so small sizes spread their warm turns over several conversations of that
-    size, 5 turns each, to keep memory near N.
+    messages. Above the window, memory stays between WINDOW and WINDOW + STEP however many are
+    stored; below it, memory grows, so small sizes spread their warm turns over several
+    conversations of that size, 5 turns each, to keep memory near N.
     """
+    from agent.conversation_manager import WINDOW
+
     plan = {size: (1 if size >= WINDOW else math.ceil(samples / 5)) for size in sizes}
     rows, scans = {}, {}
     for size, conversations in plan.items():
