@@ -5,7 +5,7 @@ trim moves `removed_message_count`, so FileSessionManager rewrites agent.json on
 And every model call costs Strands work per message in memory (two deep copies, two JSON
 encodings for its tracer: README, Performance). This window lets the history grow to
 `window_size + step` messages, then drops the oldest turns in one go, so agent.json changes
-once every `step / 2` two-message turns and memory stays small.
+once every `step / 2 + 1` two-message turns and memory stays small.
 
 What the model sees (docs/CONTRACT.md, "What the model sees"): whole turns only, a turn being
 a prompt and everything up to the next prompt. After a turn that leaves more than
