@@ -85,30 +85,32 @@ def _shallow(value: Any) -> bool:
     return True
 
 
+def _valid_tool_use(use: dict[str, Any]) -> bool:
+    return isinstance(use.get("toolUseId"), str) and isinstance(use.get("name"), str)
+
+
+def _valid_tool_result(result: dict[str, Any]) -> bool:
+    content = result.get("content", [])
+    return (
+        isinstance(result.get("toolUseId"), str)
+        and isinstance(content, list)
+        and all(isinstance(c, dict) for c in content)
+        and result.get("status", "success") in ("success", "error")
+    )
+
+
+# The block kinds whose fields Strands and the providers index into, and what they read there.
+_FIELDS = {"toolUse": _valid_tool_use, "toolResult": _valid_tool_result}
+
+
 def _valid_block(block: Any) -> bool:
     if not isinstance(block, dict) or not block or not block.keys() <= _BLOCKS:
         return False
     if "text" in block and not isinstance(block["text"], str):
         return False
-    if "toolUse" in block:
-        use = block["toolUse"]
-        if not (
-            isinstance(use, dict)
-            and isinstance(use.get("toolUseId"), str)
-            and isinstance(use.get("name"), str)
-        ):
-            return False
-    if "toolResult" in block:
-        result = block["toolResult"]
-        if not (
-            isinstance(result, dict)
-            and isinstance(result.get("toolUseId"), str)
-            and isinstance(result.get("content", []), list)
-            and all(isinstance(c, dict) for c in result.get("content", []))
-            and result.get("status", "success") in ("success", "error")
-        ):
-            return False
-    return all(isinstance(v, dict) for k, v in block.items() if k != "text")
+    if not all(isinstance(v, dict) for k, v in block.items() if k != "text"):
+        return False
+    return all(check(block[kind]) for kind, check in _FIELDS.items() if kind in block)
 
 
 def valid_message(data: Any) -> bool:

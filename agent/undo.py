@@ -160,14 +160,29 @@ def _put(path: Path, entry: Entry, store: CheckpointStore) -> None:
         raise
 
 
+_counted: dict[Path, int] = {}  # messages folder -> its last count: the next call probes from there
+
+
 def stored_messages(sessions: Path, conversation_id: str) -> int:
-    """How many messages FileSessionManager has written for a conversation (the next index)."""
+    """How many messages FileSessionManager has written for a conversation (the next index).
+
+    A turn asks twice, and listing a long history costs ~1 ms per 1,000 names, so this probes
+    on from the last count instead: Strands numbers each new message one past the highest, so
+    while the last one counted is still there, the files after it are the new ones. Anything
+    else (an undo, a quarantine, a restored history) lists the folder again."""
     folder = _agent_dir(sessions, conversation_id) / "messages"
-    try:
-        numbers = [int(m.group(1)) for n in os.listdir(folder) if (m := _MESSAGE.fullmatch(n))]
-    except FileNotFoundError:
-        return 0
-    return max(numbers, default=-1) + 1
+    count = _counted.get(folder, 0)
+    if count and os.path.lexists(folder / f"message_{count - 1}.json"):
+        while os.path.lexists(folder / f"message_{count}.json"):
+            count += 1
+    else:
+        try:
+            numbers = [int(m.group(1)) for n in os.listdir(folder) if (m := _MESSAGE.fullmatch(n))]
+        except FileNotFoundError:
+            numbers = []
+        count = max(numbers, default=-1) + 1
+    _counted[folder] = count
+    return count
 
 
 def truncate_history(sessions: Path, conversation_id: str, keep: int) -> int:

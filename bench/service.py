@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from bench.measure import percentile, timed
@@ -19,7 +20,6 @@ from tests.agent_process import AgentProcess
 
 PLAN = Path(__file__).resolve().with_name("plan.json")
 REPO = PLAN.parent.parent
-WINDOW = 40  # the least the service's stepped window keeps in memory (it trims from 60 back to 40)
 
 # The floor a cold start cannot beat: the two classes the service is built from, and nothing else.
 FLOOR_IMPORTS = "from strands import Agent; from bedrock_agentcore.runtime import BedrockAgentCoreApp"
@@ -72,53 +72,88 @@ def cold_start(runs: int) -> dict:
 def history_growth(workspace: Path, sizes: tuple[int, ...], samples: int) -> dict:
     """Warm turn latency and cold restore (first turn after a restart) with N stored messages.
 
-    Every turn adds two messages. Above the window, memory stays between 40 and 60 however many are
-    stored; below it, memory grows, so small sizes spread their warm turns over several conversations
-    of that size, 5 turns each, to keep memory near N.
+    Each size has a workspace of its own, holding only its own conversations: a turn's checkpoint
+    walks and message counts cover the whole session storage, so in a shared workspace the small
+    sizes would pay for the large ones' files and the ratio would flatter. Every turn adds two
+    messages. Above the window, memory stays between WINDOW and WINDOW + STEP however many are
+    stored; below it, memory grows, so small sizes spread their warm turns over several
+    conversations of that size, 5 turns each, to keep memory near N.
     """
+    from agent.conversation_manager import WINDOW
+
     plan = {size: (1 if size >= WINDOW else math.ceil(samples / 5)) for size in sizes}
-    agent = AgentProcess(workspace, plan=PLAN)
-    agent.start()
-    for size, conversations in plan.items():  # each "hi" turn stores two messages: prompt and answer
-        for c in range(conversations):
+    rows, scans = {}, {}
+    for size, conversations in plan.items():
+        (own := workspace / f"history-{size}").mkdir()
+        agent = AgentProcess(own, plan=PLAN)
+        agent.start()
+        for c in range(conversations):  # each "hi" turn stores two messages: prompt and answer
             for _ in range(size // 2):
                 agent.invoke("hi", conversation_id=f"h{size}-{c}")
-    agent.stop()
-    rows = {}
-    for size, conversations in plan.items():
-        agent.start()
-        agent.invoke("warm up the process", conversation_id="other")  # the model and imports, not the restore
-        cold = timed(lambda: agent.invoke("hi", conversation_id=f"h{size}-0"))  # noqa: B023
-        warm, in_memory, cpu = [], [], 0.0
-        for c in range(conversations):
-            if c:
-                agent.invoke("hi", conversation_id=f"h{size}-{c}")  # its restore: not a warm turn
-            cpu_before = _cpu_s(agent.proc.pid)
-            for _ in range(samples // conversations):
-                started = time.perf_counter()
-                answer = agent.invoke("hi", conversation_id=f"h{size}-{c}").json()
-                warm.append(time.perf_counter() - started)
-                in_memory.append(answer["history"]["messages_before"])
-            cpu += _cpu_s(agent.proc.pid) - cpu_before
         agent.stop()
-        rows[size] = {
-            "cold_restore_turn_ms": 1000 * cold,
-            "warm_turn_p50_ms": 1000 * percentile(warm, 50),
-            "warm_turns": len(warm),
-            # The agent's CPU per warm turn: steadier than wall time on a machine others load too.
-            "warm_turn_cpu_ms": 1000 * cpu / len(warm),
-            "messages_in_memory": [min(in_memory), max(in_memory)],  # what the window keeps, not stored
-        }
+        rows[size] = _warm_turns(agent, size, conversations, samples)
+        scans[size] = _history_scans(agent.workspace, f"h{size}-0")
     small, large = rows[sizes[0]], rows[sizes[-1]]
     return {
         "by_messages": rows,
         "warm_ratio_largest_vs_smallest": large["warm_turn_p50_ms"] / small["warm_turn_p50_ms"],
         "warm_cpu_ratio_largest_vs_smallest": large["warm_turn_cpu_ms"] / small["warm_turn_cpu_ms"],
         "cold_restore_largest_ms": large["cold_restore_turn_ms"],
+        "history_scans": scans,
         "breakdown": turn_breakdown(
             (small["messages_in_memory"][0], large["messages_in_memory"][1]), max(samples, 30)
         ),
         "targets": "warm largest <= 1.15 x smallest; cold restore of 1,000 <= 300 ms",
+    }
+
+
+def _warm_turns(agent: AgentProcess, size: int, conversations: int, samples: int) -> dict:
+    """Restart the agent, then: a cold restore turn, and `samples` warm turns over the conversations."""
+    agent.start()
+    agent.invoke("warm up the process", conversation_id="other")  # the model and imports, not the restore
+    cold = timed(lambda: agent.invoke("hi", conversation_id=f"h{size}-0"))
+    warm, in_memory, cpu = [], [], 0.0
+    for c in range(conversations):
+        if c:
+            agent.invoke("hi", conversation_id=f"h{size}-{c}")  # its restore: not a warm turn
+        cpu_before = _cpu_s(agent.proc.pid)
+        for _ in range(samples // conversations):
+            started = time.perf_counter()
+            answer = agent.invoke("hi", conversation_id=f"h{size}-{c}").json()
+            warm.append(time.perf_counter() - started)
+            in_memory.append(answer["history"]["messages_before"])
+        cpu += _cpu_s(agent.proc.pid) - cpu_before
+    agent.stop()
+    return {
+        "cold_restore_turn_ms": 1000 * cold,
+        "warm_turn_p50_ms": 1000 * percentile(warm, 50),
+        "warm_turns": len(warm),
+        # The agent's CPU per warm turn: steadier than wall time on a machine others load too.
+        "warm_turn_cpu_ms": 1000 * cpu / len(warm),
+        "messages_in_memory": [min(in_memory), max(in_memory)],  # what the window keeps, not stored
+    }
+
+
+def _history_scans(workspace: Path, conversation_id: str, repeats: int = 20) -> dict:
+    """What a turn's checkpoint does per stored message, outside Strands, timed in this process:
+    the workspace walk (it lstats every file under .sessions/ for the usage figure; a turn walks
+    twice) and the stored-message count (a listdir of the conversation's messages, twice a turn)."""
+    from agent import undo
+    from agent.walk import walk
+
+    sessions = workspace / ".sessions"
+    last = walk(workspace)
+
+    def cpu_ms(call: Callable[[], object]) -> float:
+        started = time.process_time()
+        for _ in range(repeats):
+            call()
+        return 1000 * (time.process_time() - started) / repeats
+
+    return {
+        "history_entries": sum(1 for _ in sessions.glob("session_*/**/*")),  # the checkpoints not counted
+        "walk_cpu_ms": cpu_ms(lambda: walk(workspace, before=last)),
+        "stored_messages_cpu_ms": cpu_ms(lambda: undo.stored_messages(sessions, conversation_id)),
     }
 
 
