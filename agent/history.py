@@ -38,6 +38,7 @@ INTERRUPTED_NOTE = "(The previous turn was interrupted before it finished; its l
 MAX_FILE_BYTES = 32 << 20  # far above a real message (tool results are capped at 20,000 characters)
 MAX_DEPTH = 64  # Strands deep-copies and re-encodes messages recursively; real ones nest a few levels
 _MESSAGE_FILE = re.compile(r"message_(\d+)\.json")
+_LEFTOVER = re.compile(r"\.strands_[^/]*\.tmp")  # FileSessionManager's temp name (mkstemp, then rename)
 _OPEN = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 # Content block kinds of the Bedrock Converse shape that Strands stores; the ones it indexes are checked.
 _BLOCKS = {"text", "toolUse", "toolResult", "image", "document", "video", "reasoningContent"}
@@ -177,8 +178,11 @@ def find_damage(root: Path) -> list[Path]:
         match = _MESSAGE_FILE.fullmatch(entry.name)
         if match:  # a FIFO, link or directory by that name fails load() below, like a torn file
             numbered[int(match.group(1))] = entry.path
-        else:
-            bad.append(Path(entry.path))  # a stray name breaks Strands' int() parse of every file name
+        elif _LEFTOVER.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
+            _remove(Path(entry.path))  # a write killed before its rename: the file it replaces still stands
+        elif entry.name.startswith("message_") and entry.name.endswith(".json"):
+            bad.append(Path(entry.path))  # Strands would int() this name and fail on the whole folder
+        # any other name Strands' listing skips, so it cannot hurt the restore
     # Strands reads only from the offset on: check those (a restore stays cheap on a long history).
     broken = next((i for i in sorted(numbered) if i >= offset and not valid_message(load(numbered[i]))), None)
     if broken is not None:

@@ -132,6 +132,21 @@ def test_poisoned_history_is_quarantined_and_the_turn_goes_on(server: AgentProce
     assert "quarantined" not in again and again["messages_before"] == kept + 2
 
 
+def test_a_write_killed_before_its_rename_leaves_nothing_to_quarantine(server: AgentProcess):
+    """Strands writes a temp file and renames it; a kill -9 in between leaves the temp file behind."""
+    conversation = "killed-mid-write"
+    root = _stored_conversation(server.workspace, conversation)
+    leftover = root / MESSAGES / ".strands_k1ll3d.tmp"
+    leftover.write_text('{"message": {"role": "user", "content": [{"te')  # torn: the kill came mid-write
+    (root / MESSAGES / "notes.txt").write_text("Strands' listing skips this name")
+
+    body = server.invoke("after", conversation_id=conversation).json()
+
+    assert "quarantined" not in body["history"] and body["history"]["messages_before"] == 4
+    assert not os.path.lexists(leftover), "the dead write's temp file was kept"
+    assert (root / MESSAGES / "notes.txt").exists()
+
+
 def _long_history(workspace: Path, conversation_id: str, count: int) -> None:
     """`count` stored messages that a restore must all read (nothing trimmed yet)."""
     root = workspace / ".sessions" / f"session_{conversation_id}"
