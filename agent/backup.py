@@ -181,7 +181,8 @@ class S3Backup:
             for manifest in pending:
                 last = manifest is pending[-1]
                 locations = {s: known[s][1] for s in needs[manifest["seq"]] if known[s][1]}
-                body = {**manifest, "locations": locations, **({"history": history} if last else {})}
+                whole = {k: v for k, v in manifest.items() if k not in ("base", "depth")}  # S3: always whole
+                body = {**whole, "locations": locations, **({"history": history} if last else {})}
                 transfer.put(f"manifests/{manifest['seq']:06d}.json", files.json_bytes(body))
                 state["pushed_seq"] = manifest["seq"]
                 report.manifests.append(manifest["seq"])

@@ -1,7 +1,8 @@
 """The local side of backups: the checkpoint store's layout on disk, and files written back from it.
 
-The layout is the contract in docs/CONTRACT.md §6 (agent/checkpoints.py owns the store); this
-module only reads manifests and objects and adds what a restore brings back. Everything a
+The layout is the contract in docs/CONTRACT.md §6 (agent/checkpoints.py owns the store and is
+the one reader of manifests, which may be deltas on earlier ones); this module reads objects
+and adds what a restore brings back. Everything a
 restore writes goes to a temp name in the store's staging directory first and is renamed
 into place, so a kill -9 leaves either the old entry or the new one, and a rerun finishes.
 """
@@ -22,6 +23,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 from typing import Any
+
+from agent.checkpoints import CheckpointStore
 
 SESSIONS = ".sessions"
 STORE = Path(SESSIONS) / ".checkpoints"
@@ -67,6 +70,17 @@ def read_json(path: Path) -> dict | None:
         return None
 
 
+_readers: dict[Path, CheckpointStore] = {}  # one per workspace: what it read stays cached between pushes
+_readers_guard = threading.Lock()
+
+
+def _reader(workspace: Path) -> CheckpointStore:
+    with _readers_guard:
+        if workspace not in _readers:
+            _readers[workspace] = CheckpointStore(workspace)
+        return _readers[workspace]
+
+
 class Store:
     """The checkpoint store as laid out on disk: manifests/<seq>.json and objects/<sha[:2]>/<sha>."""
 
@@ -75,6 +89,7 @@ class Store:
         self.root = workspace / STORE
         self._names = itertools.count()
         self._staged = False
+        self._reader = _reader(workspace)
 
     def seqs(self) -> list[int]:
         """The checkpoints' seqs from the manifests' names (`<seq>.json`), oldest first; nothing is parsed."""
@@ -85,10 +100,10 @@ class Store:
         return sorted(int(n[:-5]) for n in names if n.endswith(".json") and n[:-5].isdigit())
 
     def manifests(self, after: int = -1) -> list[dict]:
-        """Readable manifests with seq > `after`, oldest first (damaged ones skipped, as the store does)."""
-        folder = self.root / "manifests"
-        found = [read_json(folder / f"{seq:06d}.json") for seq in self.seqs() if seq > after]
-        return [m for m in found if m and isinstance(m.get("seq"), int) and isinstance(m.get("files"), dict)]
+        """Readable manifests with seq > `after`, oldest first, each with its full file list
+        (materialised by agent/checkpoints.py; damaged ones skipped). Never modify them."""
+        found = [self._reader.read(seq) for seq in self.seqs() if seq > after]
+        return [m for m in found if m and isinstance(m.get("seq"), int)]
 
     def object_path(self, sha256: str) -> Path:
         return self.root / "objects" / sha256[:2] / sha256
