@@ -32,6 +32,7 @@ KEY_VERSION = "v1"
 REFRESH_AFTER_DAYS = 30
 STATE_FILE = "backup.json"
 RESTORING_FILE = "backup-restore.json"  # present while a restore runs; removed last
+SAVE_EVERY_S = 2.0  # during a long upload, what is uploaded is saved this often (else once, at the end)
 
 
 class BackupError(RuntimeError):
@@ -166,10 +167,14 @@ class S3Backup:
         def fresh(sha: str) -> bool:
             return sha in known and known[sha][0] >= now - REFRESH_AFTER_DAYS * 86400
 
+        saved = [time.monotonic()]
+
         def done(locations: dict, size: int) -> None:
             known.update({sha: [now, loc] for sha, loc in locations.items()})
             report.bytes += size
-            self._save(store, state)
+            if time.monotonic() - saved[0] > SAVE_EVERY_S:  # a long upload keeps its progress
+                self._save(store, state)
+                saved[0] = time.monotonic()
 
         try:
             history, cache, blobs = files.history_files(workspace, state["history"], fresh)
@@ -186,7 +191,8 @@ class S3Backup:
                 transfer.put(f"manifests/{manifest['seq']:06d}.json", files.json_bytes(body))
                 state["pushed_seq"] = manifest["seq"]
                 report.manifests.append(manifest["seq"])
-                self._save(store, state)
+                if not last:  # the last is saved below: a kill before that only repeats a PUT
+                    self._save(store, state)
             latest = {"seq": pending[-1]["seq"], "seqs": store.seqs(), "time": now}
             transfer.put("latest.json", files.json_bytes(latest))
         except (OSError, *_errors()) as error:

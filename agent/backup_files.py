@@ -42,8 +42,8 @@ def write_json(path: Path, data: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
     try:
-        with os.fdopen(fd, "w") as out:
-            json.dump(data, out, separators=(",", ":"))
+        with os.fdopen(fd, "wb") as out:
+            out.write(json_bytes(data))  # json.dump would run the pure-Python encoder: 10 x slower
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
