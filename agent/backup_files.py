@@ -105,6 +105,10 @@ class Store:
         found = [self._reader.read(seq) for seq in self.seqs() if seq > after]
         return [m for m in found if m and isinstance(m.get("seq"), int)]
 
+    def read(self, seq: int) -> dict | None:
+        """One manifest with its full file list (None if damaged or gone). Never modify it."""
+        return self._reader.read(seq)
+
     def object_path(self, sha256: str) -> Path:
         return self.root / "objects" / sha256[:2] / sha256
 
