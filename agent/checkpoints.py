@@ -53,6 +53,7 @@ class CheckpointStore:
         self._latest: dict[str, Any] | None = None  # parsed once: the next walk compares with it
         self._bytes: int | None = None  # objects + manifests, counted once, then kept up to date
         self._dirs: set[str] = set()
+        self.full_every = FULL_EVERY  # 1: every manifest whole (the bench's "before" design)
         self.last_walk: Walk | None = None  # the last walk, hashes included: the next one starts from it
         # Paths where last_walk may differ from the latest manifest (None: unknown, compare all).
         self._dirty: set[str] | None = None
@@ -226,8 +227,8 @@ class CheckpointStore:
             }
             delta = {p: after.get(p) for p in paths if before.get(p) != after.get(p)}
             stored = None
-            depth = previous.get("depth", 0) + 1 if previous is not None else FULL_EVERY
-            if depth < FULL_EVERY and 2 * len(delta) < len(after):
+            depth = previous.get("depth", 0) + 1 if previous is not None else self.full_every
+            if depth < self.full_every and 2 * len(delta) < len(after):
                 stored = {k: v for k, v in manifest.items() if k != "files"}
                 stored.update(base=previous["seq"], delta=delta)
                 manifest["depth"] = depth
