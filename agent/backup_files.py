@@ -21,6 +21,7 @@ import tempfile
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -48,6 +49,34 @@ def write_json(path: Path, data: Any) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def read_log(path: Path) -> tuple[dict[str, Any], int]:
+    """A JSON-lines map (`[key, value]` a line, the last one for a key wins) and its line count;
+    a line a kill cut short is skipped."""
+    found: dict[str, Any] = {}
+    lines = 0
+    with suppress(FileNotFoundError), path.open("rb") as log:
+        for line in log:
+            lines += 1
+            with suppress(ValueError, TypeError):
+                key, value = json.loads(line)
+                found[key] = value
+    return found, lines
+
+
+def append_log(path: Path, entries: dict[str, Any], rewrite: bool = False) -> None:
+    """Add entries to a JSON-lines map, or (rewrite) replace it with them atomically."""
+    body = b"".join(json_bytes([k, v]) + b"\n" for k, v in entries.items())
+    if rewrite:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".jsonl")
+        with os.fdopen(fd, "wb") as out:
+            out.write(body)
+        os.replace(tmp, path)
+    elif body:
+        with path.open("ab") as out:  # a kill mid-line leaves one bad line, skipped on reading
+            out.write(b"\n" + body)
 
 
 def json_bytes(data: Any) -> bytes:

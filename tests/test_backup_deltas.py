@@ -4,6 +4,7 @@ workspace and every checkpoint, so undo works after it. Real Recorder, real file
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import uuid
@@ -14,7 +15,7 @@ import pytest
 from moto.server import ThreadedMotoServer
 from test_backup import S3, get, say, tree
 
-from agent import backup
+from agent import backup, backup_files
 from agent.backup import S3Backup
 from agent.checkpoints import FULL_EVERY, CheckpointStore
 from agent.recorder import Recorder
@@ -136,3 +137,46 @@ def test_a_base_pruned_here_is_still_fetched_and_a_stale_or_long_chain_pushes_wh
         pusher.push(ws, SESSION)
     kinds = ["files" in stored(s3, bucket, seq) for seq in recorder.store.seqs()[-FULL_EVERY:]]
     assert kinds.count(True) == 1
+
+
+def new_pack_holds(s3: S3, bucket: str, seq: int) -> list[str]:
+    """The objects the one pack of the last push holds, by the manifest's locations."""
+    (pack,) = [key for key in s3.puts if "/packs/" in key]
+    return [
+        sha for sha, (where, _, _) in stored(s3, bucket, seq)["locations"].items() if pack.endswith(where)
+    ]
+
+
+def test_what_was_uploaded_is_appended_per_push_and_a_cut_line_or_the_old_format_loses_nothing(
+    s3: S3, bucket: str, tmp_path: Path
+) -> None:
+    ws = tmp_path / "ws"
+    recorder = project(ws)
+    turn(recorder, lambda: None)
+    S3Backup(bucket, client=s3.client).push(ws, SESSION)
+    root = ws / ".sessions" / ".checkpoints"
+    log = root / backup.OBJECTS_FILE
+    size = log.stat().st_size
+    turn(recorder, lambda: (ws / "one.txt").write_text("one\n"))
+    S3Backup(bucket, client=s3.client).push(ws, SESSION)
+    added = log.read_bytes()[size:].decode()
+    assert hashlib.sha256(b"one\n").hexdigest() in added and added.count("\n") == 2  # appended, not rewritten
+    assert "objects" not in json.loads((root / backup.STATE_FILE).read_text())
+
+    with log.open("ab") as cut:  # a kill in the middle of an append
+        cut.write(b'\n["' + b"a" * 64 + b'", [1')
+    s3.puts.clear()
+    turn(recorder, lambda: (ws / "two.txt").write_text("two\n"))
+    S3Backup(bucket, client=s3.client).push(ws, SESSION)  # a new process: from disk
+    assert new_pack_holds(s3, bucket, recorder.store.seqs()[-1]) == [hashlib.sha256(b"two\n").hexdigest()]
+
+    # backup.json from before the log (objects inline): still honoured, then moved to the log.
+    state = json.loads((root / backup.STATE_FILE).read_text())
+    state["objects"] = backup_files.read_log(log)[0]  # the cut line skipped
+    (root / backup.STATE_FILE).write_text(json.dumps(state))
+    log.unlink()
+    s3.puts.clear()
+    turn(recorder, lambda: (ws / "three.txt").write_text("three\n"))
+    S3Backup(bucket, client=s3.client).push(ws, SESSION)
+    assert new_pack_holds(s3, bucket, recorder.store.seqs()[-1]) == [hashlib.sha256(b"three\n").hexdigest()]
+    assert log.is_file() and "objects" not in json.loads((root / backup.STATE_FILE).read_text())
