@@ -68,6 +68,8 @@ class Recorder:
         last = self.store.last_walk
         changes = self.tracker.take() if last is not None else None
         if changes is None or last is None:  # a full walk, which (re)adds every watch first
+            if last is not None and self.tracker.doubt != "inotify is unavailable":
+                log.info("checkpoints | a full walk: %s", self.tracker.doubt)
             self.tracker.restart()
             if last is not None:
                 found = walk(self.workspace, before=last, watch=self.tracker.watch)

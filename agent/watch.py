@@ -59,13 +59,21 @@ class Tracker:
         self.changed: set[str] = set()
         self.created: set[str] = set()
         self.doubt: str | None = "not started"  # why the next take() cannot vouch for its list
+        self.warned = False  # about inotify missing: once
+        self.disabled: str | None = None  # watches refused for want of room: not tried again
         self.full_walks = self.tracked = 0  # how often take() said None, or a list (for the bench)
 
     def restart(self) -> bool:
         """A fresh inotify instance with no watches (a full walk then adds them). False: unavailable."""
         self.close()
         lib = _lib()
+        if self.disabled:
+            self.doubt = self.disabled
+            return False
         if lib is None:
+            if not self.warned:
+                log.warning("checkpoints | inotify is unavailable: every turn walks the whole workspace")
+                self.warned = True
             self.doubt = "inotify is unavailable"
             return False
         fd = lib.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -85,11 +93,13 @@ class Tracker:
             self.dirs[wd] = prefix
             return
         code = ctypes.get_errno()
-        if code in (errno.ENOENT, errno.ENOTDIR):  # gone or replaced already: its parent reports it
+        if prefix and code in (errno.ENOENT, errno.ENOTDIR):  # gone or replaced: its parent reports it
             return
         self.doubt = f"inotify_add_watch {prefix or './'}: {os.strerror(code)}"
-        if code == errno.ENOSPC:
-            log.warning("checkpoints | %s (fs.inotify.max_user_watches); every turn walks", self.doubt)
+        if code == errno.ENOSPC:  # more directories than fs.inotify.max_user_watches allows
+            self.disabled = self.doubt
+            self.close()  # give back the watches it holds
+            log.warning("checkpoints | %s (fs.inotify.max_user_watches); every turn walks", self.disabled)
 
     def take(self) -> Changes | None:
         """What may have changed since the last take(), or None: walk everything."""
@@ -133,8 +143,12 @@ class Tracker:
             if mask & IN_ISDIR and mask & IN_CREATE:
                 self.created.add(prefix + name)
 
+    def __del__(self) -> None:  # an inotify instance is a per-user resource (max_user_instances)
+        self.close()
+
     def close(self) -> None:
         if self.fd >= 0:
             with suppress(OSError):
                 os.close(self.fd)
-        self.fd, self.dirs, self.changed, self.created, self.doubt = -1, {}, set(), set(), "not started"
+        self.fd, self.dirs, self.changed, self.created = -1, {}, set(), set()
+        self.doubt = self.disabled or "not started"

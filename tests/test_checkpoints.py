@@ -210,8 +210,13 @@ def test_a_kill_9_mid_checkpoint_leaves_the_previous_one_usable_and_the_workspac
     ws = tmp_path / "ws"
     (ws / "src").mkdir(parents=True)
     (ws / "src" / "keep.txt").write_text("the first checkpoint")
+    for i in range(4):
+        (ws / "src" / f"small{i}.txt").write_text("small")
     store = CheckpointStore(ws)
     store.checkpoint(walk(ws), kind="turn")
+    (ws / "src" / "small0.txt").write_text("the second checkpoint, a delta")
+    store.checkpoint(walk(ws, before=store.last_walk), kind="turn")
+    assert "delta" in json.loads((store.manifests / "000002.json").read_text())
     for i in range(3000):  # enough new content that the copy takes a while
         (ws / "src" / f"new{i}.bin").write_bytes(os.urandom(2048))
     before = tree(ws)
@@ -226,10 +231,11 @@ def test_a_kill_9_mid_checkpoint_leaves_the_previous_one_usable_and_the_workspac
     finally:
         child.send_signal(signal.SIGKILL)
         child.wait()
-    assert store.seqs() == [1], "the kill came too late: the checkpoint finished first"
+    assert store.seqs() == [1, 2], "the kill came too late: the checkpoint finished first"
     assert tree(ws) == before
     fresh = CheckpointStore(ws)
-    assert fresh.latest()["seq"] == 1 and "src/keep.txt" in fresh.latest()["files"]
+    assert fresh.latest()["seq"] == 2 and "src/keep.txt" in fresh.latest()["files"]
+    assert fresh.latest()["files"]["src/small0.txt"]["size"] == len("the second checkpoint, a delta")
     second = fresh.checkpoint(walk(ws, fresh.latest()["files"]), kind="turn")  # and the next one works
     assert len(second["changed"]["added"]) == 3000
     assert all(fresh.has_object(e["sha256"]) for e in second["files"].values() if "sha256" in e)

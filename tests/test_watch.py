@@ -4,6 +4,8 @@ walk of the same workspace finds; when it cannot vouch for its list it must walk
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import os
 import subprocess
 from pathlib import Path
@@ -160,3 +162,28 @@ def test_without_inotify_every_turn_walks_and_records_the_same(
     manifest = turns.turn(lambda: sh(tmp_path, "echo x > x; rm README"))
     assert turns.full_walks == walks + 2  # the start and the end of the turn
     assert manifest["changed"]["added"] == ["x"] and manifest["changed"]["deleted"] == ["README"]
+
+
+def test_watches_refused_for_want_of_room_mean_full_walks_and_no_retry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    real = watch._lib()
+    assert real is not None
+
+    class Full:  # the kernel's answer past fs.inotify.max_user_watches
+        inotify_init1 = real.inotify_init1
+        calls = 0
+
+        def inotify_add_watch(self, fd: int, path: bytes, mask: int) -> int:
+            Full.calls += 1
+            ctypes.set_errno(errno.ENOSPC)
+            return -1
+
+    monkeypatch.setattr(watch, "_lib", lambda: Full())
+    turns = Turns(tmp_path)
+    walks, calls = turns.full_walks, Full.calls
+    manifest = turns.turn(lambda: sh(tmp_path, "echo x > src/x"))
+    assert manifest["changed"]["added"] == ["src/x"]
+    assert turns.full_walks == walks + 2 and Full.calls == calls  # walks, and never asks again
+    assert turns.recorder.tracker.fd == -1
+    assert sum("max_user_watches" in r.message for r in caplog.records) == 1
