@@ -12,6 +12,7 @@ What is uploaded, and where, is remembered in `.sessions/.checkpoints/backup.jso
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -23,8 +24,8 @@ from typing import Any, Protocol
 
 from agent import backup_files as files
 from agent.backup_files import DamagedBackup, Store
+from agent.backup_manifests import make_whole, s3_form
 from agent.backup_transfer import NOT_THERE, WORKERS, Transfer, error_code
-from agent.checkpoints import FULL_EVERY
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,7 @@ KEY_VERSION = "v1"
 # An object still in use is PUT again once it is this old, so the bucket's expiry rule
 # (cloud/backup_bucket.py: more than this + 14 idle days) never removes what a manifest needs.
 REFRESH_AFTER_DAYS = 30
+REFRESH_S = REFRESH_AFTER_DAYS * 86400
 STATE_FILE = "backup.json"
 OBJECTS_FILE = "backup-objects.jsonl"  # what is uploaded and where: [sha, [time, location]] a line
 RESTORING_FILE = "backup-restore.json"  # present while a restore runs; removed last
@@ -189,7 +191,7 @@ class S3Backup:
             report.requests = transfer.upload(sources, done)  # every object first, in as few packs as fit
             for manifest in pending:
                 last = manifest is pending[-1]
-                body = self._body(store, state, manifest, needs[manifest["seq"]], set(sources), now)
+                body = s3_form(store, state, manifest, needs[manifest["seq"]], set(sources), now, REFRESH_S)
                 if last:
                     body["history"] = history
                 transfer.put(f"manifests/{manifest['seq']:06d}.json", files.json_bytes(body))
@@ -209,31 +211,6 @@ class S3Backup:
         self._save(store, state)
         report.seconds = time.perf_counter() - started
         return report
-
-    @staticmethod
-    def _body(
-        store: Store, state: dict[str, Any], manifest: dict, needs: set[str], uploaded: set[str], now: float
-    ) -> dict[str, Any]:
-        """The manifest as S3 keeps it: a delta on the one pushed before it when that one is still
-        here to compare with, the chain is short, and its whole manifest is fresh (the bucket's
-        expiry rule must never take a base in use); else whole. `locations` name the packed
-        objects the delta adds and every one uploaded anew (a refresh moves it to a new pack)."""
-        known, chain = state["objects"], state.get("chain") or {}
-        meta = {k: v for k, v in manifest.items() if k not in ("files", "base", "depth")}
-        base = store.read(chain["seq"]) if chain.get("seq") == state["pushed_seq"] else None
-        fresh = now - chain.get("whole_time", 0) < REFRESH_AFTER_DAYS * 86400
-        if base is not None and fresh and chain.get("depth", FULL_EVERY) + 1 < FULL_EVERY:
-            before, after = base["files"], manifest["files"]
-            delta = {p: e for p, e in after.items() if (old := before.get(p)) is not e and old != e}
-            delta.update((p, None) for p in before if p not in after)
-            if 2 * len(delta) < len(after):
-                wanted = _shas(e for e in delta.values() if e) | (needs & uploaded)
-                state["chain"] = {**chain, "seq": manifest["seq"], "depth": chain["depth"] + 1}
-                locations = {s: known[s][1] for s in wanted if s in known and known[s][1]}
-                return {**meta, "base": base["seq"], "delta": delta, "locations": locations}
-        state["chain"] = {"seq": manifest["seq"], "depth": 0, "whole_time": now}
-        locations = {s: known[s][1] for s in needs if known[s][1]}
-        return {**meta, "files": manifest["files"], "locations": locations}
 
     # --- restore ------------------------------------------------------------------------------------
 
@@ -257,8 +234,9 @@ class S3Backup:
             manifests = [m for s in older if (m := self._get_json(transfer, f"manifests/{s:06d}.json", True))]
             history = head.pop("history", {})
             got = {m.get("seq"): m for m in (*manifests, head)}
-            manifests = [m for m in manifests if self._whole(transfer, got, m["seq"])]
-            if not self._whole(transfer, got, seq):
+            fetch = functools.partial(self._get_json, transfer, missing_ok=True)
+            manifests = [m for m in manifests if make_whole(fetch, got, m["seq"])]
+            if not make_whole(fetch, got, seq):
                 raise DamagedBackup(f"manifest {seq} names a base that is not in the backup")
             needs = []  # (manifest, {sha: location}) oldest first, the head last
             for m in (*manifests, head):
@@ -318,30 +296,6 @@ class S3Backup:
         except (OSError, *_errors()) as error:
             raise BackupError(f"could not restore missing files from s3://{self.bucket}: {error}") from error
         return MissingReport(restored, kept, sorted(set(missing) - set(restored) - set(kept)))
-
-    def _whole(self, transfer: Transfer, got: dict[Any, dict], seq: int, hops: int = 2 * FULL_EVERY) -> bool:
-        """Make the S3 manifest `got[seq]` whole in place: a delta gets its base's files and
-        locations (GET from S3 if not fetched yet), its own on top. False if a base is missing."""
-        m = got.get(seq)
-        if m is None:
-            m = got[seq] = self._get_json(transfer, f"manifests/{seq:06d}.json", missing_ok=True) or {}
-        if "delta" not in m:
-            return isinstance(m.get("files"), dict)
-        base, delta = m.get("base"), m.get("delta")
-        if not (isinstance(base, int) and base < seq and isinstance(delta, dict) and hops > 0):
-            return False
-        if not self._whole(transfer, got, base, hops - 1):
-            return False
-        earlier = got[base]
-        m["files"] = dict(earlier["files"])
-        for path, entry in delta.items():
-            if entry is None:
-                m["files"].pop(path, None)
-            else:
-                m["files"][path] = entry
-        m["locations"] = {**earlier.get("locations", {}), **m.get("locations", {})}
-        del m["delta"]
-        return True
 
     @staticmethod
     def _get_json(transfer: Transfer, key: str, missing_ok: bool = False) -> dict | None:
