@@ -58,7 +58,6 @@ class CheckpointStore:
         # Paths where last_walk may differ from the latest manifest (None: unknown, compare all).
         self._dirty: set[str] | None = None
         self.recheck: set[str] = set()  # written while hashed: the next update looks again
-        self._fragments: dict[str, tuple[Entry, str]] = {}  # path -> (entry, its JSON text)
         self._cache: dict[int, tuple[tuple[int, ...], dict[str, Any]]] = {}  # seq -> (stamp, manifest)
 
     # --- the contract's API --------------------------------------------------------------------
@@ -101,12 +100,12 @@ class CheckpointStore:
     def _write(self, manifest: dict[str, Any], stored: dict[str, Any] | None) -> None:
         """Write `manifest` (materialised) as `stored` (its delta form) or, if None, whole."""
         self.manifests.mkdir(parents=True, exist_ok=True)
-        data = self._encode(manifest) if stored is None else json.dumps(stored, separators=(",", ":"))
+        body = stored if stored is not None else {k: v for k, v in manifest.items() if k != "depth"}
+        data = json.dumps(body, separators=(",", ":")).encode()
         path = self.manifests / f"{manifest['seq']:06d}.json"
         with suppress(OSError):
             if self._bytes is not None:
                 self._bytes -= path.stat().st_size  # a prune making a delta whole again
-        data = data.encode() if isinstance(data, str) else data
         _atomic_write(path, data)
         _atomic_write(self.root / "HEAD", f"{self.seqs()[-1]:06d}\n".encode())
         if self._bytes is not None:
@@ -115,19 +114,6 @@ class CheckpointStore:
         self._cache.pop(manifest["seq"], None)
         if self._latest is None or manifest["seq"] >= self._latest["seq"]:
             self._latest = manifest
-
-    def _encode(self, manifest: dict[str, Any]) -> bytes:
-        """The manifest's JSON, reusing the text of every entry the walk carried over unchanged."""
-        cache, fresh, parts = self._fragments, {}, []
-        for path, entry in manifest["files"].items():
-            hit = cache.get(path)
-            if hit is None or hit[0] is not entry:
-                hit = (entry, f"{json.dumps(path)}:{json.dumps(entry, separators=(',', ':'))}")
-            fresh[path] = hit
-            parts.append(hit[1])
-        self._fragments = fresh
-        head = json.dumps({k: v for k, v in manifest.items() if k != "files"}, separators=(",", ":"))
-        return (head[:-1] + ',"files":{' + ",".join(parts) + "}}").encode()
 
     # --- beyond the contract -------------------------------------------------------------------
 
