@@ -3,7 +3,7 @@
 A small content-addressed store under `.sessions/.checkpoints/` (the layout is shared with
 agent/backup.py; README "Checkpoints, undo and storage"):
 
-    objects/<sha256[:2]>/<sha256>   one regular file's bytes, written once (temp file + rename)
+    objects/<sha256[:2]>/<sha256>   one regular file's bytes, written once (agent/objects.py)
     manifests/<seq>.json            one checkpoint, written last: every entry of the workspace
                                     ("files"), or what differs from an earlier one ("base": its
                                     seq, "delta": {path: entry, or null if gone})
@@ -20,23 +20,20 @@ unreferenced objects behind (pruned later).
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 import logging
 import os
-import stat
-import tempfile
 import threading
 import time
 from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
-from agent.walk import HIDDEN, STORE, Entry, Walk, diff
+from agent.objects import Objects, atomic_write
+from agent.walk import HIDDEN, STORE, Walk, diff
 
 log = logging.getLogger(__name__)
 
-SMALL = 1 << 20  # files up to this size are read whole, so a known object costs no temp file
 FULL_EVERY = 16  # a delta chain is never longer: reading a checkpoint parses one full manifest at most
 CACHED = 8  # materialised manifests kept in memory (the chain an undo or a listing walks)
 
@@ -52,7 +49,7 @@ class CheckpointStore:
         self.lock = threading.RLock()
         self._latest: dict[str, Any] | None = None  # parsed once: the next walk compares with it
         self._bytes: int | None = None  # objects + manifests, counted once, then kept up to date
-        self._dirs: set[str] = set()
+        self.files = Objects(workspace, self.objects, self._count)
         self.full_every = FULL_EVERY  # 1: every manifest whole (the bench's "before" design)
         self.last_walk: Walk | None = None  # the last walk, hashes included: the next one starts from it
         # Paths where last_walk may differ from the latest manifest (None: unknown, compare all).
@@ -78,10 +75,10 @@ class CheckpointStore:
             return None
 
     def object_path(self, sha256: str) -> Path:
-        return self.objects / sha256[:2] / sha256
+        return self.files.path(sha256)
 
     def has_object(self, sha256: str) -> bool:
-        return self.object_path(sha256).is_file()
+        return self.files.has(sha256)
 
     def put_object_from(self, sha256: str, source: Path | bytes) -> None:
         """Store bytes (or a file's bytes) under their hash; refuses bytes that do not match it."""
@@ -89,7 +86,7 @@ class CheckpointStore:
         if hashlib.sha256(data).hexdigest() != sha256:
             raise ValueError(f"object {sha256[:12]}: the bytes do not match their hash")
         with self.lock:
-            self._put(sha256, data)
+            self.files.put(sha256, data)
 
     def write_manifest(self, manifest: dict[str, Any]) -> None:
         """Write one manifest atomically (after its objects); it becomes the latest if its seq is highest."""
@@ -106,8 +103,8 @@ class CheckpointStore:
         with suppress(OSError):
             if self._bytes is not None:
                 self._bytes -= path.stat().st_size  # a prune making a delta whole again
-        _atomic_write(path, data)
-        _atomic_write(self.root / "HEAD", f"{self.seqs()[-1]:06d}\n".encode())
+        atomic_write(path, data)
+        atomic_write(self.root / "HEAD", f"{self.seqs()[-1]:06d}\n".encode())
         if self._bytes is not None:
             self._bytes += len(data)
         manifest["depth"] = 0 if stored is None else manifest.get("depth", 1)
@@ -173,7 +170,7 @@ class CheckpointStore:
             paths = list(found.files) if touched is None else [p for p in touched if p in found.files]
             for relpath in paths:
                 item = found.files[relpath]
-                if item["type"] == "file" and "sha256" not in item and not self._hash_in(relpath, item):
+                if item["type"] == "file" and "sha256" not in item and not self.files.hash_in(relpath, item):
                     del found.files[relpath]  # no longer a regular file: the next walk sees what it is
                     found.keys.pop(relpath, None)
                     self.recheck.add(relpath)
@@ -222,6 +219,10 @@ class CheckpointStore:
             self._dirty = set()
             return manifest
 
+    def _count(self, change: int) -> None:
+        if self._bytes is not None:
+            self._bytes += change
+
     def bytes(self) -> int:
         """What the store takes on disk: objects and manifests (counted once per process)."""
         with self.lock:
@@ -263,128 +264,15 @@ class CheckpointStore:
                 gone = kept.pop(seq, None)
                 named = set().union(*(_shas(m) for m in kept.values()))  # O(kept x files), after the answer
                 for sha in _shas(gone or {}) - named:
-                    self._remove_object(sha)
+                    self.files.remove(sha)
                 dropped.append(seq)
-            self._collect_strays(named)
+            self.files.collect_strays(named)
             log.info("checkpoints=<%s> | pruned; %d bytes kept", dropped, self.bytes())
             return dropped
-
-    # --- objects -------------------------------------------------------------------------------
-
-    def _hash_in(self, relpath: str, item: Entry) -> bool:
-        """Hash one workspace file and store its bytes if new. False if it is not a regular file now."""
-        try:
-            fd = os.open(self.workspace / relpath, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-        except OSError:
-            return False
-        try:
-            before = os.fstat(fd)
-            if not stat.S_ISREG(before.st_mode):
-                return False
-            if before.st_size <= SMALL:
-                data = _read_all(fd)
-                sha = hashlib.sha256(data).hexdigest()
-                if not self.has_object(sha):
-                    self._put(sha, data)
-            else:
-                sha = self._put_stream(fd)
-            after = os.fstat(fd)
-        finally:
-            os.close(fd)
-        item["sha256"] = sha
-        if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
-            item["ctime"] = -1.0  # written while we read it: hash it again next time
-        return True
-
-    def _object_dir(self, sha: str) -> Path:
-        folder = self.objects / sha[:2]
-        if sha[:2] not in self._dirs:
-            folder.mkdir(parents=True, exist_ok=True)
-            self._dirs.add(sha[:2])
-        return folder
-
-    def _put(self, sha: str, data: bytes) -> None:
-        if self.has_object(sha):
-            return
-        _atomic_write(self._object_dir(sha) / sha, data)
-        if self._bytes is not None:
-            self._bytes += len(data)
-
-    def _put_stream(self, fd: int) -> str:
-        """Copy a large file into a temp object while hashing it, then name it by its hash."""
-        self.objects.mkdir(parents=True, exist_ok=True)
-        out, tmp = tempfile.mkstemp(dir=self.objects, prefix=".tmp-")
-        digest, size = hashlib.sha256(), 0
-        try:
-            while chunk := os.read(fd, SMALL):
-                digest.update(chunk)
-                os.write(out, chunk)
-                size += len(chunk)
-            os.close(out)
-            sha = digest.hexdigest()
-            if self.has_object(sha):
-                os.unlink(tmp)
-            else:
-                os.replace(tmp, self._object_dir(sha) / sha)
-                if self._bytes is not None:
-                    self._bytes += size
-            return sha
-        except BaseException:
-            with suppress(OSError):
-                os.close(out)
-            with suppress(OSError):
-                os.unlink(tmp)
-            raise
-
-    def _remove_object(self, sha: str) -> None:
-        path = self.object_path(sha)
-        with suppress(OSError):
-            size = path.stat().st_size
-            path.unlink()
-            self._bytes = self.bytes() - size
-
-    def _collect_strays(self, refs: set[str]) -> None:
-        """Temp files and unnamed objects a killed checkpoint left behind."""
-        for base, _dirs, names in os.walk(self.objects):
-            for name in names:
-                if name.startswith(".tmp-") or name not in refs:
-                    path = Path(base, name)
-                    with suppress(OSError):
-                        size = path.stat().st_size
-                        path.unlink()
-                        self._bytes = self.bytes() - size
 
 
 def _shas(manifest: dict[str, Any]) -> set[str]:
     return {e["sha256"] for e in manifest.get("files", {}).values() if e.get("sha256")}
-
-
-def _read_all(fd: int) -> bytes:
-    chunks = []
-    while chunk := os.read(fd, SMALL + 1):
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-_temps = itertools.count()
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Temp file in the same directory, then rename: a reader sees the old file or the new one."""
-    tmp = f"{path.parent}/.tmp-{os.getpid()}-{next(_temps)}"
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        with suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def missing_paths(store: CheckpointStore, found: Walk) -> list[str]:
