@@ -12,8 +12,10 @@ What is uploaded, and where, is remembered in `.sessions/.checkpoints/backup.jso
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -22,6 +24,7 @@ from typing import Any, Protocol
 
 from agent import backup_files as files
 from agent.backup_files import DamagedBackup, Store
+from agent.backup_manifests import make_whole, s3_form
 from agent.backup_transfer import NOT_THERE, WORKERS, Transfer, error_code
 
 log = logging.getLogger(__name__)
@@ -30,8 +33,11 @@ KEY_VERSION = "v1"
 # An object still in use is PUT again once it is this old, so the bucket's expiry rule
 # (cloud/backup_bucket.py: more than this + 14 idle days) never removes what a manifest needs.
 REFRESH_AFTER_DAYS = 30
+REFRESH_S = REFRESH_AFTER_DAYS * 86400
 STATE_FILE = "backup.json"
+OBJECTS_FILE = "backup-objects.jsonl"  # what is uploaded and where: [sha, [time, location]] a line
 RESTORING_FILE = "backup-restore.json"  # present while a restore runs; removed last
+SAVE_EVERY_S = 2.0  # during a long upload, what is uploaded is saved this often (else once, at the end)
 
 
 class BackupError(RuntimeError):
@@ -89,6 +95,7 @@ class S3Backup:
         self._client, self._region = client, region
         self._guard = threading.Lock()
         self._running = self._again = False
+        self._memo: dict[Path, tuple[tuple, dict[str, Any]]] = {}  # store root -> (file stamps, state)
 
     @classmethod
     def from_bucket(cls, bucket: str | None, region: str | None = None) -> S3Backup | None:
@@ -166,10 +173,14 @@ class S3Backup:
         def fresh(sha: str) -> bool:
             return sha in known and known[sha][0] >= now - REFRESH_AFTER_DAYS * 86400
 
+        saved = [time.monotonic()]
+
         def done(locations: dict, size: int) -> None:
             known.update({sha: [now, loc] for sha, loc in locations.items()})
             report.bytes += size
-            self._save(store, state)
+            if time.monotonic() - saved[0] > SAVE_EVERY_S:  # a long upload keeps its progress
+                self._save(store, state)
+                saved[0] = time.monotonic()
 
         try:
             history, cache, blobs = files.history_files(workspace, state["history"], fresh)
@@ -180,12 +191,14 @@ class S3Backup:
             report.requests = transfer.upload(sources, done)  # every object first, in as few packs as fit
             for manifest in pending:
                 last = manifest is pending[-1]
-                locations = {s: known[s][1] for s in needs[manifest["seq"]] if known[s][1]}
-                body = {**manifest, "locations": locations, **({"history": history} if last else {})}
+                body = s3_form(store, state, manifest, needs[manifest["seq"]], set(sources), now, REFRESH_S)
+                if last:
+                    body["history"] = history
                 transfer.put(f"manifests/{manifest['seq']:06d}.json", files.json_bytes(body))
                 state["pushed_seq"] = manifest["seq"]
                 report.manifests.append(manifest["seq"])
-                self._save(store, state)
+                if not last:  # the last is saved below: a kill before that only repeats a PUT
+                    self._save(store, state)
             latest = {"seq": pending[-1]["seq"], "seqs": store.seqs(), "time": now}
             transfer.put("latest.json", files.json_bytes(latest))
         except (OSError, *_errors()) as error:
@@ -220,6 +233,11 @@ class S3Backup:
             older = [s for s in latest.get("seqs", []) if isinstance(s, int) and s < seq]
             manifests = [m for s in older if (m := self._get_json(transfer, f"manifests/{s:06d}.json", True))]
             history = head.pop("history", {})
+            got = {m.get("seq"): m for m in (*manifests, head)}
+            fetch = functools.partial(self._get_json, transfer, missing_ok=True)
+            manifests = [m for m in manifests if make_whole(fetch, got, m["seq"])]
+            if not make_whole(fetch, got, seq):
+                raise DamagedBackup(f"manifest {seq} names a base that is not in the backup")
             needs = []  # (manifest, {sha: location}) oldest first, the head last
             for m in (*manifests, head):
                 m.pop("history", None)
@@ -299,15 +317,51 @@ class S3Backup:
         return {"bucket": self.bucket, **{k: state.get(k) for k in ("pushed_seq", "last_push", "last_error")}}
 
     def _state(self, store: Store, pre: str) -> dict[str, Any]:
+        """backup.json, with `objects` ({sha: [uploaded, location]}) from backup-objects.jsonl.
+        Kept in memory between pushes while neither file changed on disk: one is as big as
+        the tree, and parsing it each turn would cost what the turn changed many times over."""
+        stamp = _stamps(store)
+        memo = self._memo.get(store.root)
+        if memo is not None and memo[0] == stamp:
+            state = dict(memo[1])
+            state["objects"] = dict(memo[1]["objects"])
+            return state
         state = files.read_json(store.root / STATE_FILE)
         if not state or state.get("bucket") != self.bucket or state.get("prefix") != pre:
             # another bucket (or none yet): nothing is known to be there
             state = {"bucket": self.bucket, "prefix": pre, "pushed_seq": 0, "objects": {}, "history": {}}
+            state["_logged"], state["_lines"] = {}, -1  # -1: rewrite the log at the next save
+            return state
+        if "objects" not in state:  # inline in backup.json before the log existed
+            state["objects"], state["_lines"] = files.read_log(store.root / OBJECTS_FILE)
+        state["_logged"] = dict(state["objects"])
         return state
 
-    @staticmethod
-    def _save(store: Store, state: dict) -> None:
-        files.write_json(store.root / STATE_FILE, state)
+    def _save(self, store: Store, state: dict) -> None:
+        """The log gets the objects that changed since the last save (all of them when it has
+        grown to twice what it maps), then backup.json the rest."""
+        objects, logged = state["objects"], state["_logged"]
+        lines = state.get("_lines", -1)
+        new = {sha: v for sha, v in objects.items() if logged.get(sha) != v}
+        rewrite = lines < 0 or lines + len(new) > 2 * len(objects) + 1000
+        if new or rewrite:
+            files.append_log(store.root / OBJECTS_FILE, objects if rewrite else new, rewrite)
+            state["_lines"] = len(objects) if rewrite else lines + len(new)
+            logged.update(new)
+        small = {k: v for k, v in state.items() if k not in ("objects", "_logged")}
+        files.write_json(store.root / STATE_FILE, small)
+        self._memo[store.root] = (_stamps(store), {**state, "objects": dict(objects), "_logged": logged})
+
+
+def _stamps(store: Store) -> tuple:
+    out = []
+    for name in (STATE_FILE, OBJECTS_FILE):
+        try:
+            st = os.stat(store.root / name)
+            out.append((st.st_ino, st.st_mtime_ns, st.st_size))
+        except FileNotFoundError:
+            out.append(None)
+    return tuple(out)
 
 
 def _absent(store: Store, wanted: dict[str, Any]) -> dict[str, Any]:

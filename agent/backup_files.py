@@ -1,7 +1,8 @@
 """The local side of backups: the checkpoint store's layout on disk, and files written back from it.
 
-The layout is the contract in docs/CONTRACT.md §6 (agent/checkpoints.py owns the store); this
-module only reads manifests and objects and adds what a restore brings back. Everything a
+The layout is the contract in docs/CONTRACT.md §6 (agent/checkpoints.py owns the store and is
+the one reader of manifests, which may be deltas on earlier ones); this module reads objects
+and adds what a restore brings back. Everything a
 restore writes goes to a temp name in the store's staging directory first and is renamed
 into place, so a kill -9 leaves either the old entry or the new one, and a rerun finishes.
 """
@@ -20,8 +21,11 @@ import tempfile
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from pathlib import Path, PurePosixPath
 from typing import Any
+
+from agent.checkpoints import CheckpointStore
 
 SESSIONS = ".sessions"
 STORE = Path(SESSIONS) / ".checkpoints"
@@ -39,12 +43,40 @@ def write_json(path: Path, data: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
     try:
-        with os.fdopen(fd, "w") as out:
-            json.dump(data, out, separators=(",", ":"))
+        with os.fdopen(fd, "wb") as out:
+            out.write(json_bytes(data))  # json.dump would run the pure-Python encoder: 10 x slower
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def read_log(path: Path) -> tuple[dict[str, Any], int]:
+    """A JSON-lines map (`[key, value]` a line, the last one for a key wins) and its line count;
+    a line a kill cut short is skipped."""
+    found: dict[str, Any] = {}
+    lines = 0
+    with suppress(FileNotFoundError), path.open("rb") as log:
+        for line in log:
+            lines += 1
+            with suppress(ValueError, TypeError):
+                key, value = json.loads(line)
+                found[key] = value
+    return found, lines
+
+
+def append_log(path: Path, entries: dict[str, Any], rewrite: bool = False) -> None:
+    """Add entries to a JSON-lines map, or (rewrite) replace it with them atomically."""
+    body = b"".join(json_bytes([k, v]) + b"\n" for k, v in entries.items())
+    if rewrite:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".jsonl")
+        with os.fdopen(fd, "wb") as out:
+            out.write(body)
+        os.replace(tmp, path)
+    elif body:
+        with path.open("ab") as out:  # a kill mid-line leaves one bad line, skipped on reading
+            out.write(b"\n" + body)
 
 
 def json_bytes(data: Any) -> bytes:
@@ -67,6 +99,17 @@ def read_json(path: Path) -> dict | None:
         return None
 
 
+_readers: dict[Path, CheckpointStore] = {}  # one per workspace: what it read stays cached between pushes
+_readers_guard = threading.Lock()
+
+
+def _reader(workspace: Path) -> CheckpointStore:
+    with _readers_guard:
+        if workspace not in _readers:
+            _readers[workspace] = CheckpointStore(workspace)
+        return _readers[workspace]
+
+
 class Store:
     """The checkpoint store as laid out on disk: manifests/<seq>.json and objects/<sha[:2]>/<sha>."""
 
@@ -75,6 +118,7 @@ class Store:
         self.root = workspace / STORE
         self._names = itertools.count()
         self._staged = False
+        self._reader = _reader(workspace)
 
     def seqs(self) -> list[int]:
         """The checkpoints' seqs from the manifests' names (`<seq>.json`), oldest first; nothing is parsed."""
@@ -85,10 +129,14 @@ class Store:
         return sorted(int(n[:-5]) for n in names if n.endswith(".json") and n[:-5].isdigit())
 
     def manifests(self, after: int = -1) -> list[dict]:
-        """Readable manifests with seq > `after`, oldest first (damaged ones skipped, as the store does)."""
-        folder = self.root / "manifests"
-        found = [read_json(folder / f"{seq:06d}.json") for seq in self.seqs() if seq > after]
-        return [m for m in found if m and isinstance(m.get("seq"), int) and isinstance(m.get("files"), dict)]
+        """Readable manifests with seq > `after`, oldest first, each with its full file list
+        (materialised by agent/checkpoints.py; damaged ones skipped). Never modify them."""
+        found = [self._reader.read(seq) for seq in self.seqs() if seq > after]
+        return [m for m in found if m and isinstance(m.get("seq"), int)]
+
+    def read(self, seq: int) -> dict | None:
+        """One manifest with its full file list (None if damaged or gone). Never modify it."""
+        return self._reader.read(seq)
 
     def object_path(self, sha256: str) -> Path:
         return self.root / "objects" / sha256[:2] / sha256

@@ -3,37 +3,39 @@
 A small content-addressed store under `.sessions/.checkpoints/` (the layout is shared with
 agent/backup.py; README "Checkpoints, undo and storage"):
 
-    objects/<sha256[:2]>/<sha256>   one regular file's bytes, written once (temp file + rename)
-    manifests/<seq>.json            every entry of the workspace at one checkpoint, written last
+    objects/<sha256[:2]>/<sha256>   one regular file's bytes, written once (agent/objects.py)
+    manifests/<seq>.json            one checkpoint, written last: every entry of the workspace
+                                    ("files"), or what differs from an earlier one ("base": its
+                                    seq, "delta": {path: entry, or null if gone})
     HEAD                            the latest seq (a hint: the manifests directory is the truth)
 
-Cost follows what changed: the walk is lstat only, and a file is read only when its size,
-mtime, ctime, inode or mode differ from the previous manifest. Symlinks are recorded, never
-followed; non-regular files are never opened. Objects go in before the manifest that names
-them, so a kill -9 mid-checkpoint leaves at most unreferenced objects behind (pruned later).
+Cost follows what changed: a file is read only when its size, mtime, ctime, inode or mode
+differ from the previous manifest, and a manifest is a delta unless FULL_EVERY deltas chain
+up (or the delta is most of the tree), so `read` materialises any checkpoint from at most
+that many. Symlinks are recorded, never followed; non-regular files are never opened. Objects
+go in before the manifest that names them, so a kill -9 mid-checkpoint leaves at most
+unreferenced objects behind (pruned later).
 """
 
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 import logging
 import os
-import stat
-import tempfile
 import threading
 import time
-from collections import Counter
 from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
-from agent.walk import HIDDEN, STORE, Entry, Walk, diff
+from agent.objects import Objects, atomic_write
+from agent.walk import HIDDEN, STORE, Walk, diff
 
 log = logging.getLogger(__name__)
 
-SMALL = 1 << 20  # files up to this size are read whole, so a known object costs no temp file
+FULL_EVERY = 16  # a delta chain is never longer: reading a checkpoint parses one full manifest at most
+CACHED = 8  # materialised manifests kept in memory (the chain an undo or a listing walks)
 
 
 class CheckpointStore:
@@ -47,10 +49,13 @@ class CheckpointStore:
         self.lock = threading.RLock()
         self._latest: dict[str, Any] | None = None  # parsed once: the next walk compares with it
         self._bytes: int | None = None  # objects + manifests, counted once, then kept up to date
-        self._refs: Counter[str] | None = None  # how many manifests name each object
-        self._dirs: set[str] = set()
+        self.files = Objects(workspace, self.objects, self._count)
+        self.full_every = FULL_EVERY  # 1: every manifest whole (the bench's "before" design)
         self.last_walk: Walk | None = None  # the last walk, hashes included: the next one starts from it
-        self._fragments: dict[str, tuple[Entry, str]] = {}  # path -> (entry, its JSON text)
+        # Paths where last_walk may differ from the latest manifest (None: unknown, compare all).
+        self._dirty: set[str] | None = None
+        self.recheck: set[str] = set()  # written while hashed: the next update looks again
+        self._cache: dict[int, tuple[tuple[int, ...], dict[str, Any]]] = {}  # seq -> (stamp, manifest)
 
     # --- the contract's API --------------------------------------------------------------------
 
@@ -65,15 +70,15 @@ class CheckpointStore:
                 return self._latest
             for seq in reversed(seqs):
                 if (manifest := self.read(seq)) is not None:
-                    self._latest = manifest
+                    self._latest, self._dirty = manifest, None  # not the one last_walk was compared with
                     return manifest
             return None
 
     def object_path(self, sha256: str) -> Path:
-        return self.objects / sha256[:2] / sha256
+        return self.files.path(sha256)
 
     def has_object(self, sha256: str) -> bool:
-        return self.object_path(sha256).is_file()
+        return self.files.has(sha256)
 
     def put_object_from(self, sha256: str, source: Path | bytes) -> None:
         """Store bytes (or a file's bytes) under their hash; refuses bytes that do not match it."""
@@ -81,34 +86,31 @@ class CheckpointStore:
         if hashlib.sha256(data).hexdigest() != sha256:
             raise ValueError(f"object {sha256[:12]}: the bytes do not match their hash")
         with self.lock:
-            self._put(sha256, data)
+            self.files.put(sha256, data)
 
     def write_manifest(self, manifest: dict[str, Any]) -> None:
         """Write one manifest atomically (after its objects); it becomes the latest if its seq is highest."""
         with self.lock:
-            self.manifests.mkdir(parents=True, exist_ok=True)
-            data = self._encode(manifest)
-            _atomic_write(self.manifests / f"{manifest['seq']:06d}.json", data)
-            _atomic_write(self.root / "HEAD", f"{self.seqs()[-1]:06d}\n".encode())
-            if self._bytes is not None:
-                self._bytes += len(data)
-            if self._refs is not None:
-                self._refs.update(_shas(manifest))
-            if self._latest is None or manifest["seq"] >= self._latest["seq"]:
-                self._latest = manifest
+            self._write(manifest, None)
+            self._dirty = None
 
-    def _encode(self, manifest: dict[str, Any]) -> bytes:
-        """The manifest's JSON, reusing the text of every entry the walk carried over unchanged."""
-        cache, fresh, parts = self._fragments, {}, []
-        for path, entry in manifest["files"].items():
-            hit = cache.get(path)
-            if hit is None or hit[0] is not entry:
-                hit = (entry, f"{json.dumps(path)}:{json.dumps(entry, separators=(',', ':'))}")
-            fresh[path] = hit
-            parts.append(hit[1])
-        self._fragments = fresh
-        head = json.dumps({k: v for k, v in manifest.items() if k != "files"}, separators=(",", ":"))
-        return (head[:-1] + ',"files":{' + ",".join(parts) + "}}").encode()
+    def _write(self, manifest: dict[str, Any], stored: dict[str, Any] | None) -> None:
+        """Write `manifest` (materialised) as `stored` (its delta form) or, if None, whole."""
+        self.manifests.mkdir(parents=True, exist_ok=True)
+        body = stored if stored is not None else {k: v for k, v in manifest.items() if k != "depth"}
+        data = json.dumps(body, separators=(",", ":")).encode()
+        path = self.manifests / f"{manifest['seq']:06d}.json"
+        with suppress(OSError):
+            if self._bytes is not None:
+                self._bytes -= path.stat().st_size  # a prune making a delta whole again
+        atomic_write(path, data)
+        atomic_write(self.root / "HEAD", f"{self.seqs()[-1]:06d}\n".encode())
+        if self._bytes is not None:
+            self._bytes += len(data)
+        manifest["depth"] = 0 if stored is None else manifest.get("depth", 1)
+        self._cache.pop(manifest["seq"], None)
+        if self._latest is None or manifest["seq"] >= self._latest["seq"]:
+            self._latest = manifest
 
     # --- beyond the contract -------------------------------------------------------------------
 
@@ -120,31 +122,82 @@ class CheckpointStore:
         return sorted(int(n[:-5]) for n in names if n.endswith(".json") and n[:-5].isdigit())
 
     def read(self, seq: int) -> dict[str, Any] | None:
+        """One checkpoint with its full file list ("files"), stored whole or as a delta; None if
+        it, or a manifest its delta builds on, is damaged or gone. Callers must not modify it."""
+        with self.lock:
+            return self._read(seq, 2 * FULL_EVERY)
+
+    def _read(self, seq: int, hops: int) -> dict[str, Any] | None:
         if self._latest is not None and self._latest["seq"] == seq:
             return self._latest
+        path = self.manifests / f"{seq:06d}.json"
         try:
-            manifest = json.loads((self.manifests / f"{seq:06d}.json").read_bytes())
+            st = os.stat(path)
+            stamp = (st.st_ino, st.st_mtime_ns, st.st_size)  # another writer (a restore) may replace it
+            if (hit := self._cache.get(seq)) is not None and hit[0] == stamp:
+                return hit[1]
+            manifest = json.loads(path.read_bytes())
         except (OSError, ValueError):
             return None
-        return manifest if isinstance(manifest, dict) and isinstance(manifest.get("files"), dict) else None
+        if not isinstance(manifest, dict):
+            return None
+        delta, base = manifest.pop("delta", None), manifest.get("base")
+        if isinstance(delta, dict) and isinstance(base, int) and base < seq:
+            earlier = self._read(base, hops - 1) if hops > 0 else None  # a forged chain ends here
+            if earlier is None:
+                return None
+            files = dict(earlier["files"])
+            for name, entry in delta.items():
+                if entry is None:
+                    files.pop(name, None)
+                else:
+                    files[name] = entry
+            manifest["files"], manifest["depth"] = files, earlier.get("depth", 0) + 1
+        elif isinstance(manifest.get("files"), dict):
+            manifest["depth"] = 0
+        else:
+            return None
+        self._cache[seq] = (stamp, manifest)
+        while len(self._cache) > CACHED:
+            del self._cache[next(iter(self._cache))]
+        return manifest
 
-    def hash_missing(self, found: Walk) -> None:
-        """Hash the files the walk could not match by stat, storing new contents as objects."""
+    def hash_missing(self, found: Walk, touched: set[str] | None = None) -> None:
+        """Hash the files the walk could not match by stat, storing new contents as objects.
+        `touched`: the paths the walk changed (agent/walk.py update); None: it may be any."""
         with self.lock:
-            for relpath, item in list(found.files.items()):
-                if item["type"] == "file" and "sha256" not in item and not self._hash_in(relpath, item):
+            self._dirty = None if touched is None or self._dirty is None else self._dirty | touched
+            paths = list(found.files) if touched is None else [p for p in touched if p in found.files]
+            for relpath in paths:
+                item = found.files[relpath]
+                if item["type"] == "file" and "sha256" not in item and not self.files.hash_in(relpath, item):
                     del found.files[relpath]  # no longer a regular file: the next walk sees what it is
                     found.keys.pop(relpath, None)
+                    self.recheck.add(relpath)
                 elif item.get("ctime") == -1.0:
                     found.keys.pop(relpath, None)  # written while we read it: hash it again next time
+                    self.recheck.add(relpath)
             self.last_walk = found
 
-    def checkpoint(self, found: Walk, **fields: Any) -> dict[str, Any]:
+    def differing(self, found: Walk) -> set[str]:
+        """The paths whose entries differ between the latest manifest and `found` (hashed)."""
+        with self.lock:
+            latest = self.latest()
+            before, after = (latest["files"] if latest else {}), found.files
+            if self._dirty is None:
+                paths = {p for p, e in after.items() if (old := before.get(p)) is not e and old != e}
+                return paths | {p for p in before if p not in after}
+            return {p for p in self._dirty if before.get(p) != after.get(p)}
+
+    def checkpoint(self, found: Walk, touched: set[str] | None = None, **fields: Any) -> dict[str, Any]:
         """Store what changed since the latest manifest, then write the manifest (objects first).
-        `fields` are the manifest's own: kind, outcome, conversation_id, messages, prompt, ..."""
+        `touched` as for hash_missing. `fields` are the manifest's own: kind, outcome,
+        conversation_id, messages, prompt, ..."""
         with self.lock:
             previous = self.latest()
-            self.hash_missing(found)
+            self.hash_missing(found, touched)
+            before, after = (previous["files"] if previous else {}), found.files
+            paths = self.differing(found)
             seq = (self.seqs() or [0])[-1] + 1
             manifest = {
                 "id": f"{seq:06d}",
@@ -152,11 +205,23 @@ class CheckpointStore:
                 "time": time.time(),
                 "prompt": None,
                 **fields,
-                "files": found.files,
-                "changed": diff(previous["files"] if previous else {}, found.files),
+                "files": after,
+                "changed": diff(before, after, paths),
             }
-            self.write_manifest(manifest)
+            delta = {p: after.get(p) for p in paths if before.get(p) != after.get(p)}
+            stored = None
+            depth = previous.get("depth", 0) + 1 if previous is not None else self.full_every
+            if depth < self.full_every and 2 * len(delta) < len(after):
+                stored = {k: v for k, v in manifest.items() if k != "files"}
+                stored.update(base=previous["seq"], delta=delta)
+                manifest["depth"] = depth
+            self._write(manifest, stored)
+            self._dirty = set()
             return manifest
+
+    def _count(self, change: int) -> None:
+        if self._bytes is not None:
+            self._bytes += change
 
     def bytes(self) -> int:
         """What the store takes on disk: objects and manifests (counted once per process)."""
@@ -177,148 +242,37 @@ class CheckpointStore:
 
     def prune(self, keep: int, max_bytes: int) -> list[int]:
         """Drop the oldest manifests past the last `keep` or past `max_bytes` (always keeping two:
-        the latest and the one an undo of one turn goes back to), then every object none names."""
+        the latest and the one an undo of one turn goes back to), then every object none names.
+        The oldest one kept is made whole first if it is a delta, so every kept one stays readable."""
         with self.lock:
             seqs = self.seqs()
             if not self.over(keep, max_bytes):
                 return []
-            if self._refs is None:
-                self._refs = Counter()
-                for seq in seqs:
-                    self._refs.update(_shas(self.read(seq) or {}))
+            kept = {seq: m for seq in seqs if (m := self.read(seq)) is not None}
+            named: set[str] = set()
             dropped = []
             while len(seqs) > 2 and (len(seqs) > keep or self.bytes() > max_bytes):
-                seq = seqs.pop(0)
-                manifest = self.read(seq) or {}
+                seq, oldest = seqs.pop(0), seqs[0]
+                if kept.get(oldest, {}).get("depth", 0) > 0:  # stored as a delta on what goes now
+                    whole = {k: v for k, v in kept[oldest].items() if k not in ("base", "depth")}
+                    self._write(whole, None)  # atomic: a kill leaves the delta, still readable
+                    kept[oldest] = whole
                 path = self.manifests / f"{seq:06d}.json"
                 self._bytes = self.bytes() - path.stat().st_size
                 path.unlink()
-                self._refs.subtract(_shas(manifest))
-                for sha in [s for s in _shas(manifest) if self._refs[s] <= 0]:
-                    del self._refs[sha]
-                    self._remove_object(sha)
+                self._cache.pop(seq, None)
+                gone = kept.pop(seq, None)
+                named = set().union(*(_shas(m) for m in kept.values()))  # O(kept x files), after the answer
+                for sha in _shas(gone or {}) - named:
+                    self.files.remove(sha)
                 dropped.append(seq)
-            self._collect_strays()
+            self.files.collect_strays(named)
             log.info("checkpoints=<%s> | pruned; %d bytes kept", dropped, self.bytes())
             return dropped
-
-    # --- objects -------------------------------------------------------------------------------
-
-    def _hash_in(self, relpath: str, item: Entry) -> bool:
-        """Hash one workspace file and store its bytes if new. False if it is not a regular file now."""
-        try:
-            fd = os.open(self.workspace / relpath, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-        except OSError:
-            return False
-        try:
-            before = os.fstat(fd)
-            if not stat.S_ISREG(before.st_mode):
-                return False
-            if before.st_size <= SMALL:
-                data = _read_all(fd)
-                sha = hashlib.sha256(data).hexdigest()
-                if not self.has_object(sha):
-                    self._put(sha, data)
-            else:
-                sha = self._put_stream(fd)
-            after = os.fstat(fd)
-        finally:
-            os.close(fd)
-        item["sha256"] = sha
-        if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
-            item["ctime"] = -1.0  # written while we read it: hash it again next time
-        return True
-
-    def _object_dir(self, sha: str) -> Path:
-        folder = self.objects / sha[:2]
-        if sha[:2] not in self._dirs:
-            folder.mkdir(parents=True, exist_ok=True)
-            self._dirs.add(sha[:2])
-        return folder
-
-    def _put(self, sha: str, data: bytes) -> None:
-        if self.has_object(sha):
-            return
-        _atomic_write(self._object_dir(sha) / sha, data)
-        if self._bytes is not None:
-            self._bytes += len(data)
-
-    def _put_stream(self, fd: int) -> str:
-        """Copy a large file into a temp object while hashing it, then name it by its hash."""
-        self.objects.mkdir(parents=True, exist_ok=True)
-        out, tmp = tempfile.mkstemp(dir=self.objects, prefix=".tmp-")
-        digest, size = hashlib.sha256(), 0
-        try:
-            while chunk := os.read(fd, SMALL):
-                digest.update(chunk)
-                os.write(out, chunk)
-                size += len(chunk)
-            os.close(out)
-            sha = digest.hexdigest()
-            if self.has_object(sha):
-                os.unlink(tmp)
-            else:
-                os.replace(tmp, self._object_dir(sha) / sha)
-                if self._bytes is not None:
-                    self._bytes += size
-            return sha
-        except BaseException:
-            with suppress(OSError):
-                os.close(out)
-            with suppress(OSError):
-                os.unlink(tmp)
-            raise
-
-    def _remove_object(self, sha: str) -> None:
-        path = self.object_path(sha)
-        with suppress(OSError):
-            size = path.stat().st_size
-            path.unlink()
-            self._bytes = self.bytes() - size
-
-    def _collect_strays(self) -> None:
-        """Temp files and unnamed objects a killed checkpoint left behind."""
-        refs = self._refs or Counter()
-        for base, _dirs, names in os.walk(self.objects):
-            for name in names:
-                if name.startswith(".tmp-") or name not in refs:
-                    path = Path(base, name)
-                    with suppress(OSError):
-                        size = path.stat().st_size
-                        path.unlink()
-                        self._bytes = self.bytes() - size
 
 
 def _shas(manifest: dict[str, Any]) -> set[str]:
     return {e["sha256"] for e in manifest.get("files", {}).values() if e.get("sha256")}
-
-
-def _read_all(fd: int) -> bytes:
-    chunks = []
-    while chunk := os.read(fd, SMALL + 1):
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-_temps = itertools.count()
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Temp file in the same directory, then rename: a reader sees the old file or the new one."""
-    tmp = f"{path.parent}/.tmp-{os.getpid()}-{next(_temps)}"
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        with suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def missing_paths(store: CheckpointStore, found: Walk) -> list[str]:

@@ -1,10 +1,12 @@
-"""The service's checkpoints: one walk when a turn starts, one when it ends, and undo.
+"""The service's checkpoints: what changed when a turn starts, what it changed when it ends, and undo.
 
-When a turn starts, the walk compares the workspace with the latest checkpoint: on the first
-turn of a conversation on this compute that is the verified resume (`workspace.verified`),
-and whatever changed since (a command between turns, a restore) is kept as a checkpoint of
-kind "external", so an undo never loses it. When the turn ends (answered, failed, or stopped
-by its budget) the second walk records what the turn changed, and gives the usage figures.
+When a turn starts, the workspace is compared with the latest checkpoint: on the first turn
+of a conversation on this compute by a full walk, the verified resume (`workspace.verified`);
+whatever changed since (a command between turns, a restore) is kept as a checkpoint of kind
+"external", so an undo never loses it. When the turn ends (answered, failed, or stopped by its
+budget) what the turn changed is recorded, with the usage figures. Between full walks only the
+paths agent/watch.py reports are looked at (none at all when it reports nothing); whenever it
+cannot vouch for its list, the recorder walks the whole workspace instead.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from typing import Any
 from agent import undo
 from agent.checkpoints import CheckpointStore, missing_paths
 from agent.protocol import TurnRecord, Usage
-from agent.walk import Walk, after_restore, diff, verify, walk
+from agent.walk import HIDDEN, Walk, after_restore, diff, hidden_bytes, update, verify, walk
+from agent.watch import Tracker
 
 log = logging.getLogger(__name__)
 
@@ -57,12 +60,32 @@ class Recorder:
         self._running = 0
         self._seen: set[str] = set()  # conversations that had a turn on this compute
         self._guard = threading.Lock()
+        self.tracker = Tracker(HIDDEN)
+        self.unchanged = 0  # walks that found the tracker reporting nothing (for the bench)
 
     def _walk(self) -> Walk:
-        if self.store.last_walk is not None:
-            return walk(self.workspace, before=self.store.last_walk)
-        latest = self.store.latest()
-        return walk(self.workspace, latest["files"] if latest else {})
+        """The workspace now, hashed, and the store's last walk from here on."""
+        last = self.store.last_walk
+        changes = self.tracker.take() if last is not None else None
+        if changes is None or last is None:  # a full walk, which (re)adds every watch first
+            if last is not None and self.tracker.doubt != "inotify is unavailable":
+                log.info("checkpoints | a full walk: %s", self.tracker.doubt)
+            self.tracker.restart()
+            if last is not None:
+                found = walk(self.workspace, before=last, watch=self.tracker.watch)
+            else:
+                latest = self.store.latest()
+                found = walk(self.workspace, latest["files"] if latest else {}, watch=self.tracker.watch)
+            self.store.hash_missing(found)
+            return found
+        paths = changes.paths | self.store.recheck
+        self.store.recheck = set()
+        if not paths:
+            self.unchanged += 1
+            return last
+        found, touched = update(self.workspace, last, paths, self.tracker.watch, changes.dirs)
+        self.store.hash_missing(found, touched)
+        return found
 
     def begin(self, conversation_id: str) -> TurnStart:
         """Before the model runs: verify (first turn here), keep changes made between turns."""
@@ -92,11 +115,12 @@ class Recorder:
     def _record_if_changed(
         self, found: Walk, latest: dict[str, Any] | None, conversation_id: str, messages: int, turn: int
     ) -> dict[str, Any] | None:
-        self.store.hash_missing(found)
-        if latest is not None and not any(diff(latest["files"], found.files).values()):
+        if latest is not None and not any(
+            diff(latest["files"], found.files, self.store.differing(found)).values()
+        ):
             return None
         return self.store.checkpoint(
-            found, kind="external", outcome=None, conversation_id=conversation_id, messages=messages,
+            found, set(), kind="external", outcome=None, conversation_id=conversation_id, messages=messages,
             parent=latest["seq"] if latest else None, turn=turn,
         )  # fmt: skip
 
@@ -107,6 +131,7 @@ class Recorder:
                 found = self._walk()
                 manifest = self.store.checkpoint(
                     found,
+                    set(),  # _walk hashed it, with what it touched
                     kind="turn",
                     outcome=outcome,
                     conversation_id=conversation_id,
@@ -122,7 +147,7 @@ class Recorder:
 
     def usage(self, found: Walk) -> Usage:
         kept = self.store.bytes()
-        total = found.bytes + found.hidden_bytes + kept
+        total = found.bytes + hidden_bytes(self.workspace) + kept
         return Usage(bytes=total, files=found.count, quota_bytes=self.quota_bytes, checkpoint_bytes=kept)
 
     def needs_pruning(self) -> bool:

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+Watch = Callable[[str, str], None]  # (relpath + "/" or "" for the root, absolute path) before a listing
 HIDDEN = ".sessions"  # conversation history: captured by message count, not copied
 STORE = ".checkpoints"  # under HIDDEN
 Entry = dict[str, Any]
@@ -44,21 +46,40 @@ def _unchanged(old: Entry, st: os.stat_result) -> bool:
     )
 
 
-def walk(root: Path, previous: dict[str, Entry] | None = None, before: Walk | None = None) -> Walk:
+def walk(
+    root: Path,
+    previous: dict[str, Entry] | None = None,
+    before: Walk | None = None,
+    watch: Watch | None = None,
+) -> Walk:
     """Walk `root` without following symlinks, iteratively (any depth). A file whose stat matches
     the last walk (`before`) or a manifest (`previous`) keeps its entry: the same object, hash
-    included, so diff and JSON skip it. The others are left for the store to hash."""
+    included, so diff and JSON skip it. The others are left for the store to hash. `watch` is
+    called for each project directory before it is listed (agent/watch.py's Tracker.watch)."""
     if before is not None:
         previous, known = before.files, before.keys
     else:
         previous, known = previous or {}, {}
     out = Walk()
+    out.count, out.bytes, out.hidden_bytes = _scan(out, [("", str(root), False)], previous, known, watch)
+    return out
+
+
+def _scan(
+    out: Walk,
+    stack: list[tuple[str, str, bool]],
+    previous: dict[str, Entry],
+    known: dict[str, tuple[int, ...]],
+    watch: Watch | None,
+) -> tuple[int, int, int]:
+    """The walk's loop, from the directories on `stack`: (count, bytes, hidden bytes) it found."""
     files, keys = out.files, out.keys
     count = size = hidden_size = 0  # locals: attribute updates cost a third of the loop
     skip = f"{HIDDEN}/{STORE}"
-    stack: list[tuple[str, str, bool]] = [("", str(root), False)]
     while stack:
         prefix, path, hidden = stack.pop()
+        if watch is not None and not hidden:
+            watch(prefix, path)
         try:
             # By descriptor: each stat then resolves one name, not the whole path, and a
             # directory swapped for a symlink since it was listed is refused, not followed.
@@ -102,8 +123,94 @@ def walk(root: Path, previous: dict[str, Entry] | None = None, before: Walk | No
                     size += st.st_size
                 old = previous.get(relpath)
                 files[relpath] = old if old == item else item
-    out.count, out.bytes, out.hidden_bytes = count, size, hidden_size
-    return out
+    return count, size, hidden_size
+
+
+def _weight(entry: Entry) -> tuple[int, int]:
+    """What an entry adds to a walk's (count, bytes)."""
+    kind = entry["type"]
+    if kind == "dir":
+        return 0, 0
+    if kind == "symlink":
+        return 1, len(os.fsencode(entry["target"]))
+    return 1, entry.get("size", 0)
+
+
+def update(
+    root: Path, before: Walk, paths: Iterable[str], watch: Watch | None, created: Iterable[str] = ()
+) -> tuple[Walk, set[str]]:
+    """The walk of `root` from the last one and the paths that may have changed since (from
+    agent/watch.py): only those are lstat-ed; a directory `created` since is watched and then
+    walked. Returns the walk and the paths whose entries it replaced, added or removed."""
+    created = set(created)
+    out = Walk(files=dict(before.files), keys=dict(before.keys), skipped=[])
+    files, keys, touched = out.files, out.keys, set()
+    count, size = before.count, before.bytes
+
+    def drop(path: str, subtree: bool) -> None:
+        nonlocal count, size
+        doomed = [path]
+        if subtree and files.get(path, {}).get("type") == "dir":
+            doomed += [p for p in files if p.startswith(path + "/")]  # O(files): only when a dir goes
+        for p in doomed:
+            if (old := files.pop(p, None)) is not None:
+                keys.pop(p, None)
+                touched.add(p)
+                c, s = _weight(old)
+                count, size = count - c, size - s
+
+    for path in sorted(set(paths), key=lambda p: p.count("/")):  # parents first
+        parent = path.rpartition("/")[0]
+        if path.split("/", 1)[0] == HIDDEN or (parent and files.get(parent, {}).get("type") != "dir"):
+            drop(path, True)  # under a directory that is gone or no directory now
+            continue
+        full = f"{root}/{path}"
+        try:
+            st = os.lstat(full)
+        except OSError:
+            drop(path, True)
+            continue
+        old = files.get(path)
+        is_dir = stat.S_ISDIR(st.st_mode)
+        if old is not None and old["type"] == "dir" and (not is_dir or path in created):
+            drop(path, True)  # gone, or made anew (its old watch went with the old one)
+            old = None
+        if stat.S_ISREG(st.st_mode):
+            key = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_mode)
+            if old is not None and keys.get(path) == key:
+                continue
+            keys[path] = key
+        item = _entry(full, st)
+        if item is None:
+            drop(path, False)
+            out.skipped.append(f"{path}: not a file, directory, symlink or FIFO")
+            continue
+        if old == item:
+            continue
+        if old is not None:
+            drop(path, False)
+        files[path] = item
+        touched.add(path)
+        if is_dir and old is None:  # new: watch it, then list it (what is made meanwhile is seen)
+            sub = Walk()
+            c, s, _ = _scan(sub, [(path + "/", full, False)], before.files, before.keys, watch)
+            files.update(sub.files)
+            keys.update(sub.keys)
+            touched.update(sub.files)
+            out.skipped += sub.skipped
+            count, size = count + c, size + s
+        else:
+            c, s = _weight(item)
+            count, size = count + c, size + s
+    out.count, out.bytes, out.hidden_bytes = count, size, before.hidden_bytes  # usage walks .sessions/
+    return out, touched
+
+
+def hidden_bytes(root: Path) -> int:
+    """The conversation history's bytes under `.sessions/` (the checkpoint store not included)."""
+    out = Walk()
+    stack = [(f"{HIDDEN}/", f"{root}/{HIDDEN}", True)]
+    return _scan(out, stack, {}, {}, None)[2] if os.path.isdir(stack[0][1]) else 0
 
 
 def after_restore(root: Path, state: dict[str, Entry], before: Walk, touched: list[str]) -> Walk:
@@ -169,20 +276,26 @@ def content(entry: Entry) -> tuple[Any, ...]:
     return (entry["type"], entry.get("sha256"), entry.get("target"))
 
 
-def diff(before: dict[str, Entry], after: dict[str, Entry]) -> dict[str, list[str]]:
-    """Added, modified (content or type), deleted, and mode-only changes from `before` to `after`."""
+def diff(
+    before: dict[str, Entry], after: dict[str, Entry], paths: Iterable[str] | None = None
+) -> dict[str, list[str]]:
+    """Added, modified (content or type), deleted, and mode-only changes from `before` to `after`;
+    with `paths`, only among those (the others are known to be the same)."""
     changed: dict[str, list[str]] = {"added": [], "modified": [], "deleted": [], "mode": []}
-    for path, entry in after.items():
-        old = before.get(path)
+    for path in after if paths is None else sorted(paths):
+        entry, old = after.get(path), before.get(path)
         if old is entry:
             continue
-        if old is None:
+        if entry is None:
+            changed["deleted"].append(path)
+        elif old is None:
             changed["added"].append(path)
         elif content(old) != content(entry):
             changed["modified"].append(path)
         elif old.get("mode") != entry.get("mode"):
             changed["mode"].append(path)
-    changed["deleted"] = [path for path in before if path not in after]
+    if paths is None:
+        changed["deleted"] = [path for path in before if path not in after]
     return changed
 
 

@@ -17,7 +17,7 @@ import pytest
 from local_runtime import wait_for
 
 from agent import protocol, undo
-from agent.checkpoints import CheckpointStore, missing_paths
+from agent.checkpoints import FULL_EVERY, CheckpointStore, missing_paths
 from agent.recorder import Recorder
 from agent.settings import Settings
 from agent.walk import content, walk
@@ -142,6 +142,54 @@ def test_pruning_keeps_the_last_k_and_deletes_objects_no_manifest_names(tmp_path
     assert store.seqs() == [5, 6]
 
 
+def test_manifests_are_deltas_with_a_whole_one_every_so_often_and_each_reads_back_whole(
+    tmp_path: Path,
+) -> None:
+    ws = tmp_path / "ws"
+    (ws / "src").mkdir(parents=True)
+    for i in range(10):
+        (ws / "src" / f"f{i}.txt").write_text(f"file {i}")
+    store = CheckpointStore(ws)
+    expected = {}
+    for i in range(FULL_EVERY + 3):
+        (ws / "src" / f"f{i % 3}.txt").write_text(f"turn {i}")
+        if i == 4:
+            (ws / "src" / "f9.txt").unlink()
+            os.chmod(ws / "src" / "f8.txt", 0o600)
+        manifest = store.checkpoint(walk(ws, before=store.last_walk), kind="turn")
+        expected[manifest["seq"]] = dict(manifest["files"])
+    stored = {seq: json.loads((store.manifests / f"{seq:06d}.json").read_bytes()) for seq in expected}
+    assert [seq for seq, m in stored.items() if "files" in m] == [1, 1 + FULL_EVERY]
+    assert stored[6]["base"] == 5 and stored[6]["delta"].keys() == {"src/f2.txt"}
+    assert stored[5]["delta"]["src/f9.txt"] is None and stored[5]["delta"]["src/f8.txt"]["mode"] == 0o600
+    fresh = CheckpointStore(ws)  # another process: everything from disk
+    assert {seq: fresh.read(seq)["files"] for seq in reversed(expected)} == expected
+    assert fresh.latest()["files"] == expected[max(expected)]
+    # Pruning keeps what is kept readable: the oldest one kept is made whole before its base goes.
+    assert fresh.prune(keep=5, max_bytes=10**9) == list(range(1, len(expected) - 4))
+    oldest = fresh.seqs()[0]
+    assert "files" in json.loads((fresh.manifests / f"{oldest:06d}.json").read_bytes())
+    again = CheckpointStore(ws)
+    assert {seq: again.read(seq)["files"] for seq in again.seqs()} == {s: expected[s] for s in again.seqs()}
+    named = {e["sha256"] for s in again.seqs() for e in expected[s].values() if "sha256" in e}
+    assert {p.name for p in again.objects.rglob("*") if p.is_file()} == named
+    assert fresh.bytes() == sum(
+        p.stat().st_size for p in fresh.root.rglob("*") if p.name != "HEAD" and p.is_file()
+    )
+
+
+def test_a_delta_whose_base_is_damaged_is_skipped_like_a_damaged_manifest(tmp_path: Path) -> None:
+    for i in range(4):
+        (tmp_path / f"f{i}").write_text("x")
+    store = CheckpointStore(tmp_path)
+    for i in range(3):
+        (tmp_path / "f0").write_text(f"turn {i}")
+        store.checkpoint(walk(tmp_path, before=store.last_walk), kind="turn")
+    (store.manifests / "000002.json").write_text("{damaged")
+    fresh = CheckpointStore(tmp_path)
+    assert [m["seq"] for m in fresh.list()] == [1] and fresh.latest()["seq"] == 1
+
+
 KILL_MID_CHECKPOINT = textwrap.dedent(
     """
     import sys
@@ -162,8 +210,13 @@ def test_a_kill_9_mid_checkpoint_leaves_the_previous_one_usable_and_the_workspac
     ws = tmp_path / "ws"
     (ws / "src").mkdir(parents=True)
     (ws / "src" / "keep.txt").write_text("the first checkpoint")
+    for i in range(4):
+        (ws / "src" / f"small{i}.txt").write_text("small")
     store = CheckpointStore(ws)
     store.checkpoint(walk(ws), kind="turn")
+    (ws / "src" / "small0.txt").write_text("the second checkpoint, a delta")
+    store.checkpoint(walk(ws, before=store.last_walk), kind="turn")
+    assert "delta" in json.loads((store.manifests / "000002.json").read_text())
     for i in range(3000):  # enough new content that the copy takes a while
         (ws / "src" / f"new{i}.bin").write_bytes(os.urandom(2048))
     before = tree(ws)
@@ -178,10 +231,11 @@ def test_a_kill_9_mid_checkpoint_leaves_the_previous_one_usable_and_the_workspac
     finally:
         child.send_signal(signal.SIGKILL)
         child.wait()
-    assert store.seqs() == [1], "the kill came too late: the checkpoint finished first"
+    assert store.seqs() == [1, 2], "the kill came too late: the checkpoint finished first"
     assert tree(ws) == before
     fresh = CheckpointStore(ws)
-    assert fresh.latest()["seq"] == 1 and "src/keep.txt" in fresh.latest()["files"]
+    assert fresh.latest()["seq"] == 2 and "src/keep.txt" in fresh.latest()["files"]
+    assert fresh.latest()["files"]["src/small0.txt"]["size"] == len("the second checkpoint, a delta")
     second = fresh.checkpoint(walk(ws, fresh.latest()["files"]), kind="turn")  # and the next one works
     assert len(second["changed"]["added"]) == 3000
     assert all(fresh.has_object(e["sha256"]) for e in second["files"].values() if "sha256" in e)

@@ -1,0 +1,189 @@
+"""The change tracker (agent/watch.py) under the recorder, for real: real files, real inotify,
+real shell subprocesses. Every checkpoint it makes from tracked changes must equal what a full
+walk of the same workspace finds; when it cannot vouch for its list it must walk everything."""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from agent import watch
+from agent.checkpoints import CheckpointStore
+from agent.recorder import Recorder
+from agent.walk import walk
+from agent.workspace import Workspace
+
+FIELDS = ("type", "sha256", "target", "mode", "size", "mtime")
+
+
+def full_walk(ws: Path) -> dict[str, tuple]:
+    """What an honest full walk finds now, hashes included."""
+    found = walk(ws)
+    CheckpointStore(ws).hash_missing(found)
+    return {p: tuple(e.get(k) for k in FIELDS) for p, e in found.files.items()}
+
+
+def recorded(manifest: dict) -> dict[str, tuple]:
+    return {p: tuple(e.get(k) for k in FIELDS) for p, e in manifest["files"].items()}
+
+
+def sh(ws: Path, script: str) -> None:
+    subprocess.run(["sh", "-c", script], cwd=ws, check=True)
+
+
+class Turns:
+    """A recorder on a small project, and its turns, each checked against a full walk."""
+
+    def __init__(self, ws: Path) -> None:
+        (ws / "src" / "lib").mkdir(parents=True)
+        (ws / "src" / "lib" / "a.js").write_text("a\n")
+        (ws / "src" / "b.js").write_text("b\n")
+        (ws / "README").write_text("readme\n")
+        self.ws = ws
+        self.recorder = Recorder(ws, keep=50, max_bytes=10**9, quota_bytes=10**9)
+        self.turn(lambda: None)  # the first: a full walk, which starts the tracker
+
+    def turn(self, change) -> dict:
+        start = self.recorder.begin("c")
+        change()
+        self.recorder.end(start, "c", "prompt", "answered")
+        manifest = self.recorder.store.latest()
+        assert recorded(manifest) == full_walk(self.ws)
+        assert recorded(CheckpointStore(self.ws).latest()) == recorded(manifest)  # as read back from disk
+        return manifest
+
+    @property
+    def full_walks(self) -> int:
+        return self.recorder.tracker.full_walks
+
+
+def test_changes_by_the_file_tools_and_by_a_shell_are_recorded_without_walking(tmp_path: Path) -> None:
+    turns = Turns(tmp_path)
+    tools = Workspace(root=tmp_path)
+    walks = turns.full_walks
+
+    def change() -> None:
+        tools.create_text("src/new.js", "new\n")
+        tools.edit_text("src/b.js", lambda text: text + "more\n")
+        sh(tmp_path, "echo shell >> src/lib/a.js; chmod 700 README; ln -s src/b.js link; rm src/new.js")
+        sh(tmp_path, "mkfifo pipe; printf x > src/lib/c.js && truncate -s 0 src/lib/c.js")
+
+    manifest = turns.turn(change)
+    assert turns.full_walks == walks, "tracked changes must not need a full walk"
+    assert manifest["changed"] == {
+        "added": ["link", "pipe", "src/lib/c.js"],
+        "modified": ["src/b.js", "src/lib/a.js"],
+        "deleted": [],
+        "mode": ["README"],
+    }
+
+
+def test_a_directory_filled_right_after_it_is_made_is_recorded_whole(tmp_path: Path) -> None:
+    turns = Turns(tmp_path)
+    walks = turns.full_walks
+    # Made and filled in one go, before anything watches the new directories.
+    manifest = turns.turn(
+        lambda: sh(tmp_path, "mkdir -p d/e/f && for i in 1 2 3; do echo $i > d/e/f/$i; done")
+    )
+    assert {"d", "d/e", "d/e/f", "d/e/f/1", "d/e/f/3"} <= set(manifest["changed"]["added"])
+    # Watched now: what is written there next turn is seen without a walk.
+    manifest = turns.turn(lambda: sh(tmp_path, "echo again > d/e/f/1; mkdir d/e/g; echo x > d/e/g/y"))
+    assert manifest["changed"]["modified"] == ["d/e/f/1"] and "d/e/g/y" in manifest["changed"]["added"]
+    # Deleted and made anew under the same name: its old watch went with it, the new one is walked.
+    manifest = turns.turn(lambda: sh(tmp_path, "rm -rf d/e && mkdir -p d/e/h && echo z > d/e/h/z"))
+    assert "d/e/f/1" in manifest["changed"]["deleted"] and "d/e/h/z" in manifest["changed"]["added"]
+    turns.turn(lambda: sh(tmp_path, "echo later > d/e/h/z"))
+    assert turns.full_walks == walks
+
+
+def test_a_directory_replaced_by_a_symlink_drops_what_was_under_it(tmp_path: Path) -> None:
+    turns = Turns(tmp_path)
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "secret").write_text("not the project's\n")
+    manifest = turns.turn(lambda: sh(tmp_path, "rm -rf src/lib && ln -s ../elsewhere src/lib"))
+    assert manifest["files"]["src/lib"] == {"type": "symlink", "target": "../elsewhere"}
+    assert not any(p.startswith("src/lib/") for p in manifest["files"])
+
+
+def test_a_directory_rename_falls_back_to_a_full_walk_and_stays_exact(tmp_path: Path) -> None:
+    turns = Turns(tmp_path)
+    walks = turns.full_walks
+    manifest = turns.turn(lambda: sh(tmp_path, "mv src source && echo c > source/lib/c.js"))
+    assert turns.full_walks == walks + 1
+    assert "source/lib/c.js" in manifest["changed"]["added"] and "src/b.js" in manifest["changed"]["deleted"]
+    # The watches were made anew by that walk: the next change under the new name is tracked.
+    turns.turn(lambda: sh(tmp_path, "echo d >> source/lib/a.js"))
+    assert turns.full_walks == walks + 1
+
+
+def test_an_overflowing_event_queue_falls_back_to_a_full_walk(tmp_path: Path) -> None:
+    turns = Turns(tmp_path)
+    walks = turns.full_walks
+    limit = int(Path("/proc/sys/fs/inotify/max_queued_events").read_text())
+    files = [tmp_path / "README", tmp_path / "src" / "b.js"]
+
+    def flood() -> None:
+        for i in range(limit + 100):  # alternating, so the kernel cannot merge them into one
+            os.utime(files[i % 2], ns=(i, i))
+        (tmp_path / "src" / "lib" / "a.js").write_text("changed amid the flood\n")
+
+    manifest = turns.turn(flood)
+    assert turns.full_walks == walks + 1
+    assert "src/lib/a.js" in manifest["changed"]["modified"]
+
+
+def test_nothing_changed_means_no_walk_and_changes_between_turns_go_to_the_next_checkpoint(
+    tmp_path: Path,
+) -> None:
+    turns = Turns(tmp_path)
+    recorder = turns.recorder
+    before = recorder.unchanged
+    turns.turn(lambda: None)
+    assert recorder.unchanged == before + 2  # neither the start nor the end of the turn looked at a file
+    sh(tmp_path, "echo between > between.txt")  # a background process, between two turns
+    start = recorder.begin("c")
+    external = recorder.store.latest()
+    assert external["kind"] == "external" and external["changed"]["added"] == ["between.txt"]
+    recorder.end(start, "c", "p", "answered")
+
+
+def test_without_inotify_every_turn_walks_and_records_the_same(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(watch, "_libc", None)
+    monkeypatch.setattr(watch, "_lib", lambda: None)
+    turns = Turns(tmp_path)
+    walks = turns.full_walks
+    manifest = turns.turn(lambda: sh(tmp_path, "echo x > x; rm README"))
+    assert turns.full_walks == walks + 2  # the start and the end of the turn
+    assert manifest["changed"]["added"] == ["x"] and manifest["changed"]["deleted"] == ["README"]
+
+
+def test_watches_refused_for_want_of_room_mean_full_walks_and_no_retry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    real = watch._lib()
+    assert real is not None
+
+    class Full:  # the kernel's answer past fs.inotify.max_user_watches
+        inotify_init1 = real.inotify_init1
+        calls = 0
+
+        def inotify_add_watch(self, fd: int, path: bytes, mask: int) -> int:
+            Full.calls += 1
+            ctypes.set_errno(errno.ENOSPC)
+            return -1
+
+    monkeypatch.setattr(watch, "_lib", lambda: Full())
+    turns = Turns(tmp_path)
+    walks, calls = turns.full_walks, Full.calls
+    manifest = turns.turn(lambda: sh(tmp_path, "echo x > src/x"))
+    assert manifest["changed"]["added"] == ["src/x"]
+    assert turns.full_walks == walks + 2 and Full.calls == calls  # walks, and never asks again
+    assert turns.recorder.tracker.fd == -1
+    assert sum("max_user_watches" in r.message for r in caplog.records) == 1
