@@ -20,8 +20,9 @@ from typing import Any
 
 from agent import undo
 from agent.checkpoints import CheckpointStore, missing_paths
+from agent.history_bytes import HistoryBytes
 from agent.protocol import TurnRecord, Usage
-from agent.walk import HIDDEN, Walk, after_restore, diff, hidden_bytes, update, verify, walk
+from agent.walk import HIDDEN, Walk, after_restore, diff, update, verify, walk
 from agent.watch import Tracker
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,7 @@ class Recorder:
         self._seen: set[str] = set()  # conversations that had a turn on this compute
         self._guard = threading.Lock()
         self.tracker = Tracker(HIDDEN)
+        self.history = HistoryBytes(workspace)  # the usage figure's history part, from its own tracker
         self.unchanged = 0  # walks that found the tracker reporting nothing (for the bench)
 
     def _walk(self) -> Walk:
@@ -147,7 +149,7 @@ class Recorder:
 
     def usage(self, found: Walk) -> Usage:
         kept = self.store.bytes()
-        total = found.bytes + hidden_bytes(self.workspace) + kept
+        total = found.bytes + self.history.bytes() + kept
         return Usage(bytes=total, files=found.count, quota_bytes=self.quota_bytes, checkpoint_bytes=kept)
 
     def needs_pruning(self) -> bool:

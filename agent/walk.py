@@ -206,13 +206,6 @@ def update(
     return out, touched
 
 
-def hidden_bytes(root: Path) -> int:
-    """The conversation history's bytes under `.sessions/` (the checkpoint store not included)."""
-    out = Walk()
-    stack = [(f"{HIDDEN}/", f"{root}/{HIDDEN}", True)]
-    return _scan(out, stack, {}, {}, None)[2] if os.path.isdir(stack[0][1]) else 0
-
-
 def after_restore(root: Path, state: dict[str, Entry], before: Walk, touched: list[str]) -> Walk:
     """The walk of a workspace just restored to `state`, without walking it: paths the restore
     wrote or chmod-ed are lstat-ed afresh (their hashes come from `state`), the rest is `before`."""

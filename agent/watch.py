@@ -52,8 +52,9 @@ class Changes(NamedTuple):
 class Tracker:
     """Changed paths (relative, "/"-separated) under one root, between two `take()` calls."""
 
-    def __init__(self, skip: str) -> None:
+    def __init__(self, skip: str, what: str = "checkpoints") -> None:
         self.skip = skip  # a top-level name never watched (the service's own `.sessions/`)
+        self.what = what  # whose tracker, in the log
         self.fd = -1
         self.dirs: dict[int, str] = {}  # watch descriptor -> its directory's relpath + "/" ("" = root)
         self.changed: set[str] = set()
@@ -72,7 +73,7 @@ class Tracker:
             return False
         if lib is None:
             if not self.warned:
-                log.warning("checkpoints | inotify is unavailable: every turn walks the whole workspace")
+                log.warning("%s | inotify is unavailable: every turn walks the whole tree", self.what)
                 self.warned = True
             self.doubt = "inotify is unavailable"
             return False
@@ -99,7 +100,7 @@ class Tracker:
         if code == errno.ENOSPC:  # more directories than fs.inotify.max_user_watches allows
             self.disabled = self.doubt
             self.close()  # give back the watches it holds
-            log.warning("checkpoints | %s (fs.inotify.max_user_watches); every turn walks", self.disabled)
+            log.warning("%s | %s (fs.inotify.max_user_watches); every turn walks", self.what, self.disabled)
 
     def take(self) -> Changes | None:
         """What may have changed since the last take(), or None: walk everything."""
