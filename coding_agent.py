@@ -36,7 +36,7 @@ from agent.recorder import Recorder
 from agent.settings import Settings
 from agent.tools import make_tools
 from agent.undo import UndoError
-from agent.warmup import Once, StartAfterFirstPing, WarmUp
+from agent.warmup import Once, StartAfterFirstPing, WarmUp, first_use_imports
 
 SYSTEM_PROMPT = """You are a coding agent. Your workspace is {workspace}; it persists across sessions.
 Before you act, look at what the workspace already holds and build on it instead of starting over.
@@ -118,6 +118,7 @@ warm_up = WarmUp(
         ("model", model),
         ("tools", tools),
         ("agent", lambda: new_agent(None)),
+        ("imports", first_use_imports),
     ],
 )
 app.add_middleware(StartAfterFirstPing, warm_up=warm_up)

@@ -2,8 +2,9 @@
 on the runtime's environment, so a new session's first answer does not pay for it.
 
 What: the S3 client for backups and one rehearsed request through it (answered in-process, never
-sent), the model (a provider's boto3 client), the tools and their JSON schemas, and a throwaway
-Strands Agent (its construction path and the modules first touched there). Nothing of a session
+sent), the model (a provider's boto3 client), the tools and their JSON schemas, a throwaway
+Strands Agent (its construction path and the modules first touched there), and the modules a
+first connection imports (`first_use_imports`). Nothing of a session
 exists yet (its id, storage and history arrive with its first call), so nothing built here can be
 one session's: each is what the first turn would build the same way for any session.
 
@@ -87,6 +88,12 @@ class WarmUp:
             self.done.set()
         parts = ", ".join(f"{name} {1000 * s:.0f} ms" for name, s in self.seconds.items())
         log.info("warm-up | done in %.3fs (%s)", time.perf_counter() - began, parts)
+
+
+def first_use_imports() -> None:
+    """What the first turn would otherwise import: the idna codec, which the socket module loads
+    for the first host name it resolves (the first S3 or model request; ~3 ms)."""
+    import encodings.idna  # noqa: F401
 
 
 class StartAfterFirstPing:
