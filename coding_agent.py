@@ -30,7 +30,7 @@ from agent.conversation_manager import SteppedWindowConversationManager
 from agent.conversations import Busy, Conversation, Conversations
 from agent.health import Health, UnhealthyPing
 from agent.hooks import OutputLimit
-from agent.providers import build_model
+from agent.providers import build_model, rehearse_model
 from agent.recorder import Busy as WorkspaceBusy
 from agent.recorder import Recorder
 from agent.settings import Settings
@@ -115,7 +115,7 @@ backups = backup.S3Backup.from_bucket(settings.backup_bucket)  # None without BA
 warm_up = WarmUp(
     [
         *([("s3 client", lambda: rehearse(backups.client(), backups.bucket))] if backups else []),
-        ("model", model),
+        ("model", lambda: rehearse_model(model())),
         ("tools", tools),
         ("agent", lambda: new_agent(None)),
         ("imports", first_use_imports),

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.backup_files import DamagedBackup, Store, parse_json
+from agent.warmup import answered_in_process
 
 ALONE_BYTES = 1 << 20  # objects this big go alone; smaller ones into packs
 PACK_BYTES = 1 << 20  # a pack is closed once it holds this much: several packs restore in parallel
@@ -164,32 +165,19 @@ def s3_client(region: str | None) -> Any:
 
 
 def rehearse(client: Any, bucket: str) -> None:
-    """One GetObject through the client's whole pipeline (validation, endpoint rules, credentials,
-    signing, error parsing) answered in this process, never sent: it costs no request, and the first
-    real one (a new session's check for a backup) finds that first-time work done. Only the request
-    for the rehearsal's own key is answered here; any other goes out as usual."""
-    from botocore.awsrequest import AWSResponse
+    """One GetObject answered in this process (NoSuchKey), never sent: it costs no request, and a
+    new session's check for its backup, the first real request, finds the client's first-time
+    work done (agent/warmup.py)."""
     from botocore.exceptions import ClientError
 
     key = f"agentcore-warm-up/{os.urandom(8).hex()}"
-
-    class Body:  # what AWSResponse reads its content from
-        @staticmethod
-        def stream() -> Iterator[bytes]:
-            yield b"<Error><Code>NoSuchKey</Code><Message>warm-up rehearsal</Message></Error>"
-
-    def answer(request: Any, **_: Any) -> AWSResponse | None:
-        return AWSResponse(request.url, 404, {}, Body()) if request.url.endswith(key) else None
-
-    event = "before-send.s3.GetObject"
-    client.meta.events.register_first(event, answer)
-    try:
-        client.get_object(Bucket=bucket, Key=key)
-    except ClientError as error:
-        if error_code(error) != "NoSuchKey":
-            raise
-    finally:
-        client.meta.events.unregister(event, answer)
+    body = b"<Error><Code>NoSuchKey</Code><Message>warm-up rehearsal</Message></Error>"
+    with answered_in_process(client, "before-send.s3.GetObject", key, 404, body):
+        try:
+            client.get_object(Bucket=bucket, Key=key)
+        except ClientError as error:
+            if error_code(error) != "NoSuchKey":
+                raise
 
 
 def error_code(error: Exception) -> str:

@@ -1,5 +1,6 @@
 """What a new session's first answer no longer pays for: the agent's warm-up (agent/warmup.py),
-the rehearsed S3 request (agent/backup_transfer.py) and the warm pool's delayed refill.
+the rehearsed S3 and model requests (agent/backup_transfer.py, agent/providers.py) and the warm
+pool's delayed refill.
 The end-to-end proof (members warm before their session, each session seeing only its own
 history and backup) is in tests/test_local_pool.py."""
 
@@ -23,6 +24,8 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from agent.backup_transfer import rehearse
+from agent.providers import build_model, rehearse_model
+from agent.settings import Settings
 from agent.warmup import Once, StartAfterFirstPing, WarmUp
 from agentcore_local import pool as pool_module
 from agentcore_local.pool import WarmPool
@@ -96,8 +99,8 @@ def test_the_warm_up_starts_once_the_first_ping_is_answered_and_not_on_other_pat
     assert started_while_answering == [False, True]  # the first ping's answer did not wait for it
 
 
-class CountingS3:
-    """A loopback HTTP server that counts requests and answers each with S3's NoSuchKey."""
+class CountingServer:
+    """A loopback HTTP server that records each request line and answers 404 (S3's NoSuchKey)."""
 
     BODY = b"<Error><Code>NoSuchKey</Code><Message>none</Message></Error>"
 
@@ -125,7 +128,7 @@ class CountingS3:
 
 
 def test_the_rehearsal_sends_no_request_and_leaves_every_other_request_alone() -> None:
-    server = CountingS3()
+    server = CountingServer()
     client = boto3.client(
         "s3",
         endpoint_url=server.url,
@@ -139,6 +142,23 @@ def test_the_rehearsal_sends_no_request_and_leaves_every_other_request_alone() -
         client.get_object(Bucket="backups", Key="v1/abc/latest.json")
     assert raised.value.response["Error"]["Code"] == "NoSuchKey"
     assert server.requests == [b"GET /backups/v1/abc/latest.json HTTP/1.1"]
+    server.sock.close()
+
+
+def test_the_model_rehearsal_sends_no_request_and_other_providers_have_none(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    server = CountingServer()
+    monkeypatch.setenv("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", server.url)
+    bedrock = build_model(Settings.from_env({"MODEL_PROVIDER": "bedrock", "AWS_REGION": "us-west-2"}))
+    rehearse_model(bedrock)
+    assert server.requests == []
+    with pytest.raises(ClientError):  # the real call goes out (and gets the server's 404)
+        bedrock.client.converse_stream(modelId="m", messages=[{"role": "user", "content": [{"text": "hi"}]}])
+    assert len(server.requests) == 1 and server.requests[0].startswith(b"POST /model/m/converse-stream")
+    plan = tmp_path / "plan.json"
+    plan.write_text('{"rules": [{"match": ".", "steps": [{"text": "hi"}]}]}')
+    rehearse_model(build_model(Settings(model_provider="scripted", scripted_plan=plan)))  # nothing to do
     server.sock.close()
 
 

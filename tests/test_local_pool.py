@@ -239,6 +239,5 @@ def test_successive_members_warm_up_before_their_session_and_each_session_sees_o
         )
         bucket = local.app.state.settings.backup_bucket
         keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
-        for session in sessions.values():
+        for session in sessions.values():  # (moto is shared by this process's servers: other tests' keys too)
             assert f"{prefix(session)}/latest.json" in keys
-        assert all(k.startswith(tuple(prefix(s) for s in sessions.values())) for k in keys), keys
