@@ -12,7 +12,8 @@ When: in a background thread once the server's first /ping has been answered (so
 Healthy does not wait for it), or a second after start-up on a host that never pings. /ping
 does not change: it still says Healthy, as nothing a caller could wait for is running. A turn
 that arrives meanwhile is answered as usual: it waits for whatever part it needs (`Once`)
-instead of building it twice. On AWS the same work speeds a new microVM's first invocation.
+instead of building it twice. On AWS the same code runs in each new microVM: it gains there as
+much as time passes between the first /ping and the first invocation, and never costs a turn.
 """
 
 from __future__ import annotations
