@@ -57,6 +57,7 @@ class WarmPool:
         self.last_refill_cpu_s: float | None = None
         self._wanted: Runtime | None = None
         self._filler: asyncio.Task | None = None
+        self._refills: dict[str, asyncio.TimerHandle] = {}  # runtime id -> the refill a take scheduled
         self._stops: set[asyncio.Task] = set()
         self.closed = False
 
@@ -79,8 +80,14 @@ class WarmPool:
         found = next((m for m in self.members if m.key == key and m.compute.running), None)
         if found is not None:
             self.members.remove(found)
-        asyncio.get_running_loop().call_later(REFILL_DELAY_S, self.fill, runtime)  # a no-op once closed
+        if runtime.id not in self._refills:  # a burst of takes: one refill, REFILL_DELAY_S after the first
+            loop = asyncio.get_running_loop()
+            self._refills[runtime.id] = loop.call_later(REFILL_DELAY_S, self._refill, runtime)
         return found.compute if found else None
+
+    def _refill(self, runtime: Runtime) -> None:
+        self._refills.pop(runtime.id, None)
+        self.fill(runtime)
 
     def fill(self, runtime: Runtime) -> None:
         """Keep `size` members for `runtime` (evicting other runtimes' members), in the background."""
@@ -133,6 +140,8 @@ class WarmPool:
         for member in [m for m in self.members if m.runtime_id == runtime.id]:
             self._stop(member)
         if deleted:
+            if (refill := self._refills.pop(runtime.id, None)) is not None:
+                refill.cancel()
             if self._wanted is not None and self._wanted.id == runtime.id:
                 self._wanted = None
         else:
@@ -140,6 +149,8 @@ class WarmPool:
 
     async def shutdown(self) -> None:
         self.closed = True
+        for refill in self._refills.values():
+            refill.cancel()
         if self._filler is not None:
             self._filler.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

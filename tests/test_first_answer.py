@@ -200,6 +200,17 @@ def test_a_take_refills_the_pool_after_the_refill_delay_not_beside_the_first_tur
     taken_at, builds = asyncio.run(scenario())
     assert builds[1] - taken_at >= 0.2
 
+    async def deleted_meanwhile() -> int:
+        pool = WarmPool(1, build, lambda _r: "key", asyncio.Semaphore(1), 10.0)
+        pool.take(runtime)  # type: ignore[arg-type]
+        pool.retire(runtime, deleted=True)  # type: ignore[arg-type]
+        await asyncio.sleep(0.4)  # past the delay: a negative can only be shown by waiting it out
+        await pool.shutdown()
+        return len(builds)
+
+    before = len(builds)
+    assert asyncio.run(deleted_meanwhile()) == before  # a deleted runtime gets no refill
+
 
 def test_the_agent_warms_up_after_its_first_ping_before_any_call_and_ping_stays_healthy(
     tmp_path: Path,
