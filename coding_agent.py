@@ -14,7 +14,6 @@ import logging
 import threading
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
-from functools import cache
 from typing import Any
 
 from bedrock_agentcore.runtime import BedrockAgentCoreApp
@@ -25,17 +24,19 @@ from strands.session.file_session_manager import FileSessionManager
 from strands.tools.decorator import DecoratedFunctionTool
 
 from agent import backup, history, protocol, workspace
+from agent.backup_transfer import rehearse
 from agent.budget import TurnBudget
 from agent.conversation_manager import SteppedWindowConversationManager
 from agent.conversations import Busy, Conversation, Conversations
 from agent.health import Health, UnhealthyPing
 from agent.hooks import OutputLimit
-from agent.providers import build_model
+from agent.providers import build_model, rehearse_model
 from agent.recorder import Busy as WorkspaceBusy
 from agent.recorder import Recorder
 from agent.settings import Settings
 from agent.tools import make_tools
 from agent.undo import UndoError
+from agent.warmup import Once, StartAfterFirstPing, WarmUp, first_use_imports
 
 SYSTEM_PROMPT = """You are a coding agent. Your workspace is {workspace}; it persists across sessions.
 Before you act, look at what the workspace already holds and build on it instead of starting over.
@@ -49,8 +50,10 @@ settings = Settings.from_env()
 
 @contextlib.asynccontextmanager
 async def lifespan(_app: Any) -> AsyncIterator[None]:
-    """On SIGTERM (a stop), give a running backup time to finish: AgentCore's stop waits for it
-    no longer than its grace, so this stays below that."""
+    """At start: the warm-up starts by itself if no /ping has started it a second from now. On SIGTERM
+    (a stop), give a running backup time to finish: AgentCore's stop waits for it no longer than its
+    grace, so this stays below that."""
+    warm_up.arm()
     yield
     if backups is not None and not await asyncio.to_thread(backups.wait, settings.backup_wait_seconds):
         log.warning("backup | still uploading at shutdown; the next turn's push sends what is missing")
@@ -60,37 +63,38 @@ app = BedrockAgentCoreApp(lifespan=lifespan)
 # Nothing here touches the workspace: AgentCore mounts session storage after the import.
 
 
-@cache
-def model() -> Model:
-    """One model for every conversation, built on first use (providers are slow to import)."""
-    return build_model(settings)
+# One model and one set of tools for every conversation, built by the warm-up (or the first turn):
+# providers are slow to import, and nothing before the first turn needs either.
+model: Once[Model] = Once(lambda: build_model(settings))
+tools: Once[list[DecoratedFunctionTool]] = Once(
+    lambda: make_tools(
+        workspace.Workspace(settings.workspace), settings.shell_timeout, settings.max_tool_output_chars
+    )
+)
 
 
-@cache
-def tools() -> list[DecoratedFunctionTool]:
-    """The shell and file_editor tools, built on first use: nothing before the first turn needs them."""
-    root = workspace.Workspace(settings.workspace)
-    return make_tools(root, settings.shell_timeout, settings.max_tool_output_chars)
+def new_agent(session_manager: FileSessionManager | None) -> Agent:
+    """A conversation's Agent (None: the warm-up's throwaway one, which no conversation uses)."""
+    return Agent(
+        model=model(),
+        tools=tools(),
+        conversation_manager=SteppedWindowConversationManager(),
+        system_prompt=SYSTEM_PROMPT.format(workspace=settings.workspace),
+        session_manager=session_manager,
+        hooks=[OutputLimit(settings.max_tool_output_chars)],
+        callback_handler=None,
+    )
 
 
 def open_conversation(conversation_id: str) -> tuple[Agent, FileSessionManager, list[str]]:
     """The agent factory: restore a conversation's Agent from session storage."""
 
     # Outside build(): a provider or tool problem is not damage to the history.
-    chosen, toolset = model(), tools()
+    model(), tools()
 
     def build() -> tuple[Agent, FileSessionManager]:
         sessions = FileSessionManager(session_id=conversation_id, storage_dir=str(settings.sessions_dir))
-        agent = Agent(
-            model=chosen,
-            tools=toolset,
-            conversation_manager=SteppedWindowConversationManager(),
-            system_prompt=SYSTEM_PROMPT.format(workspace=settings.workspace),
-            session_manager=sessions,
-            hooks=[OutputLimit(settings.max_tool_output_chars)],
-            callback_handler=None,
-        )
-        return agent, sessions
+        return new_agent(sessions), sessions
 
     (agent, sessions), quarantined = history.open_with_quarantine(
         settings.sessions_dir, conversation_id, build
@@ -107,6 +111,17 @@ recorder = Recorder(
     settings.workspace, settings.checkpoint_keep, settings.checkpoint_max_bytes, settings.storage_quota_bytes
 )
 backups = backup.S3Backup.from_bucket(settings.backup_bucket)  # None without BACKUP_BUCKET
+# What every session's first turn needs, built once the first /ping is answered (agent/warmup.py).
+warm_up = WarmUp(
+    [
+        *([("s3 client", lambda: rehearse(backups.client(), backups.bucket))] if backups else []),
+        ("model", lambda: rehearse_model(model())),
+        ("tools", tools),
+        ("agent", lambda: new_agent(None)),
+        ("imports", first_use_imports),
+    ],
+)
+app.add_middleware(StartAfterFirstPing, warm_up=warm_up)
 restores: dict[str, backup.RestoreReport] = {}  # conversation id -> the restore its turn triggered
 
 

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 from agent import backup_files as files
 from agent.backup_files import DamagedBackup, Store
 from agent.backup_manifests import make_whole, s3_form
-from agent.backup_transfer import NOT_THERE, WORKERS, Transfer, error_code
+from agent.backup_transfer import NOT_THERE, Transfer, error_code, s3_client
 
 log = logging.getLogger(__name__)
 
@@ -102,16 +102,15 @@ class S3Backup:
         """None when no bucket is set (BACKUP_BUCKET unset): checkpoints then stay in session storage."""
         return cls(bucket, region=region) if bucket else None
 
-    def _transfer(self, session_id: str) -> Transfer:
+    def client(self) -> Any:
+        """The boto3 client, made once: by the warm-up (agent/warmup.py) before the first call, else by it."""
         with self._guard:
-            if self._client is None:  # AWS_ENDPOINT_URL_S3 is honoured by boto3 itself
-                import boto3
-                from botocore.config import Config
+            if self._client is None:
+                self._client = s3_client(self._region)
+        return self._client
 
-                retries = {"mode": "standard", "max_attempts": 5}
-                config = Config(max_pool_connections=2 * WORKERS, retries=retries)
-                self._client = boto3.client("s3", region_name=self._region, config=config)
-        return Transfer(self._client, self.bucket, prefix(session_id))
+    def _transfer(self, session_id: str) -> Transfer:
+        return Transfer(self.client(), self.bucket, prefix(session_id))
 
     # --- push ---------------------------------------------------------------------------------------
 

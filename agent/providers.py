@@ -9,6 +9,8 @@ their builder, only when chosen), so the emulator's CLI edge can read the lists 
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -95,6 +97,29 @@ def provider_variables() -> tuple[str, ...]:
 def model_variables() -> tuple[str, ...]:
     """What a host of this agent (agentcore_local serve) must pass on for every provider to work."""
     return (*MODEL_VARIABLES, *provider_variables())
+
+
+def rehearse_model(model: Model) -> None:
+    """One ConverseStream through a Bedrock model's boto3 client, answered in this process and never
+    sent (agent/warmup.py): the first turn's model call then finds the client's first-time work
+    (endpoint rules, credentials, signing) done. Other providers: nothing to rehearse."""
+    client = getattr(model, "client", None)
+    if getattr(getattr(client, "meta", None), "service_model", None) is None:
+        return
+    if client.meta.service_model.service_name != "bedrock-runtime":
+        return
+    from botocore.exceptions import ClientError
+
+    from agent.warmup import answered_in_process
+
+    marker = f"agentcore-warm-up-{os.urandom(8).hex()}"  # the model id: it is in the request's path
+    body = json.dumps({"__type": "ValidationException", "message": "warm-up rehearsal"}).encode()
+    with answered_in_process(client, "before-send.bedrock-runtime.ConverseStream", marker, 400, body):
+        try:
+            client.converse_stream(modelId=marker, messages=[{"role": "user", "content": [{"text": "-"}]}])
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") != "ValidationException":
+                raise
 
 
 def build_model(settings: Settings) -> Model:

@@ -5,8 +5,10 @@ whose agent has imported and answered Healthy, but whose mount path is still the
 (slots.py): no session's storage is in it yet. A new session's first call takes a member whose
 key matches (runtime id, version, mount path and the agent's whole environment), has its storage
 mounted, and is answered at once; anything else starts fresh. Refills run in the background
-(at serve start and after a member is taken), never on a request's path. Members of a runtime
-are stopped when it gets a new version or is deleted, and at shutdown.
+(at serve start, and REFILL_DELAY_S after a member is taken), never on a request's path: on two
+cores a replacement starting beside the first turn of the session that took its predecessor
+(bwrap, the network, an interpreter importing Strands) made that turn two to four times slower.
+Members of a runtime are stopped when it gets a new version or is deleted, and at shutdown.
 
 Only sandboxes that attach the storage at the first call can pool (bwrap, with serve allowed to
 mount: root). The process sandbox's workspace is the storage directory itself and the docker
@@ -30,6 +32,7 @@ log = logging.getLogger("agentcore_local.pool")
 # (runtime) -> (its key, a compute not yet started): sessions.py builds both, as for a session.
 Build = Callable[[Runtime], tuple[Hashable, Compute]]
 Key = Callable[[Runtime], Hashable]
+REFILL_DELAY_S = 0.5  # after a take: past the busy start of a first turn (~0.1 s; more on a loaded host)
 
 
 @dataclass
@@ -54,6 +57,7 @@ class WarmPool:
         self.last_refill_cpu_s: float | None = None
         self._wanted: Runtime | None = None
         self._filler: asyncio.Task | None = None
+        self._refills: dict[str, asyncio.TimerHandle] = {}  # runtime id -> the refill a take scheduled
         self._stops: set[asyncio.Task] = set()
         self.closed = False
 
@@ -76,8 +80,14 @@ class WarmPool:
         found = next((m for m in self.members if m.key == key and m.compute.running), None)
         if found is not None:
             self.members.remove(found)
-        self.fill(runtime)
+        if runtime.id not in self._refills:  # a burst of takes: one refill, REFILL_DELAY_S after the first
+            loop = asyncio.get_running_loop()
+            self._refills[runtime.id] = loop.call_later(REFILL_DELAY_S, self._refill, runtime)
         return found.compute if found else None
+
+    def _refill(self, runtime: Runtime) -> None:
+        self._refills.pop(runtime.id, None)
+        self.fill(runtime)
 
     def fill(self, runtime: Runtime) -> None:
         """Keep `size` members for `runtime` (evicting other runtimes' members), in the background."""
@@ -130,6 +140,8 @@ class WarmPool:
         for member in [m for m in self.members if m.runtime_id == runtime.id]:
             self._stop(member)
         if deleted:
+            if (refill := self._refills.pop(runtime.id, None)) is not None:
+                refill.cancel()
             if self._wanted is not None and self._wanted.id == runtime.id:
                 self._wanted = None
         else:
@@ -137,6 +149,8 @@ class WarmPool:
 
     async def shutdown(self) -> None:
         self.closed = True
+        for refill in self._refills.values():
+            refill.cancel()
         if self._filler is not None:
             self._filler.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -57,7 +57,7 @@ class S3:
     """A boto3 S3 client on the moto server that counts the PUTs it sends, by key."""
 
     def __init__(self, endpoint: str) -> None:
-        config = Config(max_pool_connections=2 * backup.WORKERS)
+        config = Config(max_pool_connections=2 * backup_transfer.WORKERS)
         self.client = boto3.client("s3", endpoint_url=endpoint, region_name="us-west-2", config=config)
         self.puts: list[str] = []
         self.client.meta.events.register("before-parameter-build.s3.PutObject", self._count)

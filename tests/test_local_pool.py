@@ -9,9 +9,11 @@ import time
 import uuid
 from pathlib import Path
 
+import boto3
 import pytest
 from local_runtime import LocalRuntime, invoke, local_runtime, run, wait_for
 
+from agent.backup import prefix
 from agentcore_local.bwrap_sandbox import bwrap_works
 from agentcore_local.slots import slots_work
 
@@ -191,3 +193,51 @@ def test_serve_rejects_a_negative_pool() -> None:
         build_parser().parse_args(["serve", "--pool", "-1"])
     assert build_parser().parse_args(["serve", "--pool", "0"]).pool == 0
     assert json.dumps(build_parser().parse_args(["serve"]).pool) == "1"
+
+
+def member_log(local: LocalRuntime, pid: int) -> str:
+    """What a pool member's agent has logged so far (its log moves to the session's directory when taken)."""
+    member = next(m for m in local.app.state.sessions.pool.members if m.compute.pid == pid)
+    return member.compute.log_path.read_text(errors="replace")
+
+
+def test_successive_members_warm_up_before_their_session_and_each_session_sees_only_its_own_state(
+    tmp_path: Path,
+) -> None:
+    """The warm-up (agent/warmup.py) runs in each member before any session is assigned to it, and
+    it holds nothing of a session: the second session, served by the next member after the first
+    session's backup exists, starts with an empty history, restores no backup, and sees no file
+    of the first; each session's backup is under its own prefix."""
+    with local_runtime(tmp_path, pool=1) as local:
+        data, arn, seen, answers = local.data(), local.default_arn, set(), {}
+        sessions = {"one": new_id(), "two": new_id()}
+        for name, session in sessions.items():
+            pid = wait_for_member(local, other_than=seen)["pid"]
+            seen.add(pid)
+            wait_for(lambda: "warm-up | done" in member_log(local, pid), 60, "its warm-up")  # noqa: B023
+            assert session not in member_log(local, pid)  # nothing of the session before its call
+            answers[name] = invoke(data, arn, session, f"hello from {name}")
+            assert session_info(local, session)["pid"] == pid
+            log = (local.storage(arn, session).parent / "agent.log").read_text(errors="replace")
+            turn = log.index("Async task started: turn")
+            assert log.index("warm-up | done") < turn
+            assert "Found credentials" not in log[turn:]  # the S3 client was made and has signed already
+            assert run(data, arn, session, f"echo {name} > {name}.txt")[0] == 0
+            data.stop_runtime_session(agentRuntimeArn=arn, runtimeSessionId=session)  # its backup is uploaded
+
+        for name in sessions:
+            assert answers[name]["history"]["messages_before"] == 0, answers[name]
+            assert answers[name]["workspace"]["restored_from"] is None, answers[name]
+            assert f"hello from {name}" in answers[name]["response"]
+        assert not (local.storage(arn, sessions["two"]) / "one.txt").exists()
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=local.app.state.agent_services.s3_url,
+            region_name="us-west-2",
+            aws_access_key_id="agentcore-local",
+            aws_secret_access_key="agentcore-local",
+        )
+        bucket = local.app.state.settings.backup_bucket
+        keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
+        for session in sessions.values():  # (moto is shared by this process's servers: other tests' keys too)
+            assert f"{prefix(session)}/latest.json" in keys
