@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 import logging
 import threading
 import time
@@ -17,7 +18,8 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from bedrock_agentcore.runtime import BedrockAgentCoreApp
-from starlette.responses import JSONResponse
+from starlette.background import BackgroundTask
+from starlette.responses import JSONResponse, Response
 from strands import Agent
 from strands.models.model import Model
 from strands.session.file_session_manager import FileSessionManager
@@ -44,6 +46,7 @@ Use `shell` for commands: each call starts fresh in the workspace with no input,
 as --yes rather than waiting for a prompt. Use `file_editor` with paths in {workspace}.
 Answer briefly: what you changed, and how to run it."""
 
+JSON = "application/json"
 log = logging.getLogger("coding_agent")
 settings = Settings.from_env()
 
@@ -143,7 +146,7 @@ def use_backups(session_id: str | None, conversation_id: str) -> None:
 
 
 async def run_turn(
-    conversation: Conversation, prompt: str, session_id: str | None = None
+    conversation: Conversation, prompt: str, session_id: str | None = None, push: bool = True
 ) -> AsyncGenerator[dict[str, Any], None]:
     """One turn as service events; the last is `done` or `error`.
 
@@ -151,7 +154,7 @@ async def run_turn(
     Agent) -> the turn -> `end` (release it), whatever happens. A checkpoint brackets the turn:
     `recorder.begin` before the conversation is opened (a restore from backup brings its history
     back first), `recorder.end` after the turn, answered or not; then the backup, while /ping
-    still says HealthyBusy."""
+    still says HealthyBusy (`push=False`: the caller starts it once its answer is sent)."""
     busy = app.add_async_task("turn")  # /ping says HealthyBusy until complete_async_task
     started, start, result = time.perf_counter(), None, None
     outcome, failure = "failed", None
@@ -217,7 +220,7 @@ async def run_turn(
             with contextlib.suppress(OSError):
                 recorder.end(start, conversation.id, prompt, "failed")
         Conversations.end(conversation)
-        if backups is not None:  # it holds /ping at HealthyBusy itself until the upload is done
+        if backups is not None and push:  # it holds /ping at HealthyBusy itself until the upload is done
             backups.start_backup(app, settings.workspace, session_id)
         app.complete_async_task(busy)
 
@@ -276,18 +279,25 @@ async def invoke(payload: Any, context: Any) -> Any:
     except OSError as error:  # an action hit the storage (full, read-only): say so, keep serving
         log.warning("action | failed: %s", error)
         return JSONResponse({"error": f"the request failed on the workspace: {error}"}, status_code=500)
-    turn = run_turn(conversation, request.prompt, context.session_id)
+    # A stream's last event is out before its generator's cleanup starts the backup; a JSON
+    # answer starts it as a background task, which Starlette runs once the body is sent.
+    turn = run_turn(conversation, request.prompt, context.session_id, push=request.stream)
     if request.stream:
         return turn
     last: dict[str, Any] = {}
     async for event in turn:  # run it to the end, so the conversation is released before we answer
         last = event
-    if last.get("type") == "done":
-        return protocol.body_of(last)
+    after = (
+        BackgroundTask(backups.start_backup, app, settings.workspace, context.session_id) if backups else None
+    )
+    if last.get("type") == "done":  # serialised as the SDK does for a returned dict
+        return Response(
+            json.dumps(protocol.body_of(last), ensure_ascii=False), media_type=JSON, background=after
+        )
     error = {"error": last.get("message", "the turn ended without an answer")}
     if last.get("checkpoint"):
         error["checkpoint"] = last["checkpoint"]
-    return JSONResponse(error, status_code=500)
+    return JSONResponse(error, status_code=500, background=after)
 
 
 if __name__ == "__main__":
