@@ -7,7 +7,8 @@ in that order, so whatever latest.json names is complete. The execution role has
 s3:ListBucket: a prefix is reachable only by someone who knows the session id, and a
 restore never lists, it GETs what latest.json names. The conversation (`.sessions/session_*/`,
 which checkpoints do not copy) is pushed too, in the `history` map of the newest manifest.
-What is uploaded, and where, is remembered in `.sessions/.checkpoints/backup.json`.
+What was pushed is remembered in `.sessions/.checkpoints/backup.json`, and which objects went
+where in `backup-objects.jsonl` beside it.
 """
 
 from __future__ import annotations
@@ -18,14 +19,14 @@ import logging
 import os
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from agent import backup_files as files
 from agent.backup_files import DamagedBackup, Store
 from agent.backup_manifests import make_whole, s3_form
 from agent.backup_transfer import NOT_THERE, Transfer, error_code, s3_client
+from agent.backup_types import BackupError, BusyTracker, MissingReport, PushReport, RestoreReport
 
 log = logging.getLogger(__name__)
 
@@ -40,51 +41,9 @@ RESTORING_FILE = "backup-restore.json"  # present while a restore runs; removed 
 SAVE_EVERY_S = 2.0  # during a long upload, what is uploaded is saved this often (else once, at the end)
 
 
-class BackupError(RuntimeError):
-    """A push or restore could not finish; the message says what happened and what comes next."""
-
-
-class BusyTracker(Protocol):
-    """BedrockAgentCoreApp's async-task API: /ping says HealthyBusy while a task is open."""
-
-    def add_async_task(self, name: str, metadata: dict | None = None) -> int: ...
-    def complete_async_task(self, task_id: int) -> bool: ...
-
-
 def prefix(session_id: str) -> str:
     """The key prefix of a session's backups: derivable only from its runtime session id."""
     return f"{KEY_VERSION}/{hashlib.sha256(f'agentcore-backup:{session_id}'.encode()).hexdigest()}"
-
-
-@dataclass
-class PushReport:
-    manifests: list[int] = field(default_factory=list)
-    requests: int = 0  # object and pack PUTs (manifests and latest.json not counted)
-    bytes: int = 0
-    seconds: float = 0.0
-
-
-@dataclass(frozen=True)
-class RestoreReport:
-    """What a restore from backup brought back; `fields()` goes into the answer's `workspace`."""
-
-    checkpoint: str
-    files: int
-    bytes: int
-    downloaded_bytes: int
-    messages: int | None
-    seconds: float
-
-    def fields(self) -> dict[str, Any]:
-        restore = {"checkpoint": self.checkpoint, "files": self.files, "bytes": self.bytes}
-        return {"restored_from": "backup", "restore": {**restore, "seconds": round(self.seconds, 3)}}
-
-
-@dataclass(frozen=True)
-class MissingReport:
-    restored: list[str]
-    kept: list[str]  # something is at the path now: newer than the manifest, never overwritten
-    unavailable: list[str]  # not in the last manifest, or its content is in neither store nor backup
 
 
 class S3Backup:

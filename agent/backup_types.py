@@ -1,0 +1,48 @@
+"""What agent/backup.py's callers see: its error, its reports, and the busy-tracker it needs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+class BackupError(RuntimeError):
+    """A push or restore could not finish; the message says what happened and what comes next."""
+
+
+class BusyTracker(Protocol):
+    """BedrockAgentCoreApp's async-task API: /ping says HealthyBusy while a task is open."""
+
+    def add_async_task(self, name: str, metadata: dict | None = None) -> int: ...
+    def complete_async_task(self, task_id: int) -> bool: ...
+
+
+@dataclass
+class PushReport:
+    manifests: list[int] = field(default_factory=list)
+    requests: int = 0  # object and pack PUTs (manifests and latest.json not counted)
+    bytes: int = 0
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class RestoreReport:
+    """What a restore from backup brought back; `fields()` goes into the answer's `workspace`."""
+
+    checkpoint: str
+    files: int
+    bytes: int
+    downloaded_bytes: int
+    messages: int | None
+    seconds: float
+
+    def fields(self) -> dict[str, Any]:
+        restore = {"checkpoint": self.checkpoint, "files": self.files, "bytes": self.bytes}
+        return {"restored_from": "backup", "restore": {**restore, "seconds": round(self.seconds, 3)}}
+
+
+@dataclass(frozen=True)
+class MissingReport:
+    restored: list[str]
+    kept: list[str]  # something is at the path now: newer than the manifest, never overwritten
+    unavailable: list[str]  # not in the last manifest, or its content is in neither store nor backup
