@@ -152,9 +152,12 @@ class Compute:
             if listener is not None:
                 listener.close()
         self._reader = asyncio.create_task(self._read())
+        network: asyncio.Task | None = None
         try:
             if info_read is not None:
-                await self._start_network(info_read, timeout)
+                child_pid = await self._wait_init(info_read, timeout)
+                # The network comes up while the agent imports: it needs none before it answers /ping.
+                network = asyncio.create_task(self._start_network(child_pid, timeout))
             await self._send(
                 {
                     "op": "start",
@@ -165,14 +168,20 @@ class Compute:
                     **self.launcher.inside(spec),
                 }
             )
+            if network is not None:
+                await network
             await self._wait_healthy(timeout)
             self.started_at = time.time()
         except BaseException:
+            if network is not None:
+                network.cancel()
+                with contextlib.suppress(BaseException):
+                    await network
             await self.stop(grace=1.0)
             raise
 
-    async def _start_network(self, info_read: int, timeout: float) -> None:
-        """Give the sandbox's network namespace its user-mode stack; returns once it is configured."""
+    async def _wait_init(self, info_read: int, timeout: float) -> int:
+        """The pid (on the host) of the sandbox's first process, once sandbox_init runs in it."""
         info = await asyncio.wait_for(asyncio.to_thread(read_until_closed, info_read), timeout)
         # Attached only once bwrap has set up the namespace's loopback: slirp4netns configuring it
         # meanwhile made bwrap fail ("loopback: Failed RTM_NEWADDR").
@@ -189,6 +198,10 @@ class Compute:
                 "The sandbox did not start (bwrap said nothing of its child). "
                 f"Its log:\n{log_tail(self.log_path)}"
             ) from None
+        return child_pid
+
+    async def _start_network(self, child_pid: int, timeout: float) -> None:
+        """Give the sandbox's network namespace its user-mode stack; returns once it is configured."""
         began = time.monotonic()  # the stack's own cost: from its launch to a configured namespace
         ready_read, ready_write = os.pipe()
         exit_read, self._network_exit_fd = os.pipe()  # slirp4netns ends when we close our end (or die)
