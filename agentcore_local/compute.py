@@ -278,12 +278,14 @@ class Compute:
     async def _release(self) -> None:
         """What outlives the sandbox unless ended: its network stack, sockets, HTTP connections."""
         if self._network is not None:
-            await self._network.close()
-            self._network = None
+            self._network.end()  # slirp4netns notices while the rest is released
         await self.http.aclose()
         if self._slot is not None:
             self._slot.release()
             self._slot = None
+        if self._network is not None:
+            await self._network.close()
+            self._network = None
 
     async def _kill(self) -> None:
         kill_argv = self.launcher.kill_argv(self.spec)

@@ -139,14 +139,18 @@ class PrivateNetwork:
         self.network_ms = (time.monotonic() - began) * 1000
         log.info("compute=<%s> | private network up in %.1f ms", self.name, self.network_ms)
 
-    async def close(self) -> None:
-        """End the stack (it outlives the sandbox otherwise) and remove the socket's directory."""
+    def end(self) -> None:
+        """Tell the stack to end (it outlives the sandbox otherwise); `close` waits for it."""
         if self._info_read_open:  # the sandbox never started
             os.close(self.info_read)
             self._info_read_open = False
         if self._exit_fd is not None:
             os.close(self._exit_fd)
             self._exit_fd = None
+
+    async def close(self) -> None:
+        """Once the stack has ended (`end` first, if not yet), remove the socket's directory."""
+        self.end()
         if self._process is not None:
             try:
                 await asyncio.wait_for(self._process.wait(), 2.0)
