@@ -305,9 +305,11 @@ def serve() -> None:
                 server.close()
             for connection in list(self.server_state.connections):
                 connection.shutdown()  # an idle keep-alive connection closes now, a busy one after its answer
-            while self.server_state.connections or self.server_state.tasks:
-                await asyncio.sleep(0.005)  # no timeout: the stop's grace SIGKILLs a turn that never ends
-            await self.lifespan.shutdown()
+            # No timeout: the stop's grace SIGKILLs a turn that never ends (a second Ctrl-C forces it).
+            while (self.server_state.connections or self.server_state.tasks) and not self.force_exit:
+                await asyncio.sleep(0.005)
+            if not self.force_exit:
+                await self.lifespan.shutdown()
 
     # No WebSocket handler is defined, so no WebSocket implementation to load (~5 ms of start); h11 and
     # asyncio named outright, so uvicorn does not first try to import httptools and uvloop.
