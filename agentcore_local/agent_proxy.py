@@ -65,13 +65,8 @@ async def send_invocation(
 
 
 async def relay(answer: httpx.Response, session_id: str, done: Callable[[], None]) -> AsyncIterator[bytes]:
-    """The answer's bytes as they come; `done` once it has ended (or the compute stopped mid-answer).
-    A JSON answer is whole only at its end, so it is passed on in one piece: each chunk costs a
-    write to the caller, and the agent's headers and body arrive in separate ones."""
+    """The answer's bytes as they come; `done` once it has ended (or the compute stopped mid-answer)."""
     try:
-        if answer.headers.get("content-type", "").startswith("application/json"):
-            yield await answer.aread()
-            return
         async for chunk in answer.aiter_raw():
             yield chunk
     except httpx.HTTPError as error:
