@@ -1,20 +1,17 @@
-"""One running compute: a sandboxed `sandbox_init.py` + agent, its network, health check, commands
-and stop. The agent is reached on a host port, or (in a private network namespace) through a unix
-socket in a host directory private to this compute, which sandbox_init carries to the agent."""
+"""One running compute: a sandboxed `sandbox_init.py` + agent, its health check, commands and
+stop. The agent is reached on a host port, or, in a network namespace of its own
+(private_network.py), through a unix socket that sandbox_init carries to the agent."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import itertools
 import json
 import logging
 import os
-import shutil
 import signal
 import socket
-import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
@@ -24,48 +21,17 @@ from typing import Any
 import httpx
 
 from .exceptions import RuntimeClientError
+from .private_network import PrivateNetwork, log_tail
 from .sandbox import Launcher, LaunchSpec
 from .slots import Slot
 
 log = logging.getLogger("agentcore_local.compute")
-NS_GET_USERNS = 0xB701  # linux/nsfs.h: the user namespace that owns a namespace
-
-
-def netns_owner(pid: int) -> int:
-    """An fd of the user namespace owning `pid`'s network namespace. Not always /proc/PID/ns/user:
-    unprivileged bwrap nests a second user namespace (for devpts), which cannot enter the network's."""
-    fd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        return fcntl.ioctl(fd, NS_GET_USERNS)
-    finally:
-        os.close(fd)
 
 
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def read_until_closed(fd: int, limit: int = 65536) -> bytes:
-    """Everything written to a pipe until its writers close it (bwrap's --info-fd, a ready fd)."""
-    data = b""
-    try:
-        while len(data) < limit and (chunk := os.read(fd, 4096)):
-            data += chunk
-            if data.endswith(b"}\n") or data == b"1":
-                break
-    finally:
-        os.close(fd)
-    return data
-
-
-def log_tail(path: Path, lines: int = 15) -> str:
-    try:
-        text = path.read_text(errors="replace").splitlines()[-lines:]
-    except OSError:
-        return ""
-    return "\n".join(text)
 
 
 class Compute:
@@ -87,9 +53,7 @@ class Compute:
         self.socket_path: Path | None = None
         self.url = f"http://127.0.0.1:{spec.port}"
         self.http = httpx.AsyncClient(timeout=httpx.Timeout(connect=10.0, read=None, write=60.0, pool=10.0))
-        self.network_ms: float | None = None  # how long the private network took to come up
-        self._network: asyncio.subprocess.Process | None = None
-        self._network_exit_fd: int | None = None
+        self._network: PrivateNetwork | None = None
         self._process: asyncio.subprocess.Process | None = None
         self._reader: asyncio.Task | None = None
         self._exited = asyncio.Event()
@@ -113,22 +77,16 @@ class Compute:
     async def start(self, timeout: float) -> None:
         """Launch, then wait for sandbox_init's word that /ping said Healthy; RuntimeClientError when
         it dies or never answers."""
-        spec, listener, info_read = self.spec, None, None
+        spec, net, pass_fds = self.spec, None, ()
         if self.launcher.private_network:
-            # 0700, and short: a unix socket path has at most 107 bytes
-            run_dir = Path(tempfile.mkdtemp(prefix="agentcore-"))
-            self.socket_path = run_dir / "agent.sock"
-            listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            listener.bind(str(self.socket_path))
-            listener.listen(128)
-            info_read, info_write = os.pipe()
-            spec = self.spec = replace(spec, run_dir=run_dir, info_fd=info_write)
-            self.url = "http://agent"
+            net = self._network = PrivateNetwork(self.launcher, spec.name, self.log_path)
+            pass_fds = net.inherited
+            spec = self.spec = replace(spec, run_dir=net.run_dir, info_fd=pass_fds[0])
+            self.socket_path, self.url = net.socket_path, "http://agent"
             self.http = httpx.AsyncClient(
                 transport=httpx.AsyncHTTPTransport(uds=str(self.socket_path)),
                 timeout=httpx.Timeout(connect=10.0, read=None, write=60.0, pool=10.0),
             )
-        pass_fds = (spec.info_fd, listener.fileno()) if listener and spec.info_fd is not None else ()
         try:
             if spec.slot_dir is not None:
                 self._slot = Slot.create(spec.slot_dir, Path(spec.mount_path).name)
@@ -146,15 +104,20 @@ class Compute:
                     limit=4 * 1024 * 1024,
                     pass_fds=pass_fds,
                 )
-        finally:
-            if spec.info_fd is not None:
-                os.close(spec.info_fd)  # the child holds it now; EOF when bwrap is gone
-            if listener is not None:
-                listener.close()
+        except BaseException:
+            if net is not None:
+                net.handed_over()
+            await self._release()  # the slot's mounts, the socket's directory
+            raise
+        if net is not None:
+            net.handed_over()
         self._reader = asyncio.create_task(self._read())
+        network: asyncio.Task | None = None
         try:
-            if info_read is not None:
-                await self._start_network(info_read, timeout)
+            if net is not None:
+                child_pid = await net.sandbox_pid(self._init, self._exited, timeout)
+                # The network comes up while the agent imports: it needs none before it answers /ping.
+                network = asyncio.create_task(net.start(child_pid, timeout))
             await self._send(
                 {
                     "op": "start",
@@ -165,60 +128,17 @@ class Compute:
                     **self.launcher.inside(spec),
                 }
             )
+            if network is not None:
+                await network
             await self._wait_healthy(timeout)
             self.started_at = time.time()
         except BaseException:
+            if network is not None:
+                network.cancel()
+                with contextlib.suppress(BaseException):
+                    await network
             await self.stop(grace=1.0)
             raise
-
-    async def _start_network(self, info_read: int, timeout: float) -> None:
-        """Give the sandbox's network namespace its user-mode stack; returns once it is configured."""
-        info = await asyncio.wait_for(asyncio.to_thread(read_until_closed, info_read), timeout)
-        # Attached only once bwrap has set up the namespace's loopback: slirp4netns configuring it
-        # meanwhile made bwrap fail ("loopback: Failed RTM_NEWADDR").
-        waits = [asyncio.ensure_future(e.wait()) for e in (self._init, self._exited)]
-        await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        for waiter in waits:
-            waiter.cancel()
-        try:
-            if not self._init.is_set():
-                raise ValueError("sandbox_init did not start")
-            child_pid = int(json.loads(info)["child-pid"])
-        except (ValueError, KeyError, TypeError):
-            raise RuntimeClientError(
-                "The sandbox did not start (bwrap said nothing of its child). "
-                f"Its log:\n{log_tail(self.log_path)}"
-            ) from None
-        began = time.monotonic()  # the stack's own cost: from its launch to a configured namespace
-        ready_read, ready_write = os.pipe()
-        exit_read, self._network_exit_fd = os.pipe()  # slirp4netns ends when we close our end (or die)
-        try:
-            userns = netns_owner(child_pid)
-        except OSError as error:
-            os.close(ready_read)
-            raise RuntimeClientError(f"The sandbox's network namespace is gone: {error}") from error
-        try:
-            argv = self.launcher.network_argv(child_pid, ready_write, exit_read, f"/proc/self/fd/{userns}")
-            with open(self.log_path, "ab") as log_file:
-                self._network = await asyncio.create_subprocess_exec(
-                    *argv,
-                    stdin=asyncio.subprocess.DEVNULL,
-                    stdout=log_file,
-                    stderr=log_file,
-                    env=self.launcher.host_env,
-                    pass_fds=(ready_write, exit_read, userns),
-                    start_new_session=True,
-                )
-        finally:
-            for fd in (ready_write, exit_read, userns):
-                os.close(fd)
-        ready = await asyncio.wait_for(asyncio.to_thread(read_until_closed, ready_read, 1), timeout)
-        if ready != b"1":
-            raise RuntimeClientError(
-                f"The sandbox's network did not come up (slirp4netns). Its log:\n{log_tail(self.log_path)}"
-            )
-        self.network_ms = (time.monotonic() - began) * 1000
-        log.info("compute=<%s> | private network up in %.1f ms", self.spec.name, self.network_ms)
 
     async def _wait_healthy(self, timeout: float) -> None:
         """Until sandbox_init says the agent's /ping answered Healthy (it polls at a fixed 10 ms)."""
@@ -357,22 +277,15 @@ class Compute:
 
     async def _release(self) -> None:
         """What outlives the sandbox unless ended: its network stack, sockets, HTTP connections."""
-        if self._network_exit_fd is not None:
-            os.close(self._network_exit_fd)
-            self._network_exit_fd = None
         if self._network is not None:
-            try:
-                await asyncio.wait_for(self._network.wait(), 2.0)
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    self._network.kill()
-                await self._network.wait()
+            self._network.end()  # slirp4netns notices while the rest is released
         await self.http.aclose()
         if self._slot is not None:
             self._slot.release()
             self._slot = None
-        if self.spec.run_dir is not None:
-            shutil.rmtree(self.spec.run_dir, ignore_errors=True)
+        if self._network is not None:
+            await self._network.close()
+            self._network = None
 
     async def _kill(self) -> None:
         kill_argv = self.launcher.kill_argv(self.spec)
