@@ -39,6 +39,9 @@ STATE_FILE = "backup.json"
 OBJECTS_FILE = "backup-objects.jsonl"  # what is uploaded and where: [sha, [time, location]] a line
 RESTORING_FILE = "backup-restore.json"  # present while a restore runs; removed last
 SAVE_EVERY_S = 2.0  # during a long upload, what is uploaded is saved this often (else once, at the end)
+# Turns in quick succession push at most this often, several checkpoints at once; the first push
+# after a quiet spell starts at once, and a stop cuts the wait short (wait()).
+PUSH_EVERY_S = 1.0
 
 
 def prefix(session_id: str) -> str:
@@ -54,6 +57,9 @@ class S3Backup:
         self._client, self._region = client, region
         self._guard = threading.Lock()
         self._running = self._again = False
+        self._idle, self._flush = threading.Event(), threading.Event()  # no push runs; push now
+        self._last = -PUSH_EVERY_S  # when the last push began (monotonic)
+        self._idle.set()
         self._memo: dict[Path, tuple[tuple, dict[str, Any]]] = {}  # store root -> (file stamps, state)
 
     @classmethod
@@ -74,8 +80,9 @@ class S3Backup:
     # --- push ---------------------------------------------------------------------------------------
 
     def start_backup(self, app: BusyTracker, workspace: Path, session_id: str | None) -> Any:
-        """Push in a thread while /ping says HealthyBusy; returns it (None if one already runs:
-        that one pushes again when done, so no checkpoint is left behind)."""
+        """Push in a thread while /ping says HealthyBusy; returns it (None if one already runs or
+        waits: that one pushes again, so no checkpoint is left behind). Within PUSH_EVERY_S of the
+        last push it first waits, so turns in quick succession share one."""
         if not session_id:
             return None
         with self._guard:
@@ -83,13 +90,16 @@ class S3Backup:
                 self._again = True
                 return None
             self._running = True
+            self._idle.clear()
         task = app.add_async_task("backup", {"bucket": self.bucket})
         tag = prefix(session_id)[-8:]
 
         def run() -> None:
             try:
-                again = True
-                while again:
+                while True:  # a push soon after the last one waits, gathering the turns meanwhile
+                    self._flush.wait(max(0.0, self._last + PUSH_EVERY_S - time.monotonic()))
+                    with self._guard:
+                        self._again, self._last = False, time.monotonic()
                     try:
                         self.push(workspace, session_id)
                     except BackupError as error:
@@ -97,10 +107,12 @@ class S3Backup:
                     except Exception:  # a bug: say so in the log, keep the session serving
                         log.exception("backup=<%s> | push failed unexpectedly", tag)
                     with self._guard:
-                        again, self._again = self._again, False
+                        if not self._again:
+                            break
             finally:
                 with self._guard:
                     self._running = False
+                    self._idle.set()
                 app.complete_async_task(task)
 
         thread = threading.Thread(target=run, name="backup", daemon=True)
@@ -109,13 +121,8 @@ class S3Backup:
 
     def wait(self, timeout: float) -> bool:
         """Block until no push runs, at most `timeout` seconds: a stop lets the last upload finish."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self._guard:
-                if not self._running:
-                    return True
-            time.sleep(0.05)
-        return False
+        self._flush.set()  # from now on, every push starts at once
+        return self._idle.wait(timeout)
 
     def push(self, workspace: Path, session_id: str) -> PushReport:
         """Upload the checkpoints not yet in S3: their new objects, then each manifest, then latest.json."""

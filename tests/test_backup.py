@@ -227,6 +227,30 @@ def test_start_backup_keeps_ping_busy_until_the_push_is_done(s3: S3, bucket: str
     assert f"{backup.prefix(SESSION_A)}/latest.json" in s3.puts
 
 
+def test_turns_in_quick_succession_share_a_push_and_a_stop_does_not_wait_for_the_gap(
+    s3: S3, bucket: str, session_a: Path
+) -> None:
+    from bedrock_agentcore.runtime import BedrockAgentCoreApp
+
+    app, store, pre = BedrockAgentCoreApp(), backups(s3, bucket), backup.prefix(SESSION_A)
+    store.start_backup(app, session_a, SESSION_A).join(30)  # the first turn: pushed at once
+    pending = None
+    for turn in range(3):  # three more turns, answered in quick succession
+        (session_a / "index.js").write_text(f"// turn {turn}\n")
+        write_checkpoint(session_a, messages=4 + 2 * turn)
+        pending = pending or store.start_backup(app, session_a, SESSION_A)
+    pending.join(0.3)
+    assert pending.is_alive() and s3.puts.count(f"{pre}/latest.json") == 1  # gathering, not pushing
+    assert app.get_current_ping_status().value == "HealthyBusy"  # a push is owed: no idle stop now
+
+    started = time.monotonic()
+    assert store.wait(30) and time.monotonic() - started < backup.PUSH_EVERY_S  # a stop cuts the gap
+    assert s3.puts.count(f"{pre}/latest.json") == 2  # the first push, then one for all three turns
+    assert json.loads(get(s3, bucket, f"{pre}/latest.json"))["seq"] == 4
+    pending.join(5)
+    assert app.get_current_ping_status().value == "Healthy"
+
+
 # --- restore ----------------------------------------------------------------------------------------
 
 
