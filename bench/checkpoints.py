@@ -29,9 +29,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from agent.checkpoints import CheckpointStore  # noqa: E402
 from agent.recorder import Recorder  # noqa: E402
-from agent.undo import restore  # noqa: E402
 from agent.walk import walk  # noqa: E402
 from bench.measure import percentile, timed  # noqa: E402
 
@@ -237,113 +235,6 @@ def rows(c: dict, row: Callable[..., str]) -> list[str]:
 # --- the candidates, side by side ------------------------------------------------------------------
 
 
-def tar_way(ws: Path, state: Path) -> dict:
-    snar = state / "tar.snar"
-    first = timed(
-        lambda: subprocess.run(
-            ["tar", "-c", "-g", str(snar), "-f", str(state / "0.tar"), "-C", str(ws), "."], **QUIET
-        )
-    )
-    change(ws, 10, 1)
-    then = timed(
-        lambda: subprocess.run(
-            ["tar", "-c", "-g", str(snar), "-f", str(state / "1.tar"), "-C", str(ws), "."], **QUIET
-        )
-    )
-    # Back to state 0: tar's incremental extraction rewrites the whole level-0 dump.
-    undo = timed(
-        lambda: subprocess.run(
-            ["tar", "-x", "-g", "/dev/null", "-f", str(state / "0.tar"), "-C", str(ws)], **QUIET
-        )
-    )
-    return {
-        "first_s": first,
-        "after_10_ms": 1000 * then,
-        "undo_ms": 1000 * undo,
-        "bytes": allocated(state),
-        "project_git": True,
-    }
-
-
-def git_way(ws: Path, state: Path) -> dict:
-    env = {**os.environ, "GIT_DIR": str(state / "git"), "GIT_WORK_TREE": str(ws)}
-
-    def commit(message: str) -> None:
-        subprocess.run([*GIT, "add", "-A"], env=env, **QUIET)
-        subprocess.run([*GIT, "commit", "-qm", message, "--no-verify"], env=env, **QUIET)
-
-    subprocess.run(["git", "init", "-q"], env=env, **QUIET)
-    first = timed(lambda: commit("0"))
-    change(ws, 10, 1)
-    then = timed(lambda: commit("1"))
-    undo = timed(lambda: subprocess.run([*GIT, "reset", "-q", "--hard", "HEAD~1"], env=env, **QUIET))
-    listed = subprocess.run(["git", "ls-files"], env=env, capture_output=True, text=True, check=True).stdout
-    has_git = any(line.startswith(".git/") for line in listed.splitlines())
-    return {
-        "first_s": first,
-        "after_10_ms": 1000 * then,
-        "undo_ms": 1000 * undo,
-        "bytes": allocated(state / "git"),
-        "project_git": has_git,
-    }
-
-
-def store_way(ws: Path, state: Path) -> dict:
-    store = CheckpointStore(ws)
-    first = timed(lambda: store.checkpoint(walk(ws), kind="turn"))
-    target = store.latest()
-    change(ws, 10, 1)
-    then = timed(lambda: store.checkpoint(walk(ws, before=store.last_walk), kind="turn"))
-    undo = timed(lambda: restore(ws, store, target["files"], walk(ws, before=store.last_walk).files))  # type: ignore[index]
-    return {
-        "first_s": first,
-        "after_10_ms": 1000 * then,
-        "undo_ms": 1000 * undo,
-        "bytes": allocated(store.root),
-        "project_git": True,
-    }
-
-
-def candidates(tmp: Path, files: int) -> list[dict]:
-    made = tmp / "made"
-    label = demo_workspace(made / "demo")
-    project_git(made / "demo")
-    node_tree(made / "big", files)
-    project_git(made / "big")
-    rows = []
-    for name, source in ((label, made / "demo"), (f"{files:,} files", made / "big")):
-        ws_bytes = allocated(source)
-        for way, measure in (
-            ("GNU tar --listed-incremental", tar_way),
-            ("git, separate GIT_DIR", git_way),
-            ("content-addressed store (ours)", store_way),
-        ):
-            ws, state = tmp / "ws", tmp / "state"
-            shutil.rmtree(ws, ignore_errors=True)
-            shutil.rmtree(state, ignore_errors=True)
-            shutil.copytree(source, ws, symlinks=True)
-            state.mkdir()
-            if way.startswith("content"):
-                state = ws / ".sessions"
-            rows.append({"workspace": name, "way": way, "workspace_bytes": ws_bytes, **measure(ws, state)})
-    return rows
-
-
-def render_candidates(rows: list[dict]) -> str:
-    lines = [
-        "| workspace | mechanism | first checkpoint | after 10 changed files | undo one turn "
-        "| storage vs workspace (on disk) | project .git kept |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        lines.append(
-            f"| {r['workspace']} | {r['way']} | {r['first_s']:.2f} s | {r['after_10_ms']:.0f} ms "
-            f"| {r['undo_ms']:.0f} ms | {r['bytes'] / r['workspace_bytes']:.2f} x "
-            f"| {'yes' if r['project_git'] else '**no**'} |"
-        )
-    return "\n".join(lines)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--candidates", action="store_true", help="compare tar, git and our store")
@@ -351,6 +242,8 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-checkpoints-") as tmp:
         if args.candidates:
+            from bench.checkpoint_candidates import candidates, render_candidates  # it imports this module
+
             print(render_candidates(candidates(Path(tmp), args.files)))
         else:
             for key, value in ours(Path(tmp), args.files, 9, demo=True).items():
