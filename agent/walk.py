@@ -2,8 +2,8 @@
 
 Iterative (any depth), never follows a symlink (it is recorded with its target), never opens
 anything: reading a file's bytes is the store's job, and only for regular files. `.sessions/`
-is not part of the project (history is captured by message count) but is counted for usage;
-the checkpoint store inside it is counted by the store itself.
+is not part of the project (history is captured by message count), so the walk never enters
+it; its bytes are counted for usage by agent/history_bytes.py, the store's by the store.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ class Walk:
     files: dict[str, Entry] = field(default_factory=dict)
     keys: dict[str, tuple[int, ...]] = field(default_factory=dict)  # a file's stat, to spot a change
     bytes: int = 0  # apparent size of the project's files and symlinks (like du --apparent-size)
-    hidden_bytes: int = 0  # conversation history under .sessions/ (the checkpoint store not included)
     count: int = 0  # files, symlinks and FIFOs (directories not counted)
     skipped: list[str] = field(default_factory=list)  # unreadable directories, sockets, devices
 
@@ -61,24 +60,23 @@ def walk(
     else:
         previous, known = previous or {}, {}
     out = Walk()
-    out.count, out.bytes, out.hidden_bytes = _scan(out, [("", str(root), False)], previous, known, watch)
+    out.count, out.bytes = _scan(out, [("", str(root))], previous, known, watch)
     return out
 
 
 def _scan(
     out: Walk,
-    stack: list[tuple[str, str, bool]],
+    stack: list[tuple[str, str]],
     previous: dict[str, Entry],
     known: dict[str, tuple[int, ...]],
     watch: Watch | None,
-) -> tuple[int, int, int]:
-    """The walk's loop, from the directories on `stack`: (count, bytes, hidden bytes) it found."""
+) -> tuple[int, int]:
+    """The walk's loop, from the directories on `stack`: the (count, bytes) it found."""
     files, keys = out.files, out.keys
-    count = size = hidden_size = 0  # locals: attribute updates cost a third of the loop
-    skip = f"{HIDDEN}/{STORE}"
+    count = size = 0  # locals: attribute updates cost a third of the loop
     while stack:
-        prefix, path, hidden = stack.pop()
-        if watch is not None and not hidden:
+        prefix, path = stack.pop()
+        if watch is not None:
             watch(prefix, path)
         try:
             # By descriptor: each stat then resolves one name, not the whole path, and a
@@ -89,6 +87,8 @@ def _scan(
             continue
         with _closing(fd), os.scandir(fd) as entries:
             for entry in entries:
+                if not prefix and entry.name == HIDDEN:
+                    continue
                 relpath = prefix + entry.name
                 try:
                     st = entry.stat(follow_symlinks=False)
@@ -96,13 +96,6 @@ def _scan(
                     continue  # removed while we walked
                 mode = st.st_mode
                 kind = mode & 0o170000
-                if hidden or (not prefix and entry.name == HIDDEN):
-                    if kind == stat.S_IFDIR:
-                        if relpath != skip:
-                            stack.append((relpath + "/", f"{path}/{entry.name}", True))
-                    else:
-                        hidden_size += st.st_size
-                    continue
                 if kind == stat.S_IFREG:
                     count += 1
                     size += st.st_size
@@ -112,7 +105,7 @@ def _scan(
                         files[relpath] = old
                         continue
                 elif kind == stat.S_IFDIR:
-                    stack.append((relpath + "/", f"{path}/{entry.name}", False))
+                    stack.append((relpath + "/", f"{path}/{entry.name}"))
                 else:
                     count += 1
                 item = _entry(entry.name, st, fd)
@@ -123,7 +116,7 @@ def _scan(
                     size += st.st_size
                 old = previous.get(relpath)
                 files[relpath] = old if old == item else item
-    return count, size, hidden_size
+    return count, size
 
 
 def _weight(entry: Entry) -> tuple[int, int]:
@@ -193,7 +186,7 @@ def update(
         touched.add(path)
         if is_dir and old is None:  # new: watch it, then list it (what is made meanwhile is seen)
             sub = Walk()
-            c, s, _ = _scan(sub, [(path + "/", full, False)], before.files, before.keys, watch)
+            c, s = _scan(sub, [(path + "/", full)], before.files, before.keys, watch)
             files.update(sub.files)
             keys.update(sub.keys)
             touched.update(sub.files)
@@ -202,14 +195,14 @@ def update(
         else:
             c, s = _weight(item)
             count, size = count + c, size + s
-    out.count, out.bytes, out.hidden_bytes = count, size, before.hidden_bytes  # usage walks .sessions/
+    out.count, out.bytes = count, size
     return out, touched
 
 
 def after_restore(root: Path, state: dict[str, Entry], before: Walk, touched: list[str]) -> Walk:
     """The walk of a workspace just restored to `state`, without walking it: paths the restore
     wrote or chmod-ed are lstat-ed afresh (their hashes come from `state`), the rest is `before`."""
-    out = Walk(hidden_bytes=before.hidden_bytes)
+    out = Walk()
     again = set(touched)
     for path, entry in state.items():
         item = None if path in again else before.files.get(path)

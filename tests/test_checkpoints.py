@@ -18,6 +18,7 @@ from local_runtime import wait_for
 
 from agent import protocol, undo
 from agent.checkpoints import FULL_EVERY, CheckpointStore, missing_paths
+from agent.history_bytes import HistoryBytes
 from agent.recorder import Recorder
 from agent.settings import Settings
 from agent.walk import content, walk
@@ -58,7 +59,7 @@ def test_the_walk_records_symlinks_and_fifos_without_opening_or_following_them(t
     assert found.files["dangling"] == {"type": "symlink", "target": "nowhere"}
     assert found.files["pipe"]["type"] == "fifo"
     assert not any(p.startswith(".sessions") for p in found.files)
-    assert found.hidden_bytes == 5 and found.count == 4
+    assert HistoryBytes(tmp_path).bytes() == 5 and found.count == 4  # history: usage, not the project
     store = CheckpointStore(tmp_path)
     manifest = store.checkpoint(found, kind="turn")  # hashing must skip the FIFO too
     assert manifest["files"]["a.txt"]["sha256"] and "sha256" not in manifest["files"]["pipe"]
