@@ -74,20 +74,24 @@ class HistoryBytes:
             prefix = stack.pop()
             path = f"{self.root}/{prefix}".rstrip("/")
             self.tracker.watch(prefix, path)
-            try:
-                entries = list(os.scandir(path))
+            try:  # O_NOFOLLOW: a directory swapped for a symlink since its lstat is not followed
+                fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
             except OSError:  # gone, unreadable, or not there yet: reported again when it appears
                 continue
-            for entry in entries:
-                relpath = prefix + entry.name
-                if relpath == STORE:
-                    continue
-                try:
-                    st = entry.stat(follow_symlinks=False)
-                except OSError:
-                    continue
-                if stat.S_ISDIR(st.st_mode):
-                    self.dirs.add(relpath)
-                    stack.append(relpath + "/")
-                else:
-                    self._add(relpath, st.st_size)
+            try:
+                with os.scandir(fd) as listing:  # each stat is relative to fd, so it stays open
+                    for entry in listing:
+                        relpath = prefix + entry.name
+                        if relpath == STORE:
+                            continue
+                        try:
+                            st = entry.stat(follow_symlinks=False)
+                        except OSError:
+                            continue
+                        if stat.S_ISDIR(st.st_mode):
+                            self.dirs.add(relpath)
+                            stack.append(relpath + "/")
+                        else:
+                            self._add(relpath, st.st_size)
+            finally:
+                os.close(fd)

@@ -82,3 +82,16 @@ def test_history_that_appears_after_the_first_figure_is_counted(tmp_path: Path) 
     assert usage.bytes() == 0
     history(tmp_path, 5)
     assert usage.bytes() == counted(tmp_path) > 0
+
+
+def test_a_directory_swapped_for_a_link_out_of_the_history_is_not_followed(tmp_path: Path) -> None:
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "big").write_bytes(b"x" * 100_000)
+    history(tmp_path, 3)
+    usage = HistoryBytes(tmp_path)
+    usage.bytes()
+    link = tmp_path / ".sessions" / "session_c" / "agents"
+    os.rename(link, tmp_path / ".sessions" / "moved")
+    link.symlink_to(outside)  # what a shell in the session could do between two answers
+    assert usage.bytes() == counted(tmp_path) < 100_000
