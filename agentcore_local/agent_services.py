@@ -2,8 +2,10 @@
 
 One ASGI app serves bedrock-runtime (bedrock_runtime.py: /model/{id}/converse[-stream]) and,
 for everything else, S3: a reverse proxy to moto in server mode, started here on a free
-loopback port and reachable only through this listener. Requests signed for any other
-service are refused, so a session reaches S3 and the model and nothing else of moto.
+loopback port and reachable only through this listener. Only object requests of the backup
+bucket that the execution role allows are forwarded, rebuilt from the parts checked, with the
+listener's own Host and signature; anything else is refused, so a session reaches its objects
+and the model and nothing else of moto.
 
 The app listens on a unix socket in the state directory (sandboxes with their own network
 namespace forward 127.0.0.1:IN_SANDBOX_PORT inside to it) and on a loopback TCP port (for
@@ -16,11 +18,11 @@ import asyncio
 import contextlib
 import logging
 import os
-import re
 import socket
 import tempfile
 import threading
 import time
+import urllib.parse
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,10 +44,12 @@ DUMMY_KEY = "agentcore-local"  # credentials the listener accepts; botocore insi
 S3_METHODS = ["GET", "HEAD", "PUT", "POST", "DELETE"]
 # Hop-by-hop headers (RFC 9110 7.6.1) stay on their own side of the proxy.
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-connection"}
-# moto answers these paths itself whatever the signature says (its reset/state API, a fake EC2
-# metadata service): a session must not reset everyone's backups. Buckets of these names are refused too.
-MOTO_PATHS = ("/moto-api", "/latest/", "/favicon.ico")
-_SCOPE = re.compile(r"Credential=[^/,\s]+/\d{8}/[^/,\s]+/([^/,\s]+)/aws4_request")
+# What every forwarded request carries instead of the caller's: moto reads the service from the
+# scope (it checks no signature), so a caller cannot pick another moto service by a header.
+UPSTREAM_AUTHORIZATION = (
+    f"AWS4-HMAC-SHA256 Credential={DUMMY_KEY}/20260101/us-east-1/s3/aws4_request, "
+    "SignedHeaders=host, Signature=0"
+)
 
 
 class AgentServicesError(RuntimeError):
@@ -75,9 +79,10 @@ def backend_from_spec(
 def signed_service(request: Request) -> str | None:
     """The service a request was signed for (SigV4 header or presigned query), None if unsigned."""
     authorization = request.headers.get("authorization", "")
-    match = _SCOPE.search(authorization)
-    if match:
-        return match.group(1)
+    if authorization.startswith("AWS4-HMAC-SHA256 "):  # the scope as moto reads it: the first credential
+        scope = authorization.split(",")[0].split()[1:2]
+        parts = scope[0].removeprefix("Credential=").split("/") if scope else []
+        return parts[3] if len(parts) == 5 and parts[4] == "aws4_request" else "an unreadable scope"
     parts = request.query_params.get("X-Amz-Credential", "").split("/")
     if len(parts) == 5:
         return parts[3]
@@ -95,49 +100,90 @@ def _denied(message: str) -> Response:
 # Query parameters of the object requests the execution role's two actions cover (s3:GetObject:
 # GET/HEAD, ranges and response overrides; s3:PutObject: PUT and the multipart upload steps).
 _OBJECT_QUERY = {"partNumber", "uploadId", "uploads", "x-id", "versionId"}
+# What a presigned URL carries besides: dropped, since the listener signs nothing and moto checks nothing.
+_SIGNING_QUERY = ("X-Amz-", "AWSAccessKeyId", "Signature", "Expires")
+# An object key's bytes as the forward spells them: only what needs no escaping survives unescaped.
+_KEY_SAFE = "/-_.~!$&'()*+,;=:@"
 
 
-def role_allows(bucket: str, method: str, path: str, query: set[str]) -> bool:
-    """What iam/backup-policy-statement.json grants: s3:GetObject and s3:PutObject on BUCKET/v1/*,
-    path-style. No ListBucket, no DeleteObject, no other bucket: as a session's role on AWS."""
-    if not path.startswith(f"/{bucket}/v1/") or len(path) <= len(bucket) + 5:
-        return False
-    if {
-        q
-        for q in query
-        if not q.startswith(("response-", "X-Amz-", "AWSAccessKeyId", "Signature", "Expires"))
-    } - _OBJECT_QUERY:
-        return False  # a subresource (?acl, ?tagging, ...) is another action
-    return method in ("GET", "HEAD", "PUT") or (method == "POST" and bool(query & {"uploads", "uploadId"}))
+class Refused(Exception):
+    """A request the listener does not forward; the message says why (rendered as S3's AccessDenied)."""
+
+
+@dataclass(frozen=True)
+class ObjectRequest:
+    """What the listener forwards, rebuilt from parts it checked: never the caller's own path."""
+
+    method: str
+    bucket: str
+    key: str
+    query: tuple[tuple[str, str], ...]
+
+    def target(self) -> str:
+        """The path and query sent upstream, each part escaped, so nothing downstream re-reads it."""
+        path = f"/{self.bucket}/{urllib.parse.quote(self.key, safe=_KEY_SAFE)}"
+        return path + ("?" + urllib.parse.urlencode(self.query) if self.query else "")
+
+
+def authorise_s3(bucket: str, method: str, raw_path: bytes, raw_query: bytes) -> ObjectRequest:
+    """What iam/backup-policy-statement.json grants, checked on the request the listener forwards:
+    s3:GetObject and s3:PutObject on BUCKET/v1/*, path-style, as a session's role on AWS. No
+    ListBucket, no DeleteObject, no other bucket, no moto API. The key is read once, decoded,
+    and refused if any segment is empty, `.` or `..` (an upstream would normalise those away)."""
+    try:
+        path = urllib.parse.unquote(raw_path.decode("ascii"), errors="strict")
+        pairs = urllib.parse.parse_qsl(raw_query.decode("ascii"), keep_blank_values=True, errors="strict")
+    except (UnicodeDecodeError, ValueError) as error:
+        raise Refused(f"the request's path or query is not valid percent-encoded UTF-8 ({error})") from None
+    _, _, rest = path.partition("/")
+    name, slash, key = rest.partition("/")
+    if not path.startswith("/") or name != bucket or not slash:
+        raise Refused(f"only objects of the backup bucket {bucket} are served, path-style")
+    segments = key.split("/")
+    if segments[0] != "v1" or len(segments) < 2 or any(s in ("", ".", "..") for s in segments):
+        raise Refused(f"only object keys under {bucket}/v1/ with no empty, '.' or '..' segment are served")
+    if any(ord(c) < 0x20 or c in "\\\x7f" for c in key):
+        raise Refused("an object key with a control character or a backslash is not served")
+    query = tuple((k, v) for k, v in pairs if not k.startswith(_SIGNING_QUERY))
+    names = {k for k, _ in query}
+    if names - _OBJECT_QUERY and not all(k.startswith("response-") for k in names - _OBJECT_QUERY):
+        raise Refused("a subresource (?acl, ?tagging, ...) is another action than GetObject or PutObject")
+    if method not in ("GET", "HEAD", "PUT") and not (method == "POST" and names & {"uploads", "uploadId"}):
+        raise Refused(f"{method} is not GetObject or PutObject")
+    return ObjectRequest(method, name, key, query)
 
 
 def create_app(s3_url: str, backend: ModelBackend | None, backup_bucket: str | None = None) -> Starlette:
-    """The listener's ASGI app: bedrock-runtime when a backend is given, S3 (proxied to `s3_url`) always;
-    with `backup_bucket`, S3 answers only what a session's execution role may do (`role_allows`)."""
+    """The listener's ASGI app: bedrock-runtime when a backend is given, and S3 (proxied to `s3_url`)
+    for `backup_bucket` only, as a session's execution role may use it (`authorise_s3`)."""
     state: dict[str, httpx.AsyncClient] = {}
 
     async def s3(request: Request) -> Response:
-        if request.url.path.startswith(MOTO_PATHS):
-            return _denied(f"{request.url.path} is moto's own API, not S3's; the listener does not serve it")
         service = signed_service(request)
         if service != "s3":
             what = f"signed for {service}" if service else "unsigned"
             return _denied(f"this listener serves S3 and bedrock-runtime only; the request is {what}")
-        if backup_bucket and not role_allows(
-            backup_bucket, request.method, request.url.path, set(request.query_params)
-        ):
-            return _denied(
-                f"the execution role allows only s3:GetObject and s3:PutObject on {backup_bucket}/v1/* "
-                "(iam/backup-policy-statement.json): no listing, no deleting, no other bucket"
+        if not backup_bucket:
+            return _denied("backups are off (serve --backup-bucket ''): this listener serves no S3")
+        try:
+            wanted = authorise_s3(
+                backup_bucket, request.method, request.scope["raw_path"], request.scope["query_string"]
             )
-        headers = [(k, v) for k, v in request.headers.raw if k.decode().lower() not in HOP_BY_HOP]
+        except Refused as refused:
+            return _denied(
+                f"{refused}: the execution role allows only s3:GetObject and s3:PutObject on "
+                f"{backup_bucket}/v1/* (iam/backup-policy-statement.json)"
+            )
+        # Only what S3 reads of an object request goes on; the Host and the signature are the
+        # listener's own, so moto routes by nothing the caller chose (it dispatches on both).
+        headers = [
+            (k, v)
+            for k, v in request.headers.raw
+            if k.decode("latin-1").lower() not in HOP_BY_HOP | {"host", "authorization"}
+        ]
+        headers.append((b"authorization", UPSTREAM_AUTHORIZATION.encode()))
         upstream = state["client"].build_request(
-            request.method,
-            s3_url
-            + request.scope["raw_path"].decode()
-            + ("?" + request.url.query if request.url.query else ""),
-            headers=headers,
-            content=request.stream(),
+            wanted.method, s3_url + wanted.target(), headers=headers, content=request.stream()
         )
         answer = await state["client"].send(upstream, stream=True)
         kept = {k: v for k, v in answer.headers.items() if k.lower() not in HOP_BY_HOP}

@@ -3,7 +3,8 @@ with agentcore_local's real S3 API (moto in server mode behind the agent-facing 
 
 A new runtime version and 14 days without an invocation each reset a session's storage, as on
 AWS; the session's next turn gets files and conversation back from its backup. A shell in
-another session can neither list the bucket nor reach anything but object keys it can name.
+another session can neither list the bucket nor reach anything but object keys it can name, however
+it spells the path.
 """
 
 from __future__ import annotations
@@ -33,6 +34,17 @@ for name, call in [
         print(name, "ALLOWED")
     except x.ClientError as e:
         print(name, e.response["Error"]["Code"])
+import http.client, os, urllib.parse
+where = urllib.parse.urlsplit(os.environ["AWS_ENDPOINT_URL_S3"])
+scope = "AWS4-HMAC-SHA256 Credential=a/20261201/us-west-2/s3/aws4_request, SignedHeaders=host, Signature=0"
+for name, method, path in [
+    ("dotdot list", "GET", "/agentcore-local-backups/v1/.."),
+    ("encoded dotdot list", "GET", "/agentcore-local-backups/v1/%2e%2e"),
+    ("moto reset", "POST", "/agentcore-local-backups/v1/../../moto-api/reset?uploads"),
+]:
+    c = http.client.HTTPConnection(where.hostname, where.port, timeout=10)
+    c.request(method, path, headers={"Authorization": scope})
+    print(name, c.getresponse().status)
 """
 
 
@@ -103,7 +115,12 @@ def test_a_shell_in_another_session_cannot_list_or_reach_other_backups(local: Lo
         "delete AccessDenied",
         "other bucket AccessDenied",
         "outside v1 AccessDenied",
+        "dotdot list 403",
+        "encoded dotdot list 403",
+        "moto reset 403",
     ]
+    new_version(local, created)  # the owner's backup was not reset: a redeploy brings it back
+    assert invoke(data, arn, owner, "still here?")["workspace"]["restored_from"] == "backup"
 
 
 @pytest.fixture(autouse=True)

@@ -7,7 +7,6 @@ import json
 import shutil
 import tempfile
 import threading
-import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -191,21 +190,6 @@ def test_the_unix_socket_serves_the_same_listener(services: AgentServices):
     assert services.forward == (IN_SANDBOX_PORT, services.socket_path)
 
 
-def test_s3_put_and_get_go_through_the_listener_to_moto(services: AgentServices):
-    s3, bucket = client(services, "s3"), f"backups-{uuid.uuid4().hex[:8]}"
-    s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "us-west-2"})
-    body = bytes(range(256)) * 4096  # 1 MiB, binary: the proxy passes bytes through untouched
-    s3.put_object(Bucket=bucket, Key="session/a/checkpoint-1.tar", Body=body)
-    assert s3.get_object(Bucket=bucket, Key="session/a/checkpoint-1.tar")["Body"].read() == body
-    assert s3.head_object(Bucket=bucket, Key="session/a/checkpoint-1.tar")["ContentLength"] == len(body)
-    with pytest.raises(ClientError, match="NoSuchKey"):
-        s3.get_object(Bucket=bucket, Key="missing")
-    presigned = s3.generate_presigned_url(
-        "get_object", Params={"Bucket": bucket, "Key": "session/a/checkpoint-1.tar"}
-    )
-    assert httpx.get(presigned).content == body
-
-
 def test_without_a_model_backend_converse_says_how_to_get_one():
     app = agent_services.create_app("http://127.0.0.1:1", None)
     with TestClient(app) as http:
@@ -220,16 +204,6 @@ def test_requests_signed_for_other_services_are_refused(services: AgentServices)
         client(services, "iam").list_users()
     assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
     assert httpx.get(f"{services.tcp_url}/").status_code == 403  # unsigned
-
-
-@pytest.mark.parametrize("path", ["/moto-api/reset", "/latest/meta-data/iam/security-credentials/"])
-def test_motos_own_api_is_not_reachable_even_signed_for_s3(services: AgentServices, path: str):
-    """moto routes these before it reads the signature: a reset would wipe every session's backups."""
-    scope = (
-        "AWS4-HMAC-SHA256 Credential=AKID/20261201/us-west-2/s3/aws4_request, SignedHeaders=host, Signature=0"
-    )
-    answer = httpx.post(services.tcp_url + path, headers={"Authorization": scope})
-    assert answer.status_code == 403 and "moto's own API" in answer.text
 
 
 def test_a_state_dir_too_deep_for_a_unix_socket_gets_a_short_one(tmp_path: Path):

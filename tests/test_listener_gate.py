@@ -1,0 +1,195 @@
+"""The agent-facing listener's S3 gate, attacked as a session's shell would: raw HTTP with a fake
+SigV4 header scoped to s3. The gate authorises the request it forwards (the decoded, rebuilt path),
+so no spelling of a path reaches a listing, another bucket, moto's own API or another service."""
+
+from __future__ import annotations
+
+import http.client
+import re
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import boto3
+import httpx
+import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from agentcore_local.agent_services import AgentServices, Refused, authorise_s3, start_agent_services
+
+BUCKET = "gate-backups"
+CREDENTIAL = "AWS4-HMAC-SHA256 Credential=AKID/20261201/{}/aws4_request"
+S3_SCOPE = CREDENTIAL.format("us-west-2/s3") + ", SignedHeaders=host, Signature=0"
+
+
+@pytest.fixture(scope="module")
+def services() -> Iterator[AgentServices]:
+    state = Path(tempfile.mkdtemp(prefix="gate-", dir="/tmp"))  # short: a unix socket's path is limited
+    running = start_agent_services(state, None, "us-west-2", backup_bucket=BUCKET)
+    yield running
+    running.close()
+    shutil.rmtree(state)
+
+
+@pytest.fixture
+def planted(services: AgentServices) -> str:
+    """An object of another session, put through moto directly (the host side)."""
+    key = f"v1/{uuid.uuid4().hex}/latest.json"
+    host_side(services).put_object(Bucket=BUCKET, Key=key, Body=b'{"seq": 7}')
+    return key
+
+
+def host_side(services: AgentServices):
+    return boto3.client("s3", endpoint_url=services.s3_url, region_name="us-west-2")
+
+
+def session_s3(services: AgentServices):
+    return boto3.client(
+        "s3",
+        endpoint_url=services.tcp_url,
+        region_name="us-west-2",
+        config=Config(retries={"total_max_attempts": 1}),
+    )
+
+
+@dataclass
+class Answer:
+    status_code: int
+    content: bytes
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", "replace")
+
+
+def raw(services: AgentServices, method: str, target: str, **headers: str) -> Answer:
+    """A request sent byte for byte as written (httpx would normalise `..` in any URL it builds)."""
+    url = httpx.URL(services.tcp_url)
+    connection = http.client.HTTPConnection(url.host, url.port, timeout=10)
+    try:
+        connection.putrequest(method, target, skip_host="Host" in headers, skip_accept_encoding=True)
+        for name, value in {"Authorization": S3_SCOPE, "Content-Length": "0", **headers}.items():
+            connection.putheader(name, value)
+        connection.endheaders()
+        response = connection.getresponse()
+        return Answer(response.status, response.read())
+    finally:
+        connection.close()
+
+
+def test_a_session_reads_and_writes_objects_under_v1_through_boto3(services: AgentServices) -> None:
+    s3, key = session_s3(services), f"v1/{uuid.uuid4().hex}/objects/a b+c%.bin"
+    s3.put_object(Bucket=BUCKET, Key=key, Body=b"\x00\x01payload")
+    assert s3.get_object(Bucket=BUCKET, Key=key)["Body"].read() == b"\x00\x01payload"
+    assert host_side(services).head_object(Bucket=BUCKET, Key=key)["ContentLength"] == 9  # the same key
+    s3.create_multipart_upload(Bucket=BUCKET, Key=key)  # POST ?uploads is PutObject too
+    presigned = s3.generate_presigned_url("get_object", Params={"Bucket": BUCKET, "Key": key})
+    assert httpx.get(presigned).content == b"\x00\x01payload"
+    with pytest.raises(ClientError, match="NoSuchKey"):
+        s3.get_object(Bucket=BUCKET, Key="v1/missing")
+
+
+@pytest.mark.parametrize(
+    ("method", "target"),
+    [
+        ("GET", f"/{BUCKET}/v1/.."),  # ListObjects of the whole bucket, once normalised
+        ("GET", f"/{BUCKET}/v1/%2e%2e"),
+        ("GET", f"/{BUCKET}/v1/%2E%2E/"),
+        ("GET", f"/{BUCKET}/v1/x/../.."),
+        ("GET", f"/{BUCKET}/v1/./x"),
+        ("GET", f"/{BUCKET}/v1//x"),
+        ("GET", f"/{BUCKET}/v1/x%2f..%2f..%2fy"),
+        ("GET", f"/{BUCKET}/v1/../../moto-api/data.json"),
+        ("POST", f"/{BUCKET}/v1/../../moto-api/reset?uploads"),
+        ("POST", f"/{BUCKET}/v1/%2e%2e/%2e%2e/moto-api/reset?uploads"),
+        ("GET", f"/{BUCKET}/v1/..%5c..%5cmoto-api/data.json"),
+        ("GET", "/moto-api/data.json"),
+        ("GET", "/latest/meta-data/iam/security-credentials/"),
+        ("GET", f"/{BUCKET}/v1"),
+        ("GET", f"/{BUCKET}/v1/"),
+        ("GET", f"/{BUCKET}?list-type=2&prefix=v1/"),
+        ("GET", f"/other-{BUCKET}/v1/x"),
+        ("PUT", f"/{BUCKET}/loot"),
+        ("DELETE", f"/{BUCKET}/v1/x/latest.json"),
+        ("GET", f"/{BUCKET}/v1/x?acl"),
+        ("GET", f"/{BUCKET}/v1/x?tagging"),
+        ("GET", f"/{BUCKET}/v1/x?versions"),
+        ("POST", f"/{BUCKET}/v1/x?delete"),
+        ("GET", f"/{BUCKET}/v1/%ff"),
+    ],
+)
+def test_a_path_that_is_not_one_object_under_v1_is_refused_however_it_is_spelled(
+    services: AgentServices, planted: str, method: str, target: str
+) -> None:
+    answer = raw(services, method, target)
+    assert answer.status_code == 403, answer.text
+    assert "AccessDenied" in answer.text
+    assert planted.encode() not in answer.content  # no listing leaked
+    # Nothing was reset or deleted meanwhile: the other session's object is still there.
+    assert host_side(services).get_object(Bucket=BUCKET, Key=planted)["Body"].read() == b'{"seq": 7}'
+
+
+def test_the_callers_host_header_does_not_pick_another_bucket(services: AgentServices) -> None:
+    """moto takes a virtual-hosted bucket from Host: the forward sends its own Host, path-style."""
+    key = f"v1/{uuid.uuid4().hex}/x"
+    answer = raw(services, "PUT", f"/{BUCKET}/{key}", Host=f"{BUCKET}-other.s3.amazonaws.com")
+    assert answer.status_code == 200, answer.text
+    assert host_side(services).get_object(Bucket=BUCKET, Key=key)["Body"].read() == b""
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [
+        # moto reads the first credential; a regex that skips a malformed one would read the second.
+        "AWS4-HMAC-SHA256 Credential=AKID/2026/us-east-1/sts/aws4_request, X="
+        + CREDENTIAL.format("us-west-2/s3").split()[1],
+        CREDENTIAL.format("us-east-1/sts") + ", SignedHeaders=host, Signature=0",
+        CREDENTIAL.format("us-east-1/iam"),
+        "AWS4-HMAC-SHA256 nonsense",
+    ],
+)
+def test_a_request_scoped_to_another_service_never_reaches_it(
+    services: AgentServices, authorization: str
+) -> None:
+    answer = raw(
+        services,
+        "POST",
+        "/",
+        Authorization=authorization,
+        **{"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert answer.status_code == 403
+    assert "GetCallerIdentity" not in answer.text and "Arn" not in answer.text
+
+
+def test_sts_is_unreachable_even_with_a_valid_s3_object_path(services: AgentServices) -> None:
+    with pytest.raises(ClientError) as caught:
+        boto3.client(
+            "sts",
+            endpoint_url=services.tcp_url,
+            region_name="us-west-2",
+            config=Config(retries={"total_max_attempts": 1}),
+        ).get_caller_identity()
+    assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+
+
+def test_the_gate_rebuilds_the_path_it_forwards_from_the_checked_key() -> None:
+    wanted = authorise_s3(BUCKET, "GET", f"/{BUCKET}/v1/ab/c%20d".encode(), b"partNumber=1&X-Amz-Date=1")
+    assert wanted.key == "v1/ab/c d"
+    assert wanted.target() == f"/{BUCKET}/v1/ab/c%20d?partNumber=1"  # the signing parameters dropped
+    with pytest.raises(Refused, match=re.escape("'..'")):
+        authorise_s3(BUCKET, "GET", f"/{BUCKET}/v1/%2E%2e".encode(), b"")
+
+
+def test_without_a_backup_bucket_no_s3_is_served(tmp_path: Path) -> None:
+    from starlette.testclient import TestClient
+
+    from agentcore_local.agent_services import create_app
+
+    with TestClient(create_app("http://127.0.0.1:1", None, None)) as http:
+        answer = http.get("/any/v1/x", headers={"Authorization": S3_SCOPE})
+    assert answer.status_code == 403 and "backups are off" in answer.text
