@@ -36,7 +36,7 @@ sandbox-tools:
 
 # The suite runs shuffled (pytest-random-order: the modules, and the tests in each), so no test can
 # lean on another's leftovers. The seed is printed first; `make test SEED=N` replays that order, and
-# PYTEST_ARGS adds pytest flags (e.g. PYTEST_ARGS="-x tests/test_deploy.py").
+# PYTEST_ARGS adds pytest flags (e.g. PYTEST_ARGS="-x tests/unit/cloud/test_deploy.py").
 ifndef SEED
 SEED := $(shell od -An -N3 -tu4 /dev/urandom | tr -d ' ')
 endif
@@ -49,12 +49,12 @@ soak: setup  ## the long reliability runs: 100 stop/resume cycles through agentc
 
 # The image itself, on this machine (as root): a Docker engine (started if none answers), bases
 # made from Debian and npm, the Dockerfile built with plain `docker build`, then the container and
-# `agentcore_local --sandbox docker` proven over HTTP and boto3 (tests/test_image.py; the README,
+# `agentcore_local --sandbox docker` proven over HTTP and boto3 (tests/e2e/local/test_image.py; the README,
 # "Deploy to AWS"). ARCH=arm64 does it all under qemu (57 minutes on 2 busy cores).
 ARCH ?= amd64
 
 test-image: setup  ## build the Dockerfile on local bases and prove the image works (root; ARCH=arm64: emulated)
-	IMAGE_ARCH=$(ARCH) $(BIN)/pytest -q -s -m image tests/test_image.py
+	IMAGE_ARCH=$(ARCH) $(BIN)/pytest -q -s -m image tests/e2e/local/test_image.py
 
 # Every pinned requirement has a wheel for linux/arm64 (what AgentCore runs), checked in seconds.
 arm64-deps: setup  ## check that every requirement has a linux/arm64 wheel for Python 3.12

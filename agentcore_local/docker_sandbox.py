@@ -13,7 +13,7 @@ CONTAINER_PORT = 8080
 
 
 class DockerLauncher(Launcher):
-    """`docker run` of the built image; proven end to end by tests/test_image.py (make test-image).
+    """`docker run` of the built image; proven end to end by tests/e2e/local/test_image.py (make test-image).
 
     /tmp is a private tmpfs that allows exec (HOME, TMPDIR and npm's cache live there, as on AWS).
     A root serve runs the container as root, as AWS does; a non-root serve runs it as its own uid,

@@ -91,7 +91,7 @@ def write_checkpoint(ws: Path, messages: int = 0) -> dict:
 
 def fingerprint(ws: Path, mtimes: bool = False) -> dict[str, tuple]:
     """Every entry outside .sessions/: type, mode, and content hash (and mtime) or link target:
-    what a restore must bring back. tests/test_backup.py holds restores to it too."""
+    what a restore must bring back. tests/unit/agent/test_backup.py holds restores to it too."""
     found: dict[str, tuple] = {}
     for rel, path, st in project_entries(ws):
         if stat.S_ISLNK(st.st_mode):

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench.measure import percentile, timed
-from tests.agent_process import AgentProcess
+from tests.support.agent_process import AgentProcess
 
 PLAN = Path(__file__).resolve().with_name("plan.json")
 REPO = PLAN.parent.parent

@@ -22,7 +22,8 @@ from cloud.errors import DeployError, error_code
 
 # The session-storage mount a new runtime gets. Restated on purpose, one per layer, so no layer
 # imports another: agent/settings.py (WORKSPACE_DIR's default), agentcore_local/settings.py (what
-# the emulator mounts) and the Dockerfile; tests/test_dockerfile.py and test_deploy.py check they agree.
+# the emulator mounts) and the Dockerfile; tests/unit/cloud/test_dockerfile.py and test_deploy.py
+# check they agree.
 DEFAULT_MOUNT_PATH = "/mnt/workspace"
 DEFAULT_NETWORK_MODE = "PUBLIC"
 NAME_PATTERN = re.compile(r"[a-zA-Z][a-zA-Z0-9_]{0,47}")
