@@ -7,20 +7,41 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help setup sandbox-tools test soak test-image arm64-deps lint run bench
+.PHONY: help setup uv lock sandbox-tools test soak test-image arm64-deps lint run bench
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
 
 # --- setup -------------------------------------------------------------------
+# uv.lock pins every dependency (transitive ones too) with hashes, for Python 3.11-3.13 on every
+# platform; pyproject.toml says what the project asks for. `make lock` re-resolves it and writes its
+# two exports: requirements.txt (the container's runtime dependencies, what the Dockerfile installs)
+# and requirements-uv.txt (uv itself, which setup installs first). tests/unit/cloud/test_lock.py
+# fails when either export, or the lock, is out of date.
 
-setup: $(STAMP) sandbox-tools  ## create .venv with the pinned requirements (and bubblewrap)
+UV     := $(BIN)/uv
+UV_PIN := $(shell sed -n 's/^uv==\([^ ]*\) .*/\1/p' requirements-uv.txt)
+EXPORT := $(UV) export --frozen --no-emit-project --quiet
 
-$(STAMP): requirements.txt requirements-dev.txt
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -r requirements-dev.txt
+setup: $(STAMP) sandbox-tools  ## create .venv from uv.lock (runtime and dev dependencies; and bubblewrap)
+
+# uv comes from PyPI as a hash-checked wheel (requirements-uv.txt) into a plain venv, then installs
+# exactly the lock (sync --locked also refuses a lock older than pyproject.toml). A venv whose uv
+# is not the pinned one is made again.
+uv: requirements-uv.txt
+	@[ "$$($(UV) --version 2>/dev/null | cut -d' ' -f2)" = "$(UV_PIN)" ] || { \
+	  echo "installing uv $(UV_PIN) into a new $(VENV) (hash-checked: requirements-uv.txt)"; \
+	  rm -rf $(VENV) && $(PYTHON) -m venv $(VENV) && \
+	  $(BIN)/python -m pip install -q --require-hashes --no-deps --only-binary=:all: -r requirements-uv.txt; }
+
+$(STAMP): pyproject.toml uv.lock requirements-uv.txt | uv
+	@$(UV) sync --locked --quiet || { echo "setup: uv sync failed (above); when uv.lock is older than pyproject.toml, run make lock" >&2; exit 1; }
 	@touch $@
+
+lock: uv  ## re-resolve uv.lock from pyproject.toml and export requirements*.txt (LOCK_FLAGS="--upgrade-package NAME")
+	$(UV) lock $(LOCK_FLAGS)
+	$(EXPORT) --no-dev >requirements.txt
+	$(EXPORT) --only-group uv >requirements-uv.txt
 
 # bubblewrap isolates local sessions (agentcore_local --sandbox bwrap); slirp4netns gives each
 # session its own network (outbound only: no route to the host's 127.0.0.1).
@@ -56,13 +77,16 @@ ARCH ?= amd64
 test-image: setup  ## build the Dockerfile on local bases and prove the image works (root; ARCH=arm64: emulated)
 	IMAGE_ARCH=$(ARCH) $(BIN)/pytest -q -s -m image tests/e2e/local/test_image.py
 
-# Every pinned requirement has a wheel for linux/arm64 (what AgentCore runs), checked in seconds.
-arm64-deps: setup  ## check that every requirement has a linux/arm64 wheel for Python 3.12
+# Every runtime dependency in the lock has a linux/arm64 wheel (what AgentCore runs) for the
+# production image's Python 3.12 and glibc (bookworm: manylinux_2_36): uv installs the hash-checked
+# export for that platform into a scratch directory, wheels only, in seconds.
+arm64-deps: setup  ## check from uv.lock that every runtime dependency has a linux/arm64 wheel for Python 3.12
 	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
-	$(BIN)/pip download -q --only-binary=:all: --platform manylinux2014_aarch64 --python-version 3.12 \
-	  --implementation cp -r requirements.txt -d "$$tmp/wheels" 2>"$$tmp/pip.log" || \
-	  { grep -v '^WARNING: Location' "$$tmp/pip.log" >&2; echo "arm64-deps: a requirement has no linux/arm64 wheel (above)" >&2; exit 1; }; \
-	echo "arm64-deps: all $$(ls "$$tmp/wheels" | wc -l) wheels exist for linux/arm64, Python 3.12"
+	$(EXPORT) --no-dev >"$$tmp/requirements.txt" && \
+	$(UV) pip install -q --target "$$tmp/site" --python-platform aarch64-manylinux_2_36 --python-version 3.12 \
+	  --only-binary :all: --no-deps --require-hashes -r "$$tmp/requirements.txt" 2>"$$tmp/uv.log" || \
+	  { cat "$$tmp/uv.log" >&2; echo "arm64-deps: a runtime dependency has no linux/arm64 wheel (above)" >&2; exit 1; }; \
+	echo "arm64-deps: all $$(ls -d "$$tmp"/site/*.dist-info | wc -l) runtime dependencies have a linux/arm64 wheel for Python 3.12"
 
 lint: setup  ## ruff check + ruff format --check + hadolint
 	$(BIN)/ruff check .
