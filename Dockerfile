@@ -34,8 +34,11 @@ RUN apt-get update \
  && node --version && npm --version
 
 WORKDIR /app
+# requirements.txt is uv.lock's export of the runtime dependencies (make lock): every package,
+# transitive ones too, pinned with its hashes. --require-hashes fails on any file that does not
+# match; --no-deps because the list is already complete, so pip resolves nothing of its own.
 COPY requirements.txt .
-RUN pip install --no-cache-dir -r requirements.txt
+RUN pip install --no-cache-dir --require-hashes --no-deps -r requirements.txt
 
 COPY coding_agent.py ./
 COPY agent/ agent/
