@@ -13,8 +13,8 @@ help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
 
 # --- setup -------------------------------------------------------------------
-# uv.lock pins every dependency (transitive ones too) with hashes, for Python 3.11-3.13 on every
-# platform; pyproject.toml says what the project asks for. `make lock` re-resolves it and writes its
+# uv.lock pins every dependency (transitive ones too) with hashes, for Python 3.11-3.13 on Linux and
+# macOS, any CPU; pyproject.toml says what the project asks for. `make lock` re-resolves it and writes its
 # two exports: requirements.txt (the container's runtime dependencies, what the Dockerfile installs)
 # and requirements-uv.txt (uv itself, which setup installs first). tests/unit/cloud/test_lock.py
 # fails when either export, or the lock, is out of date.
