@@ -15,9 +15,16 @@ work=$(mktemp -d /var/tmp/coding-agent-bases.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 
 loaded() { [ "$(docker image inspect -f '{{.Architecture}}' "$1" 2>/dev/null)" = "$arch" ]; }
+# PIP_IGNORE_INSTALLED: python:3.12-slim's site-packages holds pip alone, while Debian's python3-pip
+# brings packaging and others that pip cannot uninstall (no RECORD file); the Dockerfile installs the
+# whole lock with --no-deps, so pip must install over them (into /usr/local, first on sys.path), as on
+# the real base. A Python base made before this setting is made again.
+python_loaded() {
+  loaded "$python_tag" && docker image inspect -f '{{join .Config.Env " "}}' "$python_tag" | grep -qw PIP_IGNORE_INSTALLED=1
+}
 elapsed() { echo "$(($(date +%s) - $1)) s"; }
 
-if ! loaded "$python_tag"; then
+if ! python_loaded; then
   start=$(date +%s)
   echo "making $python_tag with mmdebstrap (Debian trixie, $arch)" >&2
   # The machine's TLS may be intercepted by a local CA: the image must trust it too (pip, npm, git).
@@ -31,7 +38,7 @@ if ! loaded "$python_tag"; then
   # Debian's pip refuses system-wide installs (PEP 668); python:3.12-slim's pip does not.
   python3 "$here/docker_archive.py" "$work/python.tar" "$python_tag" --arch "$arch" \
     --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin --env LANG=C.UTF-8 \
-    --env PIP_BREAK_SYSTEM_PACKAGES=1 --cmd python3 -o "$work/python-image.tar" >/dev/null
+    --env PIP_BREAK_SYSTEM_PACKAGES=1 --env PIP_IGNORE_INSTALLED=1 --cmd python3 -o "$work/python-image.tar" >/dev/null
   docker load -q -i "$work/python-image.tar" >&2
   echo "made $python_tag in $(elapsed "$start")" >&2
 fi
