@@ -35,6 +35,7 @@ from agent.hooks import OutputLimit
 from agent.providers import build_model, rehearse_model
 from agent.recorder import Busy as WorkspaceBusy
 from agent.recorder import Recorder
+from agent.request_guard import RequestGuard
 from agent.settings import Settings
 from agent.tools import make_tools
 from agent.undo import UndoError
@@ -71,7 +72,10 @@ app = BedrockAgentCoreApp(lifespan=lifespan)
 model: Once[Model] = Once(lambda: build_model(settings))
 tools: Once[list[DecoratedFunctionTool]] = Once(
     lambda: make_tools(
-        workspace.Workspace(settings.workspace), settings.shell_timeout, settings.max_tool_output_chars
+        workspace.Workspace(settings.workspace),
+        settings.shell_timeout,
+        settings.max_tool_output_chars,
+        settings.tool_env,
     )
 )
 
@@ -107,6 +111,7 @@ def open_conversation(conversation_id: str) -> tuple[Agent, FileSessionManager, 
 
 conversations = Conversations(open_conversation, limit=settings.max_warm_conversations)
 health = Health(conversations.stalled_opens, settings.stall_seconds)
+app.add_middleware(RequestGuard)  # 400/413 for bodies the SDK would answer with a 500
 app.add_middleware(UnhealthyPing, health=health)  # /ping answers 503 while turns could not be answered
 
 

@@ -13,11 +13,12 @@ HealthyBusy, so this is an ASGI middleware in front of the app (Starlette's publ
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
+
+from agent.request_guard import send_json
 
 
 class Health:
@@ -65,11 +66,7 @@ class UnhealthyPing:
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http" and scope["path"] == "/ping" and (reason := self.health.problem()):
-            body = json.dumps(
-                {"status": "Unhealthy", "reason": reason, "time_of_last_update": int(time.time())}
-            ).encode()
-            headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-            await send({"type": "http.response.start", "status": 503, "headers": headers})
-            await send({"type": "http.response.body", "body": body})
+            answer = {"status": "Unhealthy", "reason": reason, "time_of_last_update": int(time.time())}
+            await send_json(send, 503, answer)
             return
         await self.app(scope, receive, send)

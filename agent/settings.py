@@ -14,6 +14,15 @@ REPO = Path(__file__).resolve().parent.parent
 DEFAULT_WORKSPACE = Path("/mnt/workspace")
 # The seed's model: Claude Sonnet 4 through its US cross-region inference profile.
 DEFAULT_MODEL_ID = "us.anthropic.claude-sonnet-4-20250514-v1:0"
+# What the agent's shell commands inherit from its environment: what a command needs to run, find
+# its files and reach the network, never the model's keys or the runtime's credentials. A runtime
+# passes more on purpose by naming them in TOOL_ENV (comma-separated).
+TOOL_VARIABLES = (
+    "PATH", "HOME", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TERM", "TZ", "USER", "LOGNAME",
+    "SHELL", "TMPDIR", "NODE_EXTRA_CA_CERTS", "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE",
+    "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy",
+    "npm_config_cache", "npm_config_update_notifier",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -41,6 +50,8 @@ class Settings:
     storage_quota_bytes: int = 2**30  # AWS reports about 1 GB of session storage per session
     max_turn_seconds: float = 900.0  # AgentCore's limit for a synchronous request: 15 minutes
     max_model_calls: int = 100
+    # The shell tool's environment (TOOL_VARIABLES and TOOL_ENV's names, as set); never in reprs.
+    tool_env: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @property
     def sessions_dir(self) -> Path:
@@ -68,7 +79,15 @@ class Settings:
             storage_quota_bytes=_at_least(env, "STORAGE_QUOTA_BYTES", cls.storage_quota_bytes, 1),
             max_turn_seconds=float(_at_least(env, "MAX_TURN_SECONDS", cls.max_turn_seconds, 1)),
             max_model_calls=_at_least(env, "MAX_MODEL_CALLS", cls.max_model_calls, 1),
+            tool_env=tool_environment(env),
         )
+
+
+def tool_environment(env: Mapping[str, str]) -> dict[str, str]:
+    """The variables a shell command inherits: TOOL_VARIABLES, and the names TOOL_ENV lists."""
+    extra = (name.strip() for name in env.get("TOOL_ENV", "").split(","))
+    names = {*TOOL_VARIABLES, *(name for name in extra if name)}
+    return {name: env[name] for name in sorted(names) if name in env}
 
 
 def _at_least(env: Mapping[str, str], name: str, default: float, minimum: int) -> int:

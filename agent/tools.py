@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+from collections.abc import Mapping
 from contextlib import suppress
 from typing import Any, Literal
 
@@ -53,8 +54,13 @@ class Capped:
         return bytes(self.head).decode(errors="replace") + middle + bytes(self.tail).decode(errors="replace")
 
 
-async def run_command(command: str, cwd: str, timeout: float, keep: int) -> dict[str, Any]:
-    """`sh -c command` in its own process group, stdin /dev/null; killed with its group at the end."""
+async def run_command(
+    command: str, cwd: str, timeout: float, keep: int, env: Mapping[str, str]
+) -> dict[str, Any]:
+    """`sh -c command` in its own process group, stdin /dev/null; killed with its group at the end.
+
+    `env` is all it inherits (Settings.tool_env): never the agent's whole environment, which holds
+    the model's keys and the runtime's credentials."""
     process = await asyncio.create_subprocess_exec(
         "/bin/sh",
         "-c",
@@ -63,7 +69,7 @@ async def run_command(command: str, cwd: str, timeout: float, keep: int) -> dict
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         cwd=cwd,
-        env={**os.environ, **NON_INTERACTIVE_ENV},
+        env={**env, "WORKSPACE_DIR": cwd, **NON_INTERACTIVE_ENV},
         start_new_session=True,
     )
     out, err = Capped(keep), Capped(keep)
@@ -147,7 +153,9 @@ def _replace_once(text: str, old: str, new: str, path: str) -> tuple[str, int, i
     return text.replace(old, new, 1), text[:at].count("\n"), new.count("\n")
 
 
-def make_tools(workspace: Workspace, shell_timeout: int, output_chars: int) -> list[DecoratedFunctionTool]:
+def make_tools(
+    workspace: Workspace, shell_timeout: int, output_chars: int, env: Mapping[str, str]
+) -> list[DecoratedFunctionTool]:
     """The tool objects for one workspace. No I/O: the mount may appear after import."""
     keep = max(1000, output_chars // 4)  # head + tail of stdout and of stderr stay under the output cap
 
@@ -165,7 +173,7 @@ def make_tools(workspace: Workspace, shell_timeout: int, output_chars: int) -> l
         """
         limit = min(max(1, timeout or shell_timeout), MAX_TIMEOUT)
         workspace.root.mkdir(parents=True, exist_ok=True)
-        return await run_command(command, str(workspace.root), limit, keep)
+        return await run_command(command, str(workspace.root), limit, keep, env)
 
     @tool(name="file_editor")
     def file_editor(

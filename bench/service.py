@@ -190,7 +190,7 @@ def turn_breakdown(in_memory: tuple[int, ...], turns: int) -> dict:
             history.append({"role": "assistant", "content": [{"text": f"echo: hi {i} ({2 * i} messages)"}]})
         agent = Agent(
             model=model,
-            tools=make_tools(Workspace(Path(tempfile.gettempdir())), 120, 20_000),
+            tools=make_tools(Workspace(Path(tempfile.gettempdir())), 120, 20_000, {}),
             conversation_manager=NullConversationManager(),
             callback_handler=None,
         )

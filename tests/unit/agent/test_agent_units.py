@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -141,7 +142,7 @@ def test_scripted_model_plays_tool_steps_then_quotes_what_it_saw(tmp_path: Path)
         ],
     }
     path.write_text(json.dumps({"rules": [rule]}))
-    tools = make_tools(Workspace(tmp_path), shell_timeout=10, output_chars=1000)
+    tools = make_tools(Workspace(tmp_path), shell_timeout=10, output_chars=1000, env=os.environ)
     agent = Agent(model=ScriptedModel(path, tmp_path), tools=tools, callback_handler=None)
     answer = str(agent("list please")).strip()
     assert answer.startswith(BANNER)
@@ -364,3 +365,24 @@ def test_any_restore_failure_sets_the_whole_conversation_aside_and_starts_afresh
     assert moved == ["session_c"] and agent.messages == []
     kept = list((tmp_path / ".quarantine").glob("c-*/session_c/agents/agent_default/messages/message_0.json"))
     assert kept, "the old conversation was not set aside"
+
+
+def test_tool_environment_keeps_what_commands_need_and_drops_secrets():
+    env = {
+        "PATH": "/usr/bin",
+        "HOME": "/root",
+        "LANG": "C.UTF-8",
+        "OPENAI_API_KEY": "sk-x",
+        "AWS_ACCESS_KEY_ID": "AKIA",
+        "AWS_SECRET_ACCESS_KEY": "s",
+        "TOOL_ENV": "PROJECT_FLAG, ,MISSING",
+        "PROJECT_FLAG": "on",
+    }
+    settings = Settings.from_env(env)
+    assert dict(settings.tool_env) == {
+        "HOME": "/root",
+        "LANG": "C.UTF-8",
+        "PATH": "/usr/bin",
+        "PROJECT_FLAG": "on",
+    }
+    assert "sk-x" not in repr(settings)
