@@ -142,7 +142,7 @@ def use_backups(session_id: str | None, conversation_id: str) -> None:
         report = backups.restore_if_empty(settings.workspace, session_id)
         if report is not None:
             restores[conversation_id] = report
-        return report is not None
+        return report is not None and not report.refused
 
     def restore_missing(_store: Any, missing: list[str]) -> bool:
         return bool(backups.restore_missing(settings.workspace, session_id, missing).restored)

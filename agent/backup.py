@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from agent import backup_files as files
+from agent import backup_placement as placement
 from agent.backup_files import DamagedBackup, Store
 from agent.backup_manifests import make_whole, s3_form
 from agent.backup_transfer import NOT_THERE, Transfer, error_code, s3_client
@@ -38,6 +39,7 @@ REFRESH_S = REFRESH_AFTER_DAYS * 86400
 STATE_FILE = "backup.json"
 OBJECTS_FILE = "backup-objects.jsonl"  # what is uploaded and where: [sha, [time, location]] a line
 RESTORING_FILE = "backup-restore.json"  # present while a restore runs; removed last
+REFUSED_FILE = "backup-refused.json"  # a backup no restore can use: why, kept for the owner to read
 SAVE_EVERY_S = 2.0  # during a long upload, what is uploaded is saved this often (else once, at the end)
 # Turns in quick succession push at most this often, several checkpoints at once; the first push
 # after a quiet spell starts at once, and a stop cuts the wait short (wait()).
@@ -214,8 +216,8 @@ class S3Backup:
             # Older checkpoints (for undo) are best effort: an object only they use may have expired.
             older_needs = {sha: loc for _, need in needs[:-1] for sha, loc in need.items()}
             more, older_stamps = transfer.download(store, _absent(store, older_needs), missing_ok=True)
-            written, _ = files.materialize(store, head["files"])
-            files.materialize_history(store, history)
+            written, _ = placement.materialize(store, head["files"])
+            placement.materialize_history(store, history)
             complete = [(m, need) for m, need in needs if not _absent(store, need)]
             for m, _ in complete:
                 store.write_manifest(m)
@@ -226,7 +228,14 @@ class S3Backup:
                 state["objects"].update({sha: [stamps.get(sha, 0.0), loc] for sha, loc in need.items()})
             self._save(store, state)
             marker.unlink()  # last: until here a rerun resumes
-        except (OSError, KeyError, TypeError, ValueError, *_errors()) as error:
+        except (DamagedBackup, KeyError, TypeError, ValueError, RecursionError) as error:
+            # No rerun can restore this backup: set it aside, say why, and let the turn go on.
+            reason = f"backup refused: {error}"[:500]
+            files.write_json(store.root / REFUSED_FILE, {"reason": reason, "time": time.time()})
+            marker.unlink(missing_ok=True)
+            log.warning("backup | %s", reason)
+            return RestoreReport("", 0, 0, 0, None, time.perf_counter() - started, refused=reason)
+        except (OSError, *_errors()) as error:
             raise BackupError(
                 f"restore from s3://{self.bucket} stopped: {error}; the next turn resumes it"
             ) from error
@@ -257,7 +266,7 @@ class S3Backup:
             present = [
                 p for p, e in chosen.items() if e["type"] != "file" or store.object_path(e["sha256"]).exists()
             ]
-            restored, kept = files.materialize(store, entries, only=present)
+            restored, kept = placement.materialize(store, entries, only=present)
         except (OSError, *_errors()) as error:
             raise BackupError(f"could not restore missing files from s3://{self.bucket}: {error}") from error
         return MissingReport(restored, kept, sorted(set(missing) - set(restored) - set(kept)))

@@ -2,14 +2,11 @@
 
 The layout is the contract in docs/CONTRACT.md §6 (agent/checkpoints.py owns the store and is
 the one reader of manifests, which may be deltas on earlier ones); this module reads objects
-and adds what a restore brings back. Everything a
-restore writes goes to a temp name in the store's staging directory first and is renamed
-into place, so a kill -9 leaves either the old entry or the new one, and a rerun finishes.
+and checks what a restore would bring back (agent/backup_placement.py writes it).
 """
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import itertools
 import json
@@ -20,7 +17,6 @@ import stat
 import tempfile
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -29,7 +25,6 @@ from agent.checkpoints import CheckpointStore
 
 SESSIONS = ".sessions"
 STORE = Path(SESSIONS) / ".checkpoints"
-PLACERS = 8  # threads writing files into the workspace
 STAGING = "backup-tmp"  # temp files of a restore; emptied at the start of the next one
 SHA256 = re.compile(r"[0-9a-f]{64}")
 
@@ -87,16 +82,25 @@ def parse_json(raw: bytes | str) -> dict | None:
     """A JSON object, or None for anything else (damaged, truncated, not an object)."""
     try:
         data = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested past the parser's limit
         return None
     return data if isinstance(data, dict) else None
 
 
+MAX_JSON_BYTES = 64 * 2**20  # a manifest of MAX_ENTRIES entries is ~40 MB
+
+
 def read_json(path: Path) -> dict | None:
+    """A JSON object from a regular file (never a link, a FIFO, or more than MAX_JSON_BYTES), or None."""
     try:
-        return parse_json(path.read_bytes())
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
         return None
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_JSON_BYTES:
+            return None
+        return parse_json(f.read(MAX_JSON_BYTES + 1))
 
 
 _readers: dict[Path, CheckpointStore] = {}  # one per workspace: what it read stays cached between pushes
@@ -220,9 +224,19 @@ def history_files(
     return entries, cache, blobs
 
 
-def _safe(rel: str, under_sessions: bool = False) -> PurePosixPath:
+# What a backup may hold, as AWS bounds session storage: ~100,000-200,000 files of metadata.
+MAX_ENTRIES = 200_000
+MAX_LINK_TARGET = 4095  # bytes; AWS's symlink target limit
+ENTRY_TYPES = ("file", "dir", "symlink")
+
+
+def _safe(rel: Any, under_sessions: bool = False) -> PurePosixPath:
+    """A manifest path in its one canonical spelling ("a/b": no "./", "//", trailing "/" or ".."), in
+    the right half of storage. Any other spelling could name an entry the link check never sees."""
+    if not isinstance(rel, str) or not rel or "\0" in rel:
+        raise DamagedBackup(f"backup names the unsafe path {rel!r}")
     path = PurePosixPath(rel)
-    if not rel or path.is_absolute() or ".." in path.parts:
+    if path.is_absolute() or str(path) != rel or any(part in (".", "..") for part in rel.split("/")):
         raise DamagedBackup(f"backup names the unsafe path {rel!r}")
     wrong = not path.parts[0].startswith("session_") if under_sessions else path.parts[0] == SESSIONS
     if wrong:
@@ -230,118 +244,44 @@ def _safe(rel: str, under_sessions: bool = False) -> PurePosixPath:
     return path
 
 
-def check_manifest(files: dict[str, dict], history: dict[str, dict]) -> set[str]:
-    """Refuse paths that climb out or run through a restored symlink; return every object sha needed."""
-    links = {p for p, e in files.items() if e.get("type") == "symlink"}
+def _check_entry(rel: str, entry: Any) -> None:
+    if not isinstance(entry, dict) or entry.get("type") not in ENTRY_TYPES:
+        raise DamagedBackup(f"backup has an entry of unknown type at {rel!r}")
+    if not isinstance(entry.get("mode", 0), int) or not isinstance(entry.get("mtime", 0), int | float):
+        raise DamagedBackup(f"backup gives {rel!r} a mode or time that is not a number")
+    if entry["type"] == "symlink":
+        target = entry.get("target")
+        if (
+            not isinstance(target, str)
+            or not target
+            or len(target.encode(errors="replace")) > MAX_LINK_TARGET
+        ):
+            raise DamagedBackup(f"backup gives the link {rel!r} an unusable target")
+
+
+def check_manifest(files: Any, history: Any) -> set[str]:
+    """Refuse, before anything is written, every entry a restore could not place safely: paths
+    that climb out, run through a restored symlink or are spelled two ways, unknown types, bad
+    hashes, more entries than session storage holds. Returns every object sha needed."""
+    if not isinstance(files, dict) or not isinstance(history, dict):
+        raise DamagedBackup("backup's file list is not a JSON object")
+    if len(files) + len(history) > MAX_ENTRIES:
+        raise DamagedBackup(f"backup lists {len(files) + len(history)} entries; at most {MAX_ENTRIES}")
+    links = {p for p, e in files.items() if isinstance(e, dict) and e.get("type") == "symlink"}
     shas: set[str] = set()
     for rel, entry in files.items():
         path = _safe(rel)
+        _check_entry(rel, entry)
         if any(str(parent) in links for parent in path.parents):
             raise DamagedBackup(f"backup puts {rel!r} under a symlink")
-        if entry.get("type") not in ("file", "dir", "symlink"):
-            raise DamagedBackup(f"backup has an entry of unknown type at {rel!r}")
         if entry["type"] == "file":
-            shas.add(entry["sha256"])
+            shas.add(entry.get("sha256"))
     for rel, entry in history.items():
         _safe(rel, under_sessions=True)
-        if entry.get("type") == "file":
-            shas.add(entry["sha256"])
+        if not isinstance(entry, dict) or entry.get("type") not in ("file", "dir"):
+            raise DamagedBackup(f"backup has a history entry of unknown type at {rel!r}")
+        if entry["type"] == "file":
+            shas.add(entry.get("sha256"))
     if bad := [s for s in shas if not isinstance(s, str) or not SHA256.fullmatch(s)]:
         raise DamagedBackup(f"backup names {len(bad)} objects without a sha256 name")
     return shas
-
-
-def _parent(target: Path, made: set[Path]) -> None:
-    if target.parent not in made:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        made.add(target.parent)
-
-
-def _place_file(
-    store: Store, source: Path, target: Path, entry: dict, replace: bool, made: set[Path]
-) -> bool:
-    """Copy `source` to `target` via a temp name; with replace=False never overwrite (False if it exists)."""
-    tmp = store.temp_path()
-    try:
-        shutil.copyfile(source, tmp)
-        os.chmod(tmp, entry.get("mode", 0o644))
-        if "mtime" in entry:
-            os.utime(tmp, (entry["mtime"], entry["mtime"]))
-        _parent(target, made)
-        if replace:
-            os.replace(tmp, target)
-            return True
-        try:
-            os.link(tmp, target)  # fails if anything is there: the no-clobber rename
-        except FileExistsError:
-            return False
-        except OSError as e:  # a file system without hard links
-            if e.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EMLINK):
-                raise
-            with open(target, "xb") as out, open(tmp, "rb") as src:
-                shutil.copyfileobj(src, out)
-            os.chmod(target, entry.get("mode", 0o644))
-        return True
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _place_symlink(store: Store, target_text: str, target: Path, replace: bool, made: set[Path]) -> bool:
-    _parent(target, made)
-    if not replace:
-        try:
-            os.symlink(target_text, target)
-        except FileExistsError:
-            return False
-        return True
-    tmp = store.temp_path()
-    os.symlink(target_text, tmp)
-    os.replace(tmp, target)
-    return True
-
-
-def materialize(store: Store, files: dict[str, dict], only: list[str] | None = None) -> tuple[list, list]:
-    """Write manifest entries into the workspace from the store's objects.
-
-    only=None: every entry, replacing what is there (a restore into empty storage, or its rerun).
-    only=[paths]: just those, never replacing anything that exists. Returns (written, kept).
-    """
-    replace = only is None
-    chosen = sorted(files) if only is None else sorted(p for p in only if p in files)
-    written, kept, made = [], [], {store.workspace}
-    dirs = [p for p in chosen if files[p]["type"] == "dir"]
-    for rel in dirs:
-        target = store.workspace / rel
-        existed = os.path.lexists(target)
-        target.mkdir(parents=True, exist_ok=True)
-        made.add(target)
-        (kept if existed and not replace else written).append(rel)
-
-    def place(rel: str) -> bool:
-        entry, target = files[rel], store.workspace / rel
-        if entry["type"] == "file":
-            return _place_file(store, store.object_path(entry["sha256"]), target, entry, replace, made)
-        return _place_symlink(store, entry["target"], target, replace, made)
-
-    leaves = [p for p in chosen if files[p]["type"] != "dir"]  # never under a symlink: check_manifest
-    with ThreadPoolExecutor(PLACERS) as pool:  # file creation waits on the disk, not the CPU
-        for rel, done in zip(leaves, pool.map(place, leaves), strict=True):
-            (written if done else kept).append(rel)
-    new_dirs = set(written)
-    for rel in reversed(dirs):  # modes last and deepest first: a read-only dir must not block its children
-        if rel in new_dirs:
-            os.chmod(store.workspace / rel, files[rel].get("mode", 0o755))
-    return written, kept
-
-
-def materialize_history(store: Store, history: dict[str, dict]) -> None:
-    """Put the conversation's files back under `.sessions/` (directories private, as Strands makes them)."""
-    sessions = store.workspace / SESSIONS
-    for rel, entry in sorted(history.items()):
-        target = sessions / rel
-        target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        if entry.get("type") == "dir":
-            target.mkdir(mode=0o700, exist_ok=True)
-            continue
-        mode = {"mode": entry.get("mode", 0o600)}
-        _place_file(store, store.object_path(entry["sha256"]), target, mode, True, {target.parent})

@@ -35,8 +35,11 @@ class RestoreReport:
     downloaded_bytes: int
     messages: int | None
     seconds: float
+    refused: str | None = None  # set aside: what was wrong with the backup (nothing was restored)
 
     def fields(self) -> dict[str, Any]:
+        if self.refused:
+            return {"restored_from": None, "restore": {"refused": self.refused}}
         restore = {"checkpoint": self.checkpoint, "files": self.files, "bytes": self.bytes}
         return {"restored_from": "backup", "restore": {**restore, "seconds": round(self.seconds, 3)}}
 

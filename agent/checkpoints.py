@@ -23,6 +23,7 @@ import hashlib
 import json
 import logging
 import os
+import stat
 import threading
 import time
 from contextlib import suppress
@@ -119,6 +120,9 @@ class CheckpointStore:
             names = os.listdir(self.manifests)
         except FileNotFoundError:
             return []
+        except OSError as error:  # not a directory, a symlink loop: set it aside, start again
+            _set_aside(self.manifests, f"unreadable ({error.strerror})")
+            return []
         return sorted(int(n[:-5]) for n in names if n.endswith(".json") and n[:-5].isdigit())
 
     def read(self, seq: int) -> dict[str, Any] | None:
@@ -132,15 +136,25 @@ class CheckpointStore:
             return self._latest
         path = self.manifests / f"{seq:06d}.json"
         try:
-            st = os.stat(path)
+            # Never a link, never a FIFO (O_NONBLOCK: opening one cannot wait), never unbounded.
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return None
+        except OSError as error:
+            return _set_aside(path, f"unreadable ({error.strerror})")
+        with os.fdopen(fd, "rb") as f:
+            st = os.fstat(f.fileno())
+            if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_MANIFEST_BYTES:
+                return _set_aside(path, f"not a regular file of at most {MAX_MANIFEST_BYTES} bytes")
             stamp = (st.st_ino, st.st_mtime_ns, st.st_size)  # another writer (a restore) may replace it
             if (hit := self._cache.get(seq)) is not None and hit[0] == stamp:
                 return hit[1]
-            manifest = json.loads(path.read_bytes())
-        except (OSError, ValueError):
-            return None
-        if not isinstance(manifest, dict):
-            return None
+            try:
+                manifest = json.loads(f.read(MAX_MANIFEST_BYTES + 1))
+            except (OSError, ValueError, RecursionError):  # RecursionError: nested past the parser's limit
+                return _set_aside(path, "not JSON, or nested past the parser's limit")
+        if problem := _malformed(manifest, seq):
+            return _set_aside(path, problem)
         delta, base = manifest.pop("delta", None), manifest.get("base")
         if isinstance(delta, dict) and isinstance(base, int) and base < seq:
             earlier = self._read(base, hops - 1) if hops > 0 else None  # a forged chain ends here
@@ -269,6 +283,37 @@ class CheckpointStore:
             self.files.collect_strays(named)
             log.info("checkpoints=<%s> | pruned; %d bytes kept", dropped, self.bytes())
             return dropped
+
+
+# What only a damaged or forged manifest holds; the fields every reader of one relies on.
+MAX_MANIFEST_BYTES = 64 * 2**20
+_INTS = ("turn", "messages_before", "messages", "parent", "target", "base")
+_TEXTS = ("id", "kind", "conversation_id", "prompt", "outcome")
+
+
+def _malformed(manifest: Any, seq: int) -> str | None:
+    """Why `manifest` (as stored, whole or a delta) cannot be a checkpoint, or None."""
+    if not isinstance(manifest, dict) or manifest.get("seq") != seq:
+        return f"not a manifest of checkpoint {seq}"
+    if bad := [k for k in _INTS if manifest.get(k) is not None and type(manifest[k]) is not int]:
+        return f"{bad[0]!r} is not a whole number"
+    if bad := [k for k in _TEXTS if manifest.get(k) is not None and not isinstance(manifest[k], str)]:
+        return f"{bad[0]!r} is not text"
+    entries = manifest.get("delta") if "delta" in manifest else manifest.get("files")
+    if not isinstance(entries, dict) or not all(
+        e is None or (isinstance(e, dict) and isinstance(e.get("type"), str)) for e in entries.values()
+    ):
+        return "its file list is not a map of entries"
+    return None
+
+
+def _set_aside(path: Path, reason: str) -> None:
+    """Rename a store entry no checkpoint can come from to `<name>.refused-<time>` (kept to be
+    looked at, never read again) and say why: the session goes on, as with a poisoned history."""
+    aside = path.with_name(f"{path.name}.refused-{time.time_ns()}")
+    with suppress(OSError):
+        os.replace(path, aside)
+    log.warning("checkpoints | set aside %s: %s", aside, reason)
 
 
 def _shas(manifest: dict[str, Any]) -> set[str]:

@@ -83,7 +83,7 @@ def restore(
         p
         for p in target
         if p.startswith("/")
-        or ".." in p.split("/")
+        or any(part in ("", ".", "..") for part in p.split("/"))  # one spelling per path
         or ("/" in p and target.get(p.rpartition("/")[0], {}).get("type") != "dir")
     ]
     if unsafe:  # only a forged manifest names these: a walk never goes above or through a symlink
@@ -110,6 +110,12 @@ def restore(
     lacking = [p for p in writes if "sha256" in target[p] and not store.has_object(target[p]["sha256"])]
     if lacking:
         raise UndoError(f"the checkpoint lacks the contents of {len(lacking)} file(s), e.g. {lacking[0]}")
+    # Every stored copy checked before anything is deleted: a refused undo changes nothing.
+    damaged = [p for p in writes if "sha256" in target[p] and not _intact(store, target[p]["sha256"])]
+    if damaged:
+        raise UndoError(
+            f"the stored copy of {damaged[0]} is damaged (its hash does not match); nothing was changed"
+        )
     for path in sorted(gone, key=_depth, reverse=True):
         if now[path]["type"] == "dir":
             shutil.rmtree(root / path, ignore_errors=True)  # rmtree never follows symlinks
@@ -124,6 +130,14 @@ def restore(
         if target[path]["type"] != "symlink":
             os.chmod(root / path, target[path]["mode"], follow_symlinks=False)
     return {"restored": mkdirs + writes, "deleted": sorted(p for p in gone if p not in target), "mode": modes}
+
+
+def _intact(store: CheckpointStore, sha256: str) -> bool:
+    try:
+        with open(store.object_path(sha256), "rb") as f:
+            return hashlib.file_digest(f, "sha256").hexdigest() == sha256
+    except OSError:
+        return False
 
 
 def _depth(path: str) -> int:
