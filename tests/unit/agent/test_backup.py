@@ -307,15 +307,19 @@ def test_after_a_restore_the_next_push_uploads_only_the_new_turn(
     assert in_new_pack == [hashlib.sha256(b"after the reset\n").hexdigest()]
 
 
-def test_a_manifest_that_climbs_out_of_the_workspace_is_refused(s3: S3, bucket: str, tmp_path: Path) -> None:
+def test_a_manifest_that_climbs_out_of_the_workspace_is_refused_and_set_aside(
+    s3: S3, bucket: str, tmp_path: Path
+) -> None:
     pre = backup.prefix(SESSION_B)
     evil = {"id": "000001", "seq": 1, "files": {"../escaped": {"type": "symlink", "target": "/etc"}}}
     s3.client.put_object(Bucket=bucket, Key=f"{pre}/manifests/000001.json", Body=json.dumps(evil))
     s3.client.put_object(Bucket=bucket, Key=f"{pre}/latest.json", Body=b'{"seq": 1}')
 
-    with pytest.raises(BackupError, match=r"unsafe path '\.\./escaped'.*the next turn resumes it"):
-        backups(s3, bucket).restore_if_empty(tmp_path / "ws", SESSION_B)
+    report = backups(s3, bucket).restore_if_empty(tmp_path / "ws", SESSION_B)
+    assert report is not None and "unsafe path '../escaped'" in report.refused
+    assert report.fields()["restored_from"] is None
     assert not (tmp_path / "escaped").exists()
+    assert backups(s3, bucket).restore_if_empty(tmp_path / "ws", SESSION_B) is None  # not retried
 
 
 # --- isolation: keys --------------------------------------------------------------------------------
