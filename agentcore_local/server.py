@@ -123,6 +123,7 @@ def create_app(settings: Settings, clock: Clock = time.time, launcher: Launcher 
             start_agent_services, state_dir, backend, settings.region, backup_bucket=settings.backup_bucket
         )
         app.state.agent_services = services
+        sessions.s3_url = services.s3_url  # where a code zip is fetched from (artifacts.py)
         # A sandbox with its own network reaches the services through its forward, the rest over TCP.
         # serve's environment and the runtime's come after: MODEL_PROVIDER=scripted there keeps the
         # in-process test double.
