@@ -15,6 +15,7 @@ RuntimeClientError at the first call.
 
 from __future__ import annotations
 
+import functools
 import glob
 import hashlib
 import logging
@@ -41,24 +42,29 @@ class AgentCommand:
     language: str  # "python" | "node"
 
 
+@functools.cache
 def interpreter(runtime: str) -> str:
-    """The interpreter for a managed runtime name; ValidationException when this machine lacks it."""
+    """The interpreter for a managed runtime name (looked up once); ValidationException when this
+    machine lacks it."""
     if runtime.startswith("PYTHON_3_"):
         minor = runtime.removeprefix("PYTHON_3_")
-        found = shutil.which(f"python3.{minor}") or next(
-            iter(sorted(glob.glob(str(Path.home() / f".pyenv/versions/3.{minor}.*/bin/python3.{minor}")))), None
+        pyenv = sorted(glob.glob(str(Path.home() / f".pyenv/versions/3.{minor}.*/bin/python3.{minor}")))
+        # The real binary, not a shim (pyenv's are scripts that may refuse): its prefix is what the
+        # sandbox binds.
+        for found in (*pyenv[-1:], shutil.which(f"python3.{minor}")):
+            probe = [found, "-I", "-c", "import sys; print(sys.executable)"] if found else None
+            real = probe and subprocess.run(probe, capture_output=True, text=True, timeout=30).stdout.strip()
+            if real:
+                return real
+        raise ValidationException(
+            f"runtime {runtime}: no python3.{minor} on this machine (install it, e.g. pyenv install "
+            f"3.{minor}, or pick another runtime)",
+            "agentRuntimeArtifact.codeConfiguration.runtime",
         )
-        if not found:
-            raise ValidationException(
-                f"runtime {runtime}: no python3.{minor} on this machine (install it, e.g. pyenv install "
-                f"3.{minor}, or pick another runtime)",
-                "agentRuntimeArtifact.codeConfiguration.runtime",
-            )
-        return str(Path(found).resolve())
     node = shutil.which("node")
     if not node:
         raise ValidationException(f"runtime {runtime}: no node on this machine", "agentRuntimeArtifact")
-    version = subprocess.run([node, "--version"], capture_output=True, text=True).stdout.strip()
+    version = subprocess.run([node, "--version"], capture_output=True, text=True, timeout=30).stdout.strip()
     if not version.startswith("v22."):
         log.warning("runtime %s runs on the installed node %s, not Node.js 22", runtime, version)
     return str(Path(node).resolve())
@@ -111,7 +117,10 @@ class CodeArtifacts:
         if url is None:
             raise _error(error, "agentcore_local serves no S3 yet: retry once serve has started")
         s3 = boto3.client(
-            "s3", endpoint_url=url, region_name="us-east-1", aws_access_key_id="agentcore-local",
+            "s3",
+            endpoint_url=url,
+            region_name="us-east-1",
+            aws_access_key_id="agentcore-local",
             aws_secret_access_key="agentcore-local",
         )
         bucket, key, version = location

@@ -163,7 +163,8 @@ class BwrapLauncher(Launcher):
             argv += ["--bind", str(spec.storage_dir), spec.mount_path]
         if spec.agent is not None:  # a code zip: its tree, and its interpreter's prefix, read-only
             prefix = Path(spec.agent.argv[0]).parent.parent
-            argv += ["--ro-bind", str(spec.agent.code_dir), CODE_INSIDE, "--ro-bind", str(prefix), str(prefix)]
+            argv += ["--ro-bind", str(spec.agent.code_dir), CODE_INSIDE]
+            argv += ["--ro-bind", str(prefix), str(prefix)]
         if self.private_network:
             for port, host_socket in spec.forwards:
                 argv += ["--ro-bind", str(host_socket), f"{RUN_INSIDE}/forward-{port}.sock"]
@@ -182,7 +183,8 @@ class BwrapLauncher(Launcher):
         if spec.info_fd is not None:
             argv += ["--info-fd", str(spec.info_fd)]
         argv += ["--die-with-parent", "--chdir", self.agent_dir(spec), "--"]
-        return argv + self.init_argv(spec.mount_path, spec.agent), dict(self.host_env), str(self.agent_script.parent)
+        argv += self.init_argv(spec.mount_path, spec.agent)
+        return argv, dict(self.host_env), str(self.agent_script.parent)
 
     def network_argv(self, child_pid: int, ready_fd: int, exit_fd: int, userns: str) -> list[str]:
         """slirp4netns for the sandbox whose first process is `child_pid` (its pid on the host),

@@ -11,7 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-DEFAULTS = {"HTTP": (8080, "/invocations"), "AGUI": (8080, "/invocations"), "MCP": (8000, "/mcp"), "A2A": (9000, "/")}
+DEFAULTS = {
+    "HTTP": (8080, "/invocations"),
+    "AGUI": (8080, "/invocations"),
+    "MCP": (8000, "/mcp"),
+    "A2A": (9000, "/"),
+}
 
 
 @dataclass(frozen=True)
@@ -22,7 +27,7 @@ class Protocol:
 
     @property
     def readiness(self) -> str:
-        """"ping": GET /ping answers Healthy; "connect": the port accepts a connection."""
+        """ "ping": GET /ping answers Healthy; "connect": the port accepts a connection."""
         return "ping" if self.name in ("HTTP", "AGUI") else "connect"
 
 

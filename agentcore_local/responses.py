@@ -19,9 +19,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from . import eventstream
+from .agent_proxy import RETURNED
 from .exceptions import AgentCoreError, InternalServerException, ValidationException
 from .runtimes import Runtime, RuntimeRegistry
-from .agent_proxy import RETURNED
 from .sessions import SESSION_HEADER, SessionBackend, validate_session_id
 from .validation import CONTROL, DATA, operation, params_from_request, validate_input
 
@@ -136,7 +136,9 @@ def _data_plane_runtime(request: Request, params: dict[str, Any]) -> Runtime:
 async def invoke_agent_runtime(request: Request, params: dict[str, Any]) -> Response:
     runtime = _data_plane_runtime(request, params)
     session_id = validate_session_id(params.get("runtimeSessionId"))
-    answer, body = await sessions(request).invoke(runtime, session_id, params["payload"], dict(request.headers))
+    answer, body = await sessions(request).invoke(
+        runtime, session_id, params["payload"], dict(request.headers)
+    )
     returned = {k: v for k, v in answer.headers.items() if k.lower() in RETURNED}
     returned.setdefault("content-type", "application/json")
     returned[SESSION_HEADER] = session_id
@@ -195,6 +197,7 @@ def _runtime_answer(runtime: Runtime, now: float, *keys: str) -> dict[str, Any]:
 @aws(CONTROL, "CreateAgentRuntime")
 async def create_agent_runtime(request: Request, params: dict[str, Any]) -> Response:
     await asyncio.to_thread(sessions(request).artifacts.check, params)  # a code zip: fetched and checked now
+
     def make() -> Response:
         runtime = registry(request).create(params)
         keys = ("agentRuntimeArn", "agentRuntimeId", "agentRuntimeVersion", "createdAt", "status")
@@ -214,6 +217,7 @@ async def get_agent_runtime(request: Request, params: dict[str, Any]) -> Respons
 @aws(CONTROL, "UpdateAgentRuntime")
 async def update_agent_runtime(request: Request, params: dict[str, Any]) -> Response:
     await asyncio.to_thread(sessions(request).artifacts.check, params)
+
     def make() -> Response:
         runtime = registry(request).update(params["agentRuntimeId"], params)
         keys = ("agentRuntimeArn", "agentRuntimeId", "agentRuntimeVersion", "createdAt", "lastUpdatedAt")

@@ -9,7 +9,8 @@ JSON object per line. The first message says how to start the agent; the agent's
 
   init -> {"event": "init"}  (first: the sandbox is built; the host attaches its network now)
   host -> {"op": "start", "env": {...} or null, "grace": 10, "listen_fd": 3 or null,
-           "agent_port": 8080, "ready": "ping" or "connect", "forwards": [[PORT, "/run/agentcore/forward-PORT.sock"], ...]}
+           "agent_port": 8080, "ready": "ping" or "connect",
+           "forwards": [[PORT, "/run/agentcore/forward-PORT.sock"], ...]}
   host -> {"op": "exec", "id": "1", "command": "ls", "timeout": 300}   | {"op": "stop", "grace": 10}
   init -> {"id": "1", "stream": "stdout", "data": "..."}  {"id": "1", "exit": 0, "status": "COMPLETED"}
           {"event": "exited", "code": 1}  (the agent ended by itself)   {"event": "stopped", "code": 0}

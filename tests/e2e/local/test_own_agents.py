@@ -85,7 +85,9 @@ def s3(rt: LocalRuntime):
     )
 
 
-def deploy(rt: LocalRuntime, name: str, data: bytes, entry: list[str], language: str = "PYTHON_3_11", **extra):
+def deploy(
+    rt: LocalRuntime, name: str, data: bytes, entry: list[str], language: str = "PYTHON_3_11", **extra
+):
     key = f"{name}/deployment_package.zip"
     s3(rt).put_object(Bucket=BUCKET, Key=key, Body=data)
     created = rt.control().create_agent_runtime(
@@ -116,7 +118,7 @@ def survives_stop(rt: LocalRuntime, arn: str, session: str) -> None:
 
 
 def test_the_sdk_streaming_agent_runs_from_a_zip_and_streams_through(runtime: LocalRuntime) -> None:
-    source = (AGENTS / "bedrock_agentcore_sdk" / "streaming_agent.py").read_text()
+    source = (AGENTS / "bedrock_agentcore_sdk" / "streaming_agent.py.txt").read_text()
     data = code_zip({"streaming_agent.py": source}, ("bedrock-agentcore", "strands-agents"))
     arn = deploy(runtime, "sdk_streaming", data, ["streaming_agent.py"])
     session = f"sdk-streaming-{uuid.uuid4()}"
@@ -145,11 +147,15 @@ def mcp_call(rt: LocalRuntime, arn: str, session: str, method: str, params: dict
 
 def test_an_mcp_server_answers_on_8000_mcp(runtime: LocalRuntime) -> None:
     data = code_zip({"my_mcp_server.py": MCP_SERVER}, ("mcp",))
-    arn = deploy(runtime, "mcp_adder", data, ["my_mcp_server.py"], protocolConfiguration={"serverProtocol": "MCP"})
+    arn = deploy(
+        runtime, "mcp_adder", data, ["my_mcp_server.py"], protocolConfiguration={"serverProtocol": "MCP"}
+    )
     session = f"mcp-adder-{uuid.uuid4()}"
     init = {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}
     assert "serverInfo" in mcp_call(runtime, arn, session, "initialize", init)["result"]
-    called = mcp_call(runtime, arn, session, "tools/call", {"name": "add_numbers", "arguments": {"a": 2, "b": 40}})
+    called = mcp_call(
+        runtime, arn, session, "tools/call", {"name": "add_numbers", "arguments": {"a": 2, "b": 40}}
+    )
     assert called["result"]["content"][0]["text"] == "42"
     survives_stop(runtime, arn, session)
 
