@@ -65,7 +65,8 @@ async def send_invocation(
     compute: Compute, session_id: str, payload: bytes, headers: dict[str, str], path: str = "/invocations"
 ) -> httpx.Response:
     """POST `path` (the protocol's: /invocations, /mcp, /) to the agent; its streaming answer.
-    httpx.TransportError when nobody answers, RuntimeClientError (with the agent's words) when the agent answers with an error."""
+    httpx.TransportError when nobody answers, RuntimeClientError (with the agent's words) when the
+    agent answers with an error."""
     request = compute.http.build_request(
         "POST", f"{compute.url}{path}", content=payload, headers=forwarded_headers(headers, session_id)
     )

@@ -110,19 +110,12 @@ class CodeArtifacts:
         return tree
 
     def _fetch(self, location: tuple[str, str, str], where: str, error: type[Exception]) -> bytes:
-        import boto3
         import botocore.exceptions
 
         url = self.s3_url()
         if url is None:
             raise _error(error, "agentcore_local serves no S3 yet: retry once serve has started")
-        s3 = boto3.client(
-            "s3",
-            endpoint_url=url,
-            region_name="us-east-1",
-            aws_access_key_id="agentcore-local",
-            aws_secret_access_key="agentcore-local",
-        )
+        s3 = s3_client(url)
         bucket, key, version = location
         extra = {"VersionId": version} if version else {}
         try:
@@ -130,6 +123,14 @@ class CodeArtifacts:
         except botocore.exceptions.ClientError as failure:
             code = failure.response.get("Error", {}).get("Code", "error")
             raise _error(error, f"the code zip {where} cannot be read ({code}): upload it first") from None
+
+
+def s3_client(url: str) -> Any:
+    """boto3's S3 client on the moto server serve runs (it checks no signature)."""
+    import boto3
+
+    keys = {"aws_access_key_id": "agentcore-local", "aws_secret_access_key": "agentcore-local"}
+    return boto3.client("s3", endpoint_url=url, region_name="us-east-1", **keys)
 
 
 def _error(kind: type[Exception], message: str) -> Exception:

@@ -220,3 +220,18 @@ def test_a_missing_zip_is_refused_at_create(runtime: LocalRuntime) -> None:
         )
     assert refused.value.response["Error"]["Code"] == "ValidationException"
     assert "NoSuchKey" in refused.value.response["Error"]["Message"]
+
+
+@pytest.mark.skipif(not shutil.which("node"), reason="no node on this machine")
+def test_serve_agent_registers_a_directory_beside_the_coding_agent(tmp_path: Path) -> None:
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "index.js").write_text(NODE_AGENT)
+    with local_runtime(tmp_path, agent_dir=tmp_path / "mine") as rt:
+        own = rt.app.state.own_agent
+        assert own.name == "mine" and rt.app.state.default_runtime.name == "coding_agent"
+        session = f"serve-agent-{uuid.uuid4()}"
+        answer = rt.data().invoke_agent_runtime(
+            agentRuntimeArn=own.arn, runtimeSessionId=session, payload=b"{}"
+        )
+        assert json.loads(answer["response"].read())["calls"] == 1
+        rt.stop_sessions()
