@@ -100,7 +100,8 @@ def unpack(data: bytes, entry_point: str, dest: Path) -> Path:
         root = os.path.realpath(work)
         for target, link in links:
             os.symlink(link, target)
-            if not os.path.realpath(target).startswith(root + os.sep):  # a chain of links that leaves
+            real = os.path.realpath(target)
+            if real != root and not real.startswith(root + os.sep):  # a chain of links that leaves
                 raise BadCodeZip(f"the zip's symlink {target.relative_to(work)} resolves outside the archive")
         for top, dirs, _ in os.walk(work):
             for name in dirs:
