@@ -48,3 +48,14 @@ def code_zip(files: dict[str, str], requirements: tuple[str, ...] = ()) -> bytes
                     seen.add(name)
                     archive.write(dist.locate_file(file), name)
     return buffer.getvalue()
+
+
+def zip_with_modes(members: dict[str, tuple[int, bytes]]) -> bytes:
+    """A zip whose members carry the given Unix modes (symlinks, device files: hostile archives)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, (mode, data) in members.items():
+            info = zipfile.ZipInfo(name)
+            info.external_attr = mode << 16
+            archive.writestr(info, data)
+    return buffer.getvalue()

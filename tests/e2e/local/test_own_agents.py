@@ -5,12 +5,10 @@ Skipped where bwrap cannot run or serve may not mount (not root)."""
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import shutil
 import uuid
-import zipfile
 from pathlib import Path
 
 import boto3
@@ -19,7 +17,7 @@ from botocore.exceptions import ClientError
 
 from agentcore_local.bwrap_sandbox import bwrap_works
 from agentcore_local.slots import slots_work
-from tests.support.code_zips import code_zip
+from tests.support.code_zips import code_zip, zip_with_modes
 from tests.support.local_runtime import ROLE, LocalRuntime, local_runtime, shell
 
 pytestmark = pytest.mark.skipif(
@@ -176,17 +174,6 @@ def test_a_node_agent_runs_under_node_and_keeps_its_state_between_calls(runtime:
     assert call()["calls"] == 1  # new compute: the process's memory is gone, the mount's files are not
 
 
-def zip_of(members: dict[str, tuple[int, bytes]]) -> bytes:
-    """A zip whose members carry the given Unix modes (links, devices)."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for name, (mode, data) in members.items():
-            info = zipfile.ZipInfo(name)
-            info.external_attr = mode << 16
-            archive.writestr(info, data)
-    return buffer.getvalue()
-
-
 @pytest.mark.parametrize(
     ("members", "reason"),
     [
@@ -199,7 +186,7 @@ def zip_of(members: dict[str, tuple[int, bytes]]) -> bytes:
 )
 def test_a_bad_zip_is_refused_at_create_in_one_line(runtime: LocalRuntime, members, reason) -> None:
     with pytest.raises(ClientError) as refused:
-        deploy(runtime, f"bad_{uuid.uuid4().hex[:8]}", zip_of(members), ["main.py"])
+        deploy(runtime, f"bad_{uuid.uuid4().hex[:8]}", zip_with_modes(members), ["main.py"])
     assert refused.value.response["Error"]["Code"] == "ValidationException"
     assert reason in refused.value.response["Error"]["Message"]
 

@@ -2,28 +2,17 @@
 
 from __future__ import annotations
 
-import io
 import os
-import zipfile
 from pathlib import Path
 
 import pytest
 
 from agentcore_local.code_zip import BadCodeZip, unpack
-
-
-def archive(members: dict[str, tuple[int, bytes]]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as zf:
-        for name, (mode, data) in members.items():
-            info = zipfile.ZipInfo(name)
-            info.external_attr = mode << 16
-            zf.writestr(info, data)
-    return buffer.getvalue()
+from tests.support.code_zips import zip_with_modes
 
 
 def test_a_good_zip_unpacks_read_only_with_its_modes_and_inner_links(tmp_path: Path) -> None:
-    data = archive(
+    data = zip_with_modes(
         {
             "main.py": (0o100644, b"print('hi')"),
             "bin/tool": (0o100755, b"#!/bin/sh\n"),
@@ -39,8 +28,10 @@ def test_a_good_zip_unpacks_read_only_with_its_modes_and_inner_links(tmp_path: P
 
 def test_a_chain_of_inner_links_that_leaves_the_tree_is_refused_and_leaves_nothing(tmp_path: Path) -> None:
     # Each target looks inside on its own ("b/.." is "."), but b is itself a link to ".", so a is "..".
-    chain = archive({"main.py": (0o100644, b""), "b": (0o120777, b"."), "a": (0o120777, b"b/..")})
-    unpack(archive({"main.py": (0o100644, b""), "here": (0o120777, b".")}), "main.py", tmp_path / "fine")
+    chain = zip_with_modes({"main.py": (0o100644, b""), "b": (0o120777, b"."), "a": (0o120777, b"b/..")})
+    unpack(
+        zip_with_modes({"main.py": (0o100644, b""), "here": (0o120777, b".")}), "main.py", tmp_path / "fine"
+    )
     with pytest.raises(BadCodeZip, match="outside"):
         unpack(chain, "main.py", tmp_path / "code")
     assert not (tmp_path / "code").exists()
@@ -50,4 +41,4 @@ def test_a_chain_of_inner_links_that_leaves_the_tree_is_refused_and_leaves_nothi
 def test_a_zip_that_unpacks_past_the_limit_is_refused(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr("agentcore_local.code_zip.MAX_UNPACKED_BYTES", 1000)
     with pytest.raises(BadCodeZip, match="unpacks to over 1000"):
-        unpack(archive({"main.py": (0o100644, b"x" * 2000)}), "main.py", tmp_path / "code")
+        unpack(zip_with_modes({"main.py": (0o100644, b"x" * 2000)}), "main.py", tmp_path / "code")
