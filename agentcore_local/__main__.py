@@ -117,6 +117,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="the S3 bucket (served locally, kept while serve runs) the agents back their checkpoints up "
         "to, passed as BACKUP_BUCKET; '' turns backups off (default: %(default)s)",
     )
+    serve.add_argument(
+        "--agent",
+        type=Path,
+        metavar="PATH",
+        default=None,
+        help="also register this directory (entry file main.py, agent.py, app.py, index.js or main.js, or "
+        "PATH naming it) as a code-zip runtime, as a CreateAgentRuntime of its zip would (default: none)",
+    )
     serve.add_argument("-v", "--verbose", action="store_true", help="log every session start and stop")
 
     env = sub.add_parser(
@@ -213,6 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     from agent.providers import model_variables
 
     from .agent_services import backend_from_spec
+    from .own_agent import entry_of
     from .server import serve
 
     settings = Settings.from_env(
@@ -228,9 +237,12 @@ def main(argv: list[str] | None = None) -> int:
         docker_image=args.docker_image,
         max_sessions=args.max_sessions,
         pool=args.pool,
+        agent_dir=args.agent,
     )
-    try:  # a bad spec or plan is one line now, not a failed start later
+    try:  # a bad spec, plan or --agent is one line now, not a failed start later
         backend_from_spec(settings.model_backend, settings.scripted_plan, settings.backend_model)
+        if settings.agent_dir is not None:
+            entry_of(settings.agent_dir)
     except ValueError as error:
         print(f"agentcore_local: {error}", file=sys.stderr)
         return 2

@@ -24,7 +24,22 @@ FORWARDED = {
     "traceparent",
     "tracestate",
     "baggage",
+    "x-amzn-trace-id",
+    "mcp-session-id",  # MCP's streamable HTTP (InvokeAgentRuntime's mcpSessionId, ...)
+    "mcp-protocol-version",
+    "mcp-method",
+    "mcp-name",
 }
+# Answer headers InvokeAgentRuntime passes back (botocore 1.44.5's InvokeAgentRuntimeResponse).
+RETURNED = (
+    "content-type",
+    "mcp-session-id",
+    "mcp-protocol-version",
+    "x-amzn-trace-id",
+    "traceparent",
+    "tracestate",
+    "baggage",
+)
 FORWARDED_PREFIX = "x-amzn-bedrock-agentcore-runtime-custom-"
 
 
@@ -47,12 +62,13 @@ def forwarded_headers(headers: dict[str, str], session_id: str) -> dict[str, str
 
 
 async def send_invocation(
-    compute: Compute, session_id: str, payload: bytes, headers: dict[str, str]
+    compute: Compute, session_id: str, payload: bytes, headers: dict[str, str], path: str = "/invocations"
 ) -> httpx.Response:
-    """POST /invocations to the agent; its streaming answer. httpx.TransportError when nobody answers,
-    RuntimeClientError (with the agent's words) when the agent answers with an error."""
+    """POST `path` (the protocol's: /invocations, /mcp, /) to the agent; its streaming answer.
+    httpx.TransportError when nobody answers, RuntimeClientError (with the agent's words) when the
+    agent answers with an error."""
     request = compute.http.build_request(
-        "POST", f"{compute.url}/invocations", content=payload, headers=forwarded_headers(headers, session_id)
+        "POST", f"{compute.url}{path}", content=payload, headers=forwarded_headers(headers, session_id)
     )
     answer = await compute.http.send(request, stream=True)
     if answer.status_code >= 400:

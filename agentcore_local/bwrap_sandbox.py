@@ -30,6 +30,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from .artifacts import CODE_INSIDE
 from .sandbox import SANDBOX_INIT, Launcher, LaunchSpec
 from .slots import slots_work
 
@@ -145,6 +146,9 @@ class BwrapLauncher(Launcher):
     def agent_environment(self, spec: LaunchSpec) -> dict[str, str]:
         return self.environment(spec, "/tmp", "/tmp")
 
+    def code_root(self, spec: LaunchSpec) -> str:
+        return CODE_INSIDE
+
     def inside(self, spec: LaunchSpec) -> dict[str, object]:
         if not self.private_network:
             return super().inside(spec)
@@ -157,6 +161,10 @@ class BwrapLauncher(Launcher):
             argv += ["--ro-bind", str(spec.slot_dir), str(Path(spec.mount_path).parent)]
         else:
             argv += ["--bind", str(spec.storage_dir), spec.mount_path]
+        if spec.agent is not None:  # a code zip: its tree, and its interpreter's prefix, read-only
+            prefix = Path(spec.agent.argv[0]).parent.parent
+            argv += ["--ro-bind", str(spec.agent.code_dir), CODE_INSIDE]
+            argv += ["--ro-bind", str(prefix), str(prefix)]
         if self.private_network:
             for port, host_socket in spec.forwards:
                 argv += ["--ro-bind", str(host_socket), f"{RUN_INSIDE}/forward-{port}.sock"]
@@ -174,8 +182,9 @@ class BwrapLauncher(Launcher):
         argv += ["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
         if spec.info_fd is not None:
             argv += ["--info-fd", str(spec.info_fd)]
-        argv += ["--die-with-parent", "--chdir", str(self.agent_script.parent), "--"]
-        return argv + self.init_argv(spec.mount_path), dict(self.host_env), str(self.agent_script.parent)
+        argv += ["--die-with-parent", "--chdir", self.agent_dir(spec), "--"]
+        argv += self.init_argv(spec.mount_path, spec.agent)
+        return argv, dict(self.host_env), str(self.agent_script.parent)
 
     def network_argv(self, child_pid: int, ready_fd: int, exit_fd: int, userns: str) -> list[str]:
         """slirp4netns for the sandbox whose first process is `child_pid` (its pid on the host),

@@ -125,6 +125,7 @@ class Compute:
                     "grace": self.grace,
                     "listen_fd": pass_fds[1] if pass_fds else None,
                     "agent_port": spec.port,
+                    "ready": spec.readiness,
                     **self.launcher.inside(spec),
                 }
             )

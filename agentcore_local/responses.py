@@ -9,6 +9,7 @@ botocore reads, and a JSON body with `message` (and `reason`/`fieldList` for val
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -18,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from . import eventstream
+from .agent_proxy import RETURNED
 from .exceptions import AgentCoreError, InternalServerException, ValidationException
 from .runtimes import Runtime, RuntimeRegistry
 from .sessions import SESSION_HEADER, SessionBackend, validate_session_id
@@ -134,10 +136,13 @@ def _data_plane_runtime(request: Request, params: dict[str, Any]) -> Runtime:
 async def invoke_agent_runtime(request: Request, params: dict[str, Any]) -> Response:
     runtime = _data_plane_runtime(request, params)
     session_id = validate_session_id(params.get("runtimeSessionId"))
-    content_type, body = await sessions(request).invoke(
+    answer, body = await sessions(request).invoke(
         runtime, session_id, params["payload"], dict(request.headers)
     )
-    return StreamingResponse(body, media_type=content_type, headers={SESSION_HEADER: session_id})
+    returned = {k: v for k, v in answer.headers.items() if k.lower() in RETURNED}
+    returned.setdefault("content-type", "application/json")
+    returned[SESSION_HEADER] = session_id
+    return StreamingResponse(body, status_code=answer.status_code, headers=returned)
 
 
 @aws(DATA, "StopRuntimeSession")
@@ -191,6 +196,8 @@ def _runtime_answer(runtime: Runtime, now: float, *keys: str) -> dict[str, Any]:
 
 @aws(CONTROL, "CreateAgentRuntime")
 async def create_agent_runtime(request: Request, params: dict[str, Any]) -> Response:
+    await asyncio.to_thread(sessions(request).artifacts.check, params)  # a code zip: fetched and checked now
+
     def make() -> Response:
         runtime = registry(request).create(params)
         keys = ("agentRuntimeArn", "agentRuntimeId", "agentRuntimeVersion", "createdAt", "status")
@@ -209,6 +216,8 @@ async def get_agent_runtime(request: Request, params: dict[str, Any]) -> Respons
 
 @aws(CONTROL, "UpdateAgentRuntime")
 async def update_agent_runtime(request: Request, params: dict[str, Any]) -> Response:
+    await asyncio.to_thread(sessions(request).artifacts.check, params)
+
     def make() -> Response:
         runtime = registry(request).update(params["agentRuntimeId"], params)
         keys = ("agentRuntimeArn", "agentRuntimeId", "agentRuntimeVersion", "createdAt", "lastUpdatedAt")

@@ -20,6 +20,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 
+from .artifacts import AgentCommand
+
 log = logging.getLogger("agentcore_local.sandbox")
 SANDBOX_INIT = Path(__file__).resolve().with_name("sandbox_init.py")
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
@@ -43,6 +45,8 @@ class LaunchSpec:
     # Host directory bound read-only at the mount path's parent; the storage is mounted on its entry
     # at the first call (Launcher.attach), as on AWS. None: the storage is bound from the start.
     slot_dir: Path | None = None
+    agent: AgentCommand | None = None  # a code-zip agent (artifacts.py); None: this checkout's coding agent
+    readiness: str = "ping"  # protocols.py: "ping" (GET /ping says Healthy) or "connect" (the port accepts)
 
 
 def host_environment(env: dict[str, str] | os._Environ = os.environ) -> dict[str, str]:
@@ -92,16 +96,32 @@ class Launcher(ABC):
             "STRANDS_NON_INTERACTIVE": "true",
             "PYTHONUNBUFFERED": "1",
             "PYTHONDONTWRITEBYTECODE": "1",
+            **self.code_path(spec),
         }
+
+    def code_root(self, spec: LaunchSpec) -> str:
+        """Where the agent sees a code zip's tree (its working directory)."""
+        assert spec.agent is not None
+        return str(spec.agent.code_dir)
+
+    def code_path(self, spec: LaunchSpec) -> dict[str, str]:
+        """The zip's root on the interpreter's path: its dependencies live there (direct code deployment)."""
+        if spec.agent is None:
+            return {}
+        return {"PYTHONPATH" if spec.agent.language == "python" else "NODE_PATH": self.code_root(spec)}
 
     def agent_environment(self, spec: LaunchSpec) -> dict[str, str] | None:
         """The environment sandbox_init gives the agent and commands (sent over stdin); None: its own."""
         return None
 
-    def init_argv(self, workspace: str) -> list[str]:
+    def init_argv(self, workspace: str, agent: AgentCommand | None = None) -> list[str]:
         # -I: no PYTHON* variable, user site or script directory steers the interpreter of sandbox_init.
         init = [self.python, "-I", str(SANDBOX_INIT), "--cwd", workspace]
-        return [*init, "--", self.python, str(self.agent_script)]
+        return [*init, "--", *(agent.argv if agent else (self.python, str(self.agent_script)))]
+
+    def agent_dir(self, spec: LaunchSpec) -> str:
+        """The agent's working directory: its code."""
+        return self.code_root(spec) if spec.agent else str(self.agent_script.parent)
 
     def inside(self, spec: LaunchSpec) -> dict[str, object]:
         """How sandbox_init sees its sockets: {"listen": path or None, "forwards": [[port, path]]}."""
@@ -138,7 +158,7 @@ class ProcessLauncher(Launcher):
         shutil.rmtree(spec.scratch_dir, ignore_errors=True)  # fresh compute: nothing left from the last one
         for path in self._scratch(spec):
             path.mkdir(parents=True, exist_ok=True)
-        return self.init_argv(self.workspace(spec)), dict(self.host_env), str(self.agent_script.parent)
+        return self.init_argv(self.workspace(spec), spec.agent), dict(self.host_env), self.agent_dir(spec)
 
 
 class SandboxUnavailable(RuntimeError):

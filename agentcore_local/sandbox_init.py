@@ -9,7 +9,8 @@ JSON object per line. The first message says how to start the agent; the agent's
 
   init -> {"event": "init"}  (first: the sandbox is built; the host attaches its network now)
   host -> {"op": "start", "env": {...} or null, "grace": 10, "listen_fd": 3 or null,
-           "agent_port": 8080, "forwards": [[PORT, "/run/agentcore/forward-PORT.sock"], ...]}
+           "agent_port": 8080, "ready": "ping" or "connect",
+           "forwards": [[PORT, "/run/agentcore/forward-PORT.sock"], ...]}
   host -> {"op": "exec", "id": "1", "command": "ls", "timeout": 300}   | {"op": "stop", "grace": 10}
   init -> {"id": "1", "stream": "stdout", "data": "..."}  {"id": "1", "exit": 0, "status": "COMPLETED"}
           {"event": "exited", "code": 1}  (the agent ended by itself)   {"event": "stopped", "code": 0}
@@ -191,11 +192,18 @@ def serve_sockets(listen_fd: int | None, agent_port: int, forwards: list) -> Non
         threading.Thread(target=_accept, args=(listener, open_peer), daemon=True).start()
 
 
-def watch_ready(agent: subprocess.Popen, port: int) -> None:
-    """Emit {"event": "ready"} once the agent's /ping answers Healthy (a thread; ends with the agent)."""
+def watch_ready(agent: subprocess.Popen, port: int, mode: str = "ping") -> None:
+    """Emit {"event": "ready"} once the agent's /ping answers Healthy, or (mode "connect": an MCP or
+    A2A server, which need not serve /ping) once its port accepts (a thread; ends with the agent)."""
     import http.client
 
     while agent.poll() is None and not _done.is_set():
+        if mode == "connect":
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=2.0):
+                emit({"event": "ready"})
+                return
+            _done.wait(READY_POLL_S)
+            continue
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2.0)
         try:
             connection.request("GET", "/ping")
@@ -253,7 +261,8 @@ def main(argv: list[str]) -> int:
 
     signal.signal(signal.SIGTERM, on_sigterm)
     port = int(env.get("PORT") or start.get("agent_port") or 8080)  # where the agent listens (docker: 8080)
-    threading.Thread(target=watch_ready, args=(agent, port), daemon=True).start()
+    ready = str(start.get("ready") or "ping")
+    threading.Thread(target=watch_ready, args=(agent, port, ready), daemon=True).start()
     for line in sys.stdin:
         try:
             request = json.loads(line)

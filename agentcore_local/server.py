@@ -25,7 +25,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 import durable
 
 from .agent_services import backend_from_spec, start_agent_services
+from .artifacts import s3_client
 from .exceptions import AgentCoreError
+from .own_agent import agent_request
 from .responses import render_error, unknown_operation
 from .runtimes import RuntimeRegistry
 from .sandbox import Launcher, choose
@@ -96,6 +98,19 @@ def default_runtime_request(settings: Settings, name: str) -> dict:
     }
 
 
+def register_own_agent(settings: Settings, sessions: SessionBackend, registry: RuntimeRegistry):
+    """serve --agent: the directory zipped into serve's S3 and registered (updated when it exists)."""
+    assert sessions.s3_url is not None
+    request = agent_request(
+        settings.agent_dir, s3_client(sessions.s3_url), settings.account, DEFAULT_MOUNT_PATH
+    )
+    sessions.artifacts.check(request)
+    known = registry.find_by_name(request["agentRuntimeName"])
+    if known is None:
+        return registry.create(request, ready_now=True)
+    return registry.update(known.id, request)
+
+
 def create_app(settings: Settings, clock: Clock = time.time, launcher: Launcher | None = None) -> Starlette:
     """The ASGI app. Tests pass their own clock; `launcher` defaults to the --sandbox choice."""
     state_dir = settings.state_dir.resolve()
@@ -123,6 +138,7 @@ def create_app(settings: Settings, clock: Clock = time.time, launcher: Launcher 
             start_agent_services, state_dir, backend, settings.region, backup_bucket=settings.backup_bucket
         )
         app.state.agent_services = services
+        sessions.s3_url = services.s3_url  # where a code zip is fetched from (artifacts.py)
         # A sandbox with its own network reaches the services through its forward, the rest over TCP.
         # serve's environment and the runtime's come after: MODEL_PROVIDER=scripted there keeps the
         # in-process test double.
@@ -142,6 +158,8 @@ def create_app(settings: Settings, clock: Clock = time.time, launcher: Launcher 
             app.state.default_runtime = runtime
             write_runtime_record(runtime.arn, runtime.id, settings.region, state_dir / RUNTIME_FILE)
             sessions.pool.fill(runtime)  # warm members for the first sessions, off the request path
+        if settings.agent_dir is not None:
+            app.state.own_agent = await asyncio.to_thread(register_own_agent, settings, sessions, registry)
         reaper = asyncio.create_task(reap_forever(sessions, settings.reaper_interval))
         try:
             yield
@@ -163,6 +181,7 @@ def create_app(settings: Settings, clock: Clock = time.time, launcher: Launcher 
     app.state.sessions = sessions
     app.state.settings = settings_abs
     app.state.default_runtime = None
+    app.state.own_agent = None
     return app
 
 
@@ -219,6 +238,8 @@ class Server(uvicorn.Server):
             if arn:
                 print(f"default runtime {state.default_runtime.name}: {arn}", flush=True)
                 print(f"export AGENT_ARN={arn}", flush=True)
+            if state.own_agent is not None:
+                print(f"your agent {state.own_agent.name}: {state.own_agent.arn}", flush=True)
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:

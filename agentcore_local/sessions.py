@@ -20,6 +20,7 @@ import httpx
 
 from . import agent_proxy
 from .agent_proxy import SESSION_HEADER
+from .artifacts import CodeArtifacts
 from .compute import Compute, free_port
 from .exceptions import (
     ResourceNotFoundException,
@@ -29,6 +30,7 @@ from .exceptions import (
 )
 from .lifecycle import Action, Event, State, StopReason
 from .pool import WarmPool
+from .protocols import protocol_of
 from .runtimes import Runtime, RuntimeRegistry
 from .sandbox import Launcher, LaunchSpec
 from .session import Session, validate_session_id
@@ -59,6 +61,8 @@ class SessionBackend(SessionChanges):
         self.launcher = launcher
         self.clock = clock
         self.storage = SessionStorage(settings.state_dir, settings.storage_quota_bytes)
+        self.artifacts = CodeArtifacts(settings.state_dir / "code", lambda: self.s3_url)
+        self.s3_url: str | None = None  # the moto server's URL once serve has started it (server.py)
         self.sessions: dict[tuple[str, str], Session] = {}
         # Starts beyond this wait their turn: thirty agents importing at once starve the API.
         self._starting = asyncio.Semaphore(max(1, settings.max_starts))
@@ -110,21 +114,25 @@ class SessionBackend(SessionChanges):
         """A compute of `runtime`, as every session and pool member gets it; `slot`: where the
         storage is mounted at the first call (next to the session's storage, or the pool's)."""
         later = self.launcher.attaches_later()
+        protocol = protocol_of(runtime.config)
         return LaunchSpec(
             name=name,
             storage_dir=storage,
             mount_path=runtime.session_storage_mount() or DEFAULT_MOUNT_PATH,
-            port=self.launcher.agent_port() or free_port(),
+            # Its own network: the protocol's port, as on AWS; a shared one: any free port (PORT says which).
+            port=protocol.port if self.launcher.agent_port() else free_port(),
             env={**self.settings.agent_env, **runtime.environment()},
             scratch_dir=scratch,
             forwards=self.settings.forwards,
             slot_dir=slot if later else None,
+            agent=self.artifacts.command(runtime.config),
+            readiness=protocol.readiness,
         )
 
     def _pool_key(self, runtime: Runtime) -> tuple:
         """What a pool member must share with a session to serve it: the agent's whole start-up."""
         spec = self._spec(runtime, "key", Path(), Path(), Path())
-        return (runtime.id, runtime.version, spec.mount_path, tuple(sorted(spec.env.items())))
+        return (runtime.id, runtime.version, spec.mount_path, tuple(sorted(spec.env.items())), spec.agent)
 
     def _build_member(self, runtime: Runtime) -> tuple[tuple, Compute]:
         self._members += 1
@@ -257,14 +265,15 @@ class SessionBackend(SessionChanges):
 
     async def invoke(
         self, runtime: Runtime, session_id: str, payload: bytes, headers: dict[str, str]
-    ) -> tuple[str, AsyncIterator[bytes]]:
+    ) -> tuple[httpx.Response, AsyncIterator[bytes]]:
         """Forward one invocation to the session's agent; the answer streams through as it comes."""
         session = await self.acquire(runtime, session_id)
         compute = session.compute
         assert compute is not None
         for attempt in (1, 2):
             try:
-                answer = await agent_proxy.send_invocation(compute, session_id, payload, headers)
+                path = protocol_of(runtime.config).path
+                answer = await agent_proxy.send_invocation(compute, session_id, payload, headers, path)
                 break
             except RuntimeClientError:
                 self.release(session, compute)
@@ -285,7 +294,7 @@ class SessionBackend(SessionChanges):
                 raise RuntimeClientError(f"The agent did not answer: {error}") from error
         done_with = compute
         body = agent_proxy.relay(answer, session_id, lambda: self.release(session, done_with))
-        return answer.headers.get("content-type", "application/json"), body
+        return answer, body
 
     async def run_command(
         self, runtime: Runtime, session_id: str, command: str, timeout: float

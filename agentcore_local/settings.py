@@ -75,6 +75,9 @@ class Settings:
     openai_api_key: str = field(default="none", repr=False)
     # The S3 bucket (in moto, on the agent-facing listener) the agents back their checkpoints up to.
     backup_bucket: str | None = "agentcore-local-backups"  # "" or None: no backups
+    agent_dir: Path | None = (
+        None  # serve --agent: a directory (or entry file) registered as a code-zip runtime
+    )
 
     @classmethod
     def from_env(

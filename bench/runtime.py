@@ -41,13 +41,15 @@ MAX_SESSIONS = 32
 class LocalRuntime:
     """agentcore_local as a child process on a free port, with the scripted model and bench/plan.json."""
 
-    def __init__(self, state_dir: Path, sandbox: str = "bwrap", pool: int = 1) -> None:
+    def __init__(
+        self, state_dir: Path, sandbox: str = "bwrap", pool: int = 1, extra: tuple[str, ...] = ()
+    ) -> None:
         self.state_dir = state_dir
         env = {**os.environ, "MODEL_PROVIDER": "scripted", "SCRIPTED_PLAN": str(PLAN)}
         argv = [sys.executable, "-m", "agentcore_local", "serve", "--port", "0"]
         argv += ["--state-dir", str(state_dir), "--sandbox", sandbox, "--pool", str(pool)]
         # The scale section runs 20 sessions at once: above serve's default cap on 2 cores (16).
-        argv += ["--max-sessions", str(MAX_SESSIONS)]
+        argv += ["--max-sessions", str(MAX_SESSIONS), *extra]
         state_dir.mkdir(parents=True, exist_ok=True)
         self.log = state_dir / "serve.log"
         with open(self.log, "wb") as log:
