@@ -24,14 +24,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import durable
 
-from .agent_services import backend_from_spec, start_agent_services
-from .exceptions import AgentCoreError
-from .responses import render_error, unknown_operation
-from .runtimes import RuntimeRegistry
-from .sandbox import Launcher, choose
-from .sessions import SessionBackend
+from .api.responses import render_error, unknown_operation
+from .api.urls import routes
+from .control.runtimes import RuntimeRegistry
+from .errors import AgentCoreError
+from .sandbox.launcher import Launcher, choose
+from .services.listener import backend_from_spec, start_agent_services
+from .sessions.backend import SessionBackend
 from .settings import DEFAULT_MOUNT_PATH, Settings
-from .urls import routes
 
 log = logging.getLogger("agentcore_local")
 logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -17,10 +17,10 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
+from ..control.runtimes import Runtime, RuntimeRegistry
+from ..errors import AgentCoreError, InternalServerException, ValidationException
+from ..sessions.backend import SESSION_HEADER, SessionBackend, validate_session_id
 from . import eventstream
-from .exceptions import AgentCoreError, InternalServerException, ValidationException
-from .runtimes import Runtime, RuntimeRegistry
-from .sessions import SESSION_HEADER, SessionBackend, validate_session_id
 from .validation import CONTROL, DATA, operation, params_from_request, validate_input
 
 log = logging.getLogger("agentcore_local.responses")

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from .exceptions import ConflictException, ResourceNotFoundException, ValidationException
+from ..errors import ConflictException, ResourceNotFoundException, ValidationException
 
 if TYPE_CHECKING:
     from .runtimes import Runtime

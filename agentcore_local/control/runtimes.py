@@ -21,11 +21,11 @@ from typing import Any
 
 from durable import write_json
 
+from ..errors import ConflictException, ResourceNotFoundException, ValidationException
+from ..sessions.lifecycle import LifecyclePolicy
+from .config import effective_lifecycle, validate_config
 from .endpoints import DEFAULT, RUNTIME_ARN, RUNTIME_ID, Endpoint, EndpointsAndTags, iso, random_suffix
-from .exceptions import ConflictException, ResourceNotFoundException, ValidationException
 from .idempotency import IdempotencyCache
-from .lifecycle import LifecyclePolicy
-from .runtime_config import effective_lifecycle, validate_config
 
 Clock = Callable[[], float]
 

@@ -150,11 +150,11 @@ def choose(
 ) -> Launcher:
     """The launcher for --sandbox KIND; `auto` is bwrap where it works, else process (with a warning)."""
     if kind == "docker":
-        from .docker_sandbox import DockerLauncher
+        from .docker import DockerLauncher
 
         return DockerLauncher(docker_image)
     if kind in ("auto", "bwrap"):
-        from .bwrap_sandbox import BwrapLauncher, bwrap_works, find_tool
+        from .bwrap import BwrapLauncher, bwrap_works, find_tool
 
         bwrap = find_tool("bwrap")
         if bwrap and bwrap_works(bwrap):

@@ -18,23 +18,23 @@ from typing import Any
 
 import httpx
 
-from . import agent_proxy
-from .agent_proxy import SESSION_HEADER
-from .compute import Compute, free_port
-from .exceptions import (
+from ..control.runtimes import Runtime, RuntimeRegistry
+from ..errors import (
     ResourceNotFoundException,
     RetryableConflictException,
     RuntimeClientError,
     ServiceQuotaExceededException,
 )
+from ..sandbox.compute import Compute, free_port
+from ..sandbox.launcher import Launcher, LaunchSpec
+from ..settings import DEFAULT_MOUNT_PATH, Settings
+from ..storage.disk import SessionStorage
+from . import agent_proxy
+from .agent_proxy import SESSION_HEADER
+from .changes import SessionChanges
 from .lifecycle import Action, Event, State, StopReason
 from .pool import WarmPool
-from .runtimes import Runtime, RuntimeRegistry
-from .sandbox import Launcher, LaunchSpec
 from .session import Session, validate_session_id
-from .session_changes import SessionChanges
-from .settings import DEFAULT_MOUNT_PATH, Settings
-from .storage import SessionStorage
 
 __all__ = ["SESSION_HEADER", "Session", "SessionBackend", "validate_session_id"]
 

@@ -17,11 +17,11 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
 
+from ..control.runtimes import Change, Runtime, RuntimeRegistry
+from ..storage.disk import SessionStorage
 from .lifecycle import State, StopReason
 from .pool import WarmPool
-from .runtimes import Change, Runtime, RuntimeRegistry
 from .session import Session
-from .storage import SessionStorage
 
 log = logging.getLogger("agentcore_local.sessions")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from .exceptions import RetryableConflictException
+from ..errors import RetryableConflictException
 
 DAY = 86_400.0
 

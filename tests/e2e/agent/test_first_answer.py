@@ -15,6 +15,7 @@ from types import SimpleNamespace
 
 import boto3
 import pytest
+from agentcore_local.pool import WarmPool
 from botocore.config import Config
 from botocore.exceptions import ClientError
 from starlette.applications import Starlette
@@ -27,7 +28,6 @@ from agent.providers import build_model, rehearse_model
 from agent.settings import Settings
 from agent.warmup import Once, StartAfterFirstPing, WarmUp
 from agentcore_local import pool as pool_module
-from agentcore_local.pool import WarmPool
 from tests.support.agent_process import AgentProcess
 
 

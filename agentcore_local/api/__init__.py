@@ -1,0 +1,1 @@
+"""HTTP <-> backend: the route table, validation against botocore models, responses, event streams."""

@@ -1,0 +1,1 @@
+"""The control plane: runtimes, endpoints, configuration rules, idempotency (RuntimeRegistry)."""

@@ -1,0 +1,1 @@
+"""Compute launchers (process, bwrap, docker), compute, private network, slots, sandbox_init."""

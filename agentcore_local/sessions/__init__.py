@@ -1,0 +1,1 @@
+"""The data plane: lifecycle, session records, reaper and version changes, pool, agent proxy."""

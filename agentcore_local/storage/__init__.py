@@ -1,0 +1,1 @@
+"""Session storage on disk, its walks, and what AWS would not keep (SessionStorage)."""
