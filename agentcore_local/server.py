@@ -24,13 +24,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import durable
 
-from .api.responses import render_error, unknown_operation
-from .api.urls import routes
-from .control.runtimes import RuntimeRegistry
+from .api import render_error, routes, unknown_operation
+from .control import RuntimeRegistry
 from .errors import AgentCoreError
-from .sandbox.launcher import Launcher, choose
-from .services.listener import backend_from_spec, start_agent_services
-from .sessions.backend import SessionBackend
+from .sandbox import Launcher, choose
+from .services import backend_from_spec, start_agent_services
+from .sessions import SessionBackend
 from .settings import DEFAULT_MOUNT_PATH, Settings
 
 log = logging.getLogger("agentcore_local")

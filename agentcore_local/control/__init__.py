@@ -1,1 +1,7 @@
 """The control plane: runtimes, endpoints, configuration rules, idempotency (RuntimeRegistry)."""
+
+from .endpoint import DEFAULT
+from .runtime import Change, Runtime
+from .runtimes import RuntimeRegistry
+
+__all__ = ["DEFAULT", "Change", "Runtime", "RuntimeRegistry"]

@@ -30,7 +30,7 @@ from starlette.routing import Route
 
 from scripted.plan import Rule, ScriptedFailure, load_plan, next_step, stream_events
 
-from ..api import eventstream
+from .. import eventstream
 from ..settings import DEFAULT_MOUNT_PATH
 
 log = logging.getLogger("agentcore_local.bedrock_runtime")

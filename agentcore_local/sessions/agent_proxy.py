@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Callable
 import httpx
 
 from ..errors import RuntimeClientError
-from ..sandbox.compute import Compute
+from ..sandbox import Compute
 
 log = logging.getLogger("agentcore_local.agent_proxy")
 

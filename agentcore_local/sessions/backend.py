@@ -18,21 +18,20 @@ from typing import Any
 
 import httpx
 
-from ..control.runtimes import Runtime, RuntimeRegistry
+from ..control import Runtime, RuntimeRegistry
 from ..errors import (
     ResourceNotFoundException,
     RetryableConflictException,
     RuntimeClientError,
     ServiceQuotaExceededException,
 )
-from ..sandbox.compute import Compute, free_port
-from ..sandbox.launcher import Launcher, LaunchSpec
+from ..sandbox import Compute, Launcher, LaunchSpec, free_port
 from ..settings import DEFAULT_MOUNT_PATH, Settings
-from ..storage.disk import SessionStorage
+from ..storage import SessionStorage
 from . import agent_proxy
 from .agent_proxy import SESSION_HEADER
 from .changes import SessionChanges
-from .lifecycle import Action, Event, State, StopReason
+from .lifecycle import Action, Event, LifecyclePolicy, State, StopReason
 from .pool import WarmPool
 from .session import Session, validate_session_id
 
@@ -158,7 +157,8 @@ class SessionBackend(SessionChanges):
             await compute.stop(grace=1.0)
             raise
         session.compute, session.compute_version = compute, runtime.version
-        session.policy = runtime.policy()  # the reaper holds the compute to its own version's limits
+        # The reaper holds the compute to its own version's limits.
+        session.policy = LifecyclePolicy.of(runtime.lifecycle())
         log.info(
             "session_id=<%s>, sandbox=<%s>, pool=<%s> | compute started",
             session.session_id,

@@ -86,6 +86,14 @@ class LifecyclePolicy:
     max_lifetime: float = 28_800.0
     storage_ttl: float = 14 * DAY
 
+    @classmethod
+    def of(cls, lifecycle: dict[str, int]) -> LifecyclePolicy:
+        """The policy of a runtime's effective lifecycleConfiguration (Runtime.lifecycle())."""
+        return cls(
+            idle_timeout=float(lifecycle["idleRuntimeSessionTimeout"]),
+            max_lifetime=float(lifecycle["maxLifetime"]),
+        )
+
 
 @dataclass
 class SessionLifecycle:

@@ -25,8 +25,8 @@ import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
-from ..control.runtimes import Runtime
-from ..sandbox.compute import Compute
+from ..control import Runtime
+from ..sandbox import Compute
 
 log = logging.getLogger("agentcore_local.pool")
 # (runtime) -> (its key, a compute not yet started): sessions.py builds both, as for a session.

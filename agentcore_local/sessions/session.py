@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..control.endpoints import DEFAULT
+from ..control import DEFAULT
 from ..errors import ValidationException
-from ..sandbox.compute import Compute
-from ..storage.disk import SessionStorage
+from ..sandbox import Compute
+from ..storage import SessionStorage
 from .agent_proxy import SESSION_HEADER
 from .lifecycle import LifecyclePolicy, SessionLifecycle
 

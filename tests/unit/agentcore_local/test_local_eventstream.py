@@ -8,7 +8,7 @@ from botocore.eventstream import ChecksumMismatch, EventStream, EventStreamBuffe
 from botocore.exceptions import EventStreamError
 from botocore.parsers import EventStreamJSONParser
 
-from agentcore_local.api import eventstream
+from agentcore_local import eventstream
 
 
 class _Raw:
