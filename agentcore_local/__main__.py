@@ -10,7 +10,6 @@ import sys
 import time
 from pathlib import Path
 
-from .sandbox import SandboxUnavailable
 from .settings import DEFAULT_PORT, Settings, parse_size
 
 DEFAULT_STATE_DIR = Path(".agentcore/local")
@@ -220,9 +219,10 @@ def main(argv: list[str] | None = None) -> int:
     # data (no strands): the library modules of agentcore_local still never import agent/.
     from agent.providers import model_variables
 
-    from .agent_services import backend_from_spec
-    from .own_agent import entry_of
+    from .control import entry_of
+    from .sandbox import SandboxUnavailable
     from .server import serve
+    from .services import backend_from_spec
 
     settings = Settings.from_env(
         passthrough=model_variables(),

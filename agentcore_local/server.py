@@ -24,16 +24,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import durable
 
-from .agent_services import backend_from_spec, start_agent_services
-from .artifacts import s3_client
-from .exceptions import AgentCoreError
-from .own_agent import agent_request
-from .responses import render_error, unknown_operation
-from .runtimes import RuntimeRegistry
-from .sandbox import Launcher, choose
+from .api import render_error, routes, unknown_operation
+from .control import RuntimeRegistry, agent_request
+from .errors import AgentCoreError
+from .sandbox import Launcher, choose, s3_client
+from .services import backend_from_spec, start_agent_services
 from .sessions import SessionBackend
 from .settings import DEFAULT_MOUNT_PATH, Settings
-from .urls import routes
 
 log = logging.getLogger("agentcore_local")
 logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -20,8 +20,8 @@ import httpx
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from agentcore_local.pool import tree_usage
 from agentcore_local.server import ENDPOINT_FILE
+from agentcore_local.sessions.pool import tree_usage
 from bench.measure import distribution_ms, timed
 from cloud.session_calls import read_command_stream
 

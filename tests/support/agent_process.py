@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from agentcore_local.compute import free_port
+from agentcore_local.sandbox import free_port
 from tests.support import PLANS, REPO
 
 __all__ = ["REPO", "TEST_PLAN", "AgentProcess", "history", "message_files"]

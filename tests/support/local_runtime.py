@@ -21,7 +21,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from agent.providers import model_variables
-from agentcore_local.sandbox import Launcher
+from agentcore_local.sandbox.launcher import Launcher
 from agentcore_local.server import bind, create_app
 from agentcore_local.settings import Settings
 from cloud.session_calls import read_command_stream

@@ -26,8 +26,8 @@ from agent.backup_transfer import rehearse
 from agent.providers import build_model, rehearse_model
 from agent.settings import Settings
 from agent.warmup import Once, StartAfterFirstPing, WarmUp
-from agentcore_local import pool as pool_module
-from agentcore_local.pool import WarmPool
+from agentcore_local.sessions import pool as pool_module
+from agentcore_local.sessions.pool import WarmPool
 from tests.support.agent_process import AgentProcess
 
 

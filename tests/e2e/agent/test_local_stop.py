@@ -14,8 +14,8 @@ from pathlib import Path
 
 import httpx
 
-from agentcore_local import sandbox_init
-from agentcore_local.sandbox import SANDBOX_INIT
+from agentcore_local.sandbox import sandbox_init
+from agentcore_local.sandbox.launcher import SANDBOX_INIT
 from tests.support.agent_process import AgentProcess
 
 

@@ -29,10 +29,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from agentcore_local.compute import free_port
-from agentcore_local.docker_sandbox import DockerLauncher
-from agentcore_local.exceptions import RuntimeClientError
-from agentcore_local.sandbox import LaunchSpec
+from agentcore_local.errors import RuntimeClientError
+from agentcore_local.sandbox.compute import free_port
+from agentcore_local.sandbox.docker import DockerLauncher
+from agentcore_local.sandbox.launcher import LaunchSpec
 from agentcore_local.settings import DOCKER_START_TIMEOUT, Settings
 from tests.support import REPO
 from tests.support.agent_process import history

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from agentcore_local.bwrap_sandbox import TUN, BwrapLauncher, bwrap_works, find_tool
-from agentcore_local.sandbox import SANDBOX_INIT, LaunchSpec
+from agentcore_local.sandbox.bwrap import TUN, BwrapLauncher, bwrap_works, find_tool
+from agentcore_local.sandbox.launcher import SANDBOX_INIT, LaunchSpec
 from agentcore_local.settings import REPO
 from tests.support.local_runtime import LocalRuntime, invoke, local_runtime, run
 

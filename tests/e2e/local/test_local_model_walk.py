@@ -29,8 +29,8 @@ from botocore.model import OperationModel, Shape
 from botocore.serialize import create_serializer
 from starlette.routing import Match
 
-from agentcore_local import urls
-from agentcore_local.validation import check_output
+from agentcore_local.api import urls
+from agentcore_local.api.validation import check_output
 from tests.support.local_runtime import LocalRuntime, local_runtime
 
 SERVICES = ("bedrock-agentcore-control", "bedrock-agentcore")

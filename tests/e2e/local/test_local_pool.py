@@ -13,8 +13,8 @@ import boto3
 import pytest
 
 from agent.backup import prefix
-from agentcore_local.bwrap_sandbox import bwrap_works
-from agentcore_local.slots import slots_work
+from agentcore_local.sandbox.bwrap import bwrap_works
+from agentcore_local.sandbox.slots import slots_work
 from tests.support.local_runtime import LocalRuntime, invoke, local_runtime, run, wait_for
 
 pytestmark = pytest.mark.skipif(

@@ -24,8 +24,8 @@ from botocore.exceptions import ClientError
 
 import client as client_cli
 import deploy
-from agentcore_local.bwrap_sandbox import bwrap_works
-from agentcore_local.lifecycle import DAY
+from agentcore_local.sandbox.bwrap import bwrap_works
+from agentcore_local.sessions.lifecycle import DAY
 from cloud.runtime_record import read_arn
 from tests.support.local_runtime import IMAGE, PLAN, ROLE, LocalRuntime, invoke, local_runtime, run, wait_for
 

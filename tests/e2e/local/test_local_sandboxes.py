@@ -14,9 +14,10 @@ import httpx
 import pytest
 from botocore.exceptions import ClientError
 
-from agentcore_local.bwrap_sandbox import BwrapLauncher
-from agentcore_local.docker_sandbox import DockerLauncher
-from agentcore_local.sandbox import LaunchSpec, ProcessLauncher, choose
+from agentcore_local.sandbox import LaunchSpec, choose
+from agentcore_local.sandbox.bwrap import BwrapLauncher
+from agentcore_local.sandbox.docker import DockerLauncher
+from agentcore_local.sandbox.launcher import ProcessLauncher
 from tests.support.local_runtime import local_runtime, run
 
 PYTHON = "/usr/bin/python3"

@@ -186,10 +186,10 @@ def sigterm_stops_everything(served: Served) -> None:
 def test_serve_refuses_a_sandbox_that_cannot_run_here_in_one_line(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import agentcore_local.bwrap_sandbox
+    import agentcore_local.sandbox.choice
     from agentcore_local.__main__ import main
 
-    monkeypatch.setattr(agentcore_local.bwrap_sandbox, "bwrap_works", lambda *_: False)
+    monkeypatch.setattr(agentcore_local.sandbox.choice, "bwrap_works", lambda *_: False)
     assert main(["serve", "--sandbox", "bwrap", "--state-dir", str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert err.startswith("agentcore_local: --sandbox bwrap: bubblewrap is missing") and err.count("\n") == 1

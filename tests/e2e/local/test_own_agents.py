@@ -15,8 +15,8 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from agentcore_local.bwrap_sandbox import bwrap_works
-from agentcore_local.slots import slots_work
+from agentcore_local.sandbox.bwrap import bwrap_works
+from agentcore_local.sandbox.slots import slots_work
 from tests.support.code_zips import code_zip, zip_with_modes
 from tests.support.local_runtime import ROLE, LocalRuntime, local_runtime, shell
 

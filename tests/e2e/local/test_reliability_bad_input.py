@@ -17,7 +17,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from agentcore_local import responses
+from agentcore_local.api import responses
 from tests.support.faults import new_id, reliability_runtime
 from tests.support.local_runtime import LocalRuntime, invoke
 

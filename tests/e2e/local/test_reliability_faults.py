@@ -24,10 +24,10 @@ import httpx
 import pytest
 from botocore.exceptions import ClientError
 
-from agentcore_local.bwrap_sandbox import bwrap_works
+from agentcore_local.sandbox.bwrap import bwrap_works
 from agentcore_local.settings import REPO
-from agentcore_local.storage_limits import kind_of
-from agentcore_local.storage_walk import scan_unsupported as scan
+from agentcore_local.storage.limits import kind_of
+from agentcore_local.storage.walk import scan_unsupported as scan
 from tests.support.faults import (
     assert_history_consistent,
     compute_pid,

@@ -18,14 +18,14 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 from starlette.testclient import TestClient
 
-from agentcore_local import agent_services
-from agentcore_local.agent_services import (
+from agentcore_local.services import listener as agent_services
+from agentcore_local.services.bedrock_runtime import ScriptedBackend
+from agentcore_local.services.listener import (
     IN_SANDBOX_PORT,
     AgentServices,
     backend_from_spec,
     start_agent_services,
 )
-from agentcore_local.bedrock_runtime import ScriptedBackend
 from scripted.plan import BANNER
 from tests.e2e.agent.test_demo_plan import BUILD, RESUME
 from tests.support.agent_process import REPO, AgentProcess
@@ -151,7 +151,7 @@ def test_bodies_no_sdk_would_send_are_validation_exceptions(services: AgentServi
 
 
 def test_the_workspace_comes_from_the_system_prompt_else_the_messages_else_the_mount_path():
-    from agentcore_local.bedrock_runtime import workspace_in
+    from agentcore_local.services.bedrock_runtime import workspace_in
 
     assert workspace_in({"system": SYSTEM, "messages": []}) == "/tmp/ws-test"
     assert workspace_in({"messages": [user("Workspace /srv/w is empty.", "hi")]}) == "/srv/w"
@@ -159,7 +159,7 @@ def test_the_workspace_comes_from_the_system_prompt_else_the_messages_else_the_m
 
 
 def test_a_body_over_the_limit_is_refused_before_it_is_read_whole(monkeypatch: pytest.MonkeyPatch):
-    from agentcore_local import bedrock_runtime
+    from agentcore_local.services import bedrock_runtime
 
     monkeypatch.setattr(bedrock_runtime, "MAX_BODY", 100)
     app = agent_services.create_app("http://127.0.0.1:1", ScriptedBackend(DEMO_PLAN))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from agentcore_local.code_zip import BadCodeZip, unpack
+from agentcore_local.sandbox.code_zip import BadCodeZip, unpack
 from tests.support.code_zips import zip_with_modes
 
 
@@ -39,6 +39,6 @@ def test_a_chain_of_inner_links_that_leaves_the_tree_is_refused_and_leaves_nothi
 
 
 def test_a_zip_that_unpacks_past_the_limit_is_refused(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr("agentcore_local.code_zip.MAX_UNPACKED_BYTES", 1000)
+    monkeypatch.setattr("agentcore_local.sandbox.code_zip.MAX_UNPACKED_BYTES", 1000)
     with pytest.raises(BadCodeZip, match="unpacks to over 1000"):
         unpack(zip_with_modes({"main.py": (0o100644, b"x" * 2000)}), "main.py", tmp_path / "code")

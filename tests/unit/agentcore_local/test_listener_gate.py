@@ -19,7 +19,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from agentcore_local.agent_services import AgentServices, Refused, authorise_s3, start_agent_services
+from agentcore_local.services.listener import AgentServices, Refused, authorise_s3, start_agent_services
 
 BUCKET = "gate-backups"
 CREDENTIAL = "AWS4-HMAC-SHA256 Credential=AKID/20261201/{}/aws4_request"
@@ -188,7 +188,7 @@ def test_the_gate_rebuilds_the_path_it_forwards_from_the_checked_key() -> None:
 def test_without_a_backup_bucket_no_s3_is_served(tmp_path: Path) -> None:
     from starlette.testclient import TestClient
 
-    from agentcore_local.agent_services import create_app
+    from agentcore_local.services.listener import create_app
 
     with TestClient(create_app("http://127.0.0.1:1", None, None)) as http:
         answer = http.get("/any/v1/x", headers={"Authorization": S3_SCOPE})

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from agentcore_local.exceptions import RetryableConflictException
-from agentcore_local.lifecycle import (
+from agentcore_local.errors import RetryableConflictException
+from agentcore_local.sessions.lifecycle import (
     DAY,
     Action,
     Event,

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from agentcore_local import storage_walk
-from agentcore_local.storage_walk import WalkError, clear_tree, remove_tree, scan_unsupported, usage
+from agentcore_local.storage import walk as storage_walk
+from agentcore_local.storage.walk import WalkError, clear_tree, remove_tree, scan_unsupported, usage
 
 DEPTH = 1_100  # past Python's recursion limit; 4 characters a level: a 4,400-character path
 PAYLOAD = 1024 * 1024

@@ -18,25 +18,22 @@ from typing import Any
 
 import httpx
 
-from . import agent_proxy
-from .agent_proxy import SESSION_HEADER
-from .artifacts import CodeArtifacts
-from .compute import Compute, free_port
-from .exceptions import (
+from ..control import Runtime, RuntimeRegistry
+from ..errors import (
     ResourceNotFoundException,
     RetryableConflictException,
     RuntimeClientError,
     ServiceQuotaExceededException,
 )
-from .lifecycle import Action, Event, State, StopReason
+from ..sandbox import CodeArtifacts, Compute, Launcher, LaunchSpec, free_port, protocol_of
+from ..settings import DEFAULT_MOUNT_PATH, Settings
+from ..storage import SessionStorage
+from . import agent_proxy
+from .agent_proxy import SESSION_HEADER
+from .changes import SessionChanges
+from .lifecycle import Action, Event, LifecyclePolicy, State, StopReason
 from .pool import WarmPool
-from .protocols import protocol_of
-from .runtimes import Runtime, RuntimeRegistry
-from .sandbox import Launcher, LaunchSpec
 from .session import Session, validate_session_id
-from .session_changes import SessionChanges
-from .settings import DEFAULT_MOUNT_PATH, Settings
-from .storage import SessionStorage
 
 __all__ = ["SESSION_HEADER", "Session", "SessionBackend", "validate_session_id"]
 
@@ -166,7 +163,8 @@ class SessionBackend(SessionChanges):
             await compute.stop(grace=1.0)
             raise
         session.compute, session.compute_version = compute, runtime.version
-        session.policy = runtime.policy()  # the reaper holds the compute to its own version's limits
+        # The reaper holds the compute to its own version's limits.
+        session.policy = LifecyclePolicy.of(runtime.lifecycle())
         log.info(
             "session_id=<%s>, sandbox=<%s>, pool=<%s> | compute started",
             session.session_id,

@@ -17,11 +17,11 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
 
-from .lifecycle import State, StopReason
+from ..control import Change, Runtime, RuntimeRegistry
+from ..storage import SessionStorage
+from .lifecycle import LifecyclePolicy, State, StopReason
 from .pool import WarmPool
-from .runtimes import Change, Runtime, RuntimeRegistry
 from .session import Session
-from .storage import SessionStorage
 
 log = logging.getLogger("agentcore_local.sessions")
 
@@ -53,7 +53,7 @@ class SessionChanges(ABC):
         """Why AWS would hand this session empty storage at its next compute, or None."""
         if session.storage_version is not None and session.storage_version != runtime.version:
             return f"the runtime changed from version {session.storage_version} to {runtime.version}"
-        if session.lifecycle.storage_expired(now, runtime.policy()):
+        if session.lifecycle.storage_expired(now, LifecyclePolicy.of(runtime.lifecycle())):
             return "14 days passed without an invocation"
         if runtime.session_storage_mount() is None:
             return "the runtime has no sessionStorage filesystem configuration"
@@ -67,7 +67,8 @@ class SessionChanges(ABC):
             if runtime is None:
                 continue
             # The lifecycleConfiguration of the version the compute runs, not of the latest one.
-            reason = session.lifecycle.stop_reason(now, session.policy or runtime.policy())
+            policy = session.policy or LifecyclePolicy.of(runtime.lifecycle())
+            reason = session.lifecycle.stop_reason(now, policy)
             if (
                 reason is StopReason.IDLE_TIMEOUT
                 and session.compute

@@ -18,11 +18,10 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from . import eventstream
-from .agent_proxy import RETURNED
-from .exceptions import AgentCoreError, InternalServerException, ValidationException
-from .runtimes import Runtime, RuntimeRegistry
-from .sessions import SESSION_HEADER, SessionBackend, validate_session_id
+from .. import eventstream
+from ..control import Runtime, RuntimeRegistry
+from ..errors import AgentCoreError, InternalServerException, ValidationException
+from ..sessions import RETURNED, SESSION_HEADER, SessionBackend, validate_session_id
 from .validation import CONTROL, DATA, operation, params_from_request, validate_input
 
 log = logging.getLogger("agentcore_local.responses")
@@ -262,14 +261,14 @@ async def list_agent_runtime_versions(request: Request, params: dict[str, Any]) 
 
 
 def _endpoint_answer(request: Request, runtime: Runtime, endpoint: Any, *keys: str) -> dict[str, Any]:
-    described = registry(request).describe_endpoint(runtime, endpoint)
+    described = registry(request).endpoints.describe_endpoint(runtime, endpoint)
     return {key: described[key] for key in keys if key in described}
 
 
 @aws(CONTROL, "CreateAgentRuntimeEndpoint")
 async def create_agent_runtime_endpoint(request: Request, params: dict[str, Any]) -> Response:
     def make() -> Response:
-        runtime, endpoint = registry(request).create_endpoint(params["agentRuntimeId"], params)
+        runtime, endpoint = registry(request).endpoints.create_endpoint(params["agentRuntimeId"], params)
         keys = ("targetVersion", "agentRuntimeEndpointArn", "agentRuntimeArn", "status", "createdAt")
         answer = _endpoint_answer(request, runtime, endpoint, *keys)
         answer.update(agentRuntimeId=runtime.id, endpointName=endpoint.name)
@@ -280,14 +279,14 @@ async def create_agent_runtime_endpoint(request: Request, params: dict[str, Any]
 
 @aws(CONTROL, "GetAgentRuntimeEndpoint")
 async def get_agent_runtime_endpoint(request: Request, params: dict[str, Any]) -> Response:
-    runtime, endpoint = registry(request).endpoint(params["agentRuntimeId"], params["endpointName"])
-    return JSONResponse(registry(request).describe_endpoint(runtime, endpoint))
+    runtime, endpoint = registry(request).endpoints.endpoint(params["agentRuntimeId"], params["endpointName"])
+    return JSONResponse(registry(request).endpoints.describe_endpoint(runtime, endpoint))
 
 
 @aws(CONTROL, "UpdateAgentRuntimeEndpoint")
 async def update_agent_runtime_endpoint(request: Request, params: dict[str, Any]) -> Response:
     def make() -> Response:
-        runtime, endpoint = registry(request).update_endpoint(
+        runtime, endpoint = registry(request).endpoints.update_endpoint(
             params["agentRuntimeId"], params["endpointName"], params
         )
         keys = ("liveVersion", "targetVersion", "agentRuntimeEndpointArn", "agentRuntimeArn", "status")
@@ -300,7 +299,7 @@ async def update_agent_runtime_endpoint(request: Request, params: dict[str, Any]
 @aws(CONTROL, "DeleteAgentRuntimeEndpoint")
 async def delete_agent_runtime_endpoint(request: Request, params: dict[str, Any]) -> Response:
     def make() -> Response:
-        runtime, endpoint = registry(request).delete_endpoint(
+        runtime, endpoint = registry(request).endpoints.delete_endpoint(
             params["agentRuntimeId"], params["endpointName"]
         )
         answer = {"status": "DELETING", "agentRuntimeId": runtime.id, "endpointName": endpoint.name}
@@ -311,7 +310,7 @@ async def delete_agent_runtime_endpoint(request: Request, params: dict[str, Any]
 
 @aws(CONTROL, "ListAgentRuntimeEndpoints")
 async def list_agent_runtime_endpoints(request: Request, params: dict[str, Any]) -> Response:
-    items, token = registry(request).list_endpoints(
+    items, token = registry(request).endpoints.list_endpoints(
         params["agentRuntimeId"], params.get("maxResults"), params.get("nextToken")
     )
     return JSONResponse({"runtimeEndpoints": items, **({"nextToken": token} if token else {})})
@@ -319,19 +318,19 @@ async def list_agent_runtime_endpoints(request: Request, params: dict[str, Any])
 
 @aws(CONTROL, "TagResource")
 async def tag_resource(request: Request, params: dict[str, Any]) -> Response:
-    registry(request).tag(params["resourceArn"], params["tags"])
+    registry(request).endpoints.tag(params["resourceArn"], params["tags"])
     return Response(status_code=204)
 
 
 @aws(CONTROL, "UntagResource")
 async def untag_resource(request: Request, params: dict[str, Any]) -> Response:
-    registry(request).untag(params["resourceArn"], params["tagKeys"])
+    registry(request).endpoints.untag(params["resourceArn"], params["tagKeys"])
     return Response(status_code=204)
 
 
 @aws(CONTROL, "ListTagsForResource")
 async def list_tags_for_resource(request: Request, params: dict[str, Any]) -> Response:
-    return JSONResponse({"tags": registry(request).list_tags(params["resourceArn"])})
+    return JSONResponse({"tags": registry(request).endpoints.list_tags(params["resourceArn"])})
 
 
 # --- local only (not AWS): what a person or a test wants to see ------------------------------

@@ -10,8 +10,8 @@ from collections.abc import AsyncIterator, Callable
 
 import httpx
 
-from .compute import Compute
-from .exceptions import RuntimeClientError
+from ..errors import RuntimeClientError
+from ..sandbox import Compute
 
 log = logging.getLogger("agentcore_local.agent_proxy")
 

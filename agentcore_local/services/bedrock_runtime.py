@@ -30,8 +30,8 @@ from starlette.routing import Route
 
 from scripted.plan import Rule, ScriptedFailure, load_plan, next_step, stream_events
 
-from . import eventstream
-from .settings import DEFAULT_MOUNT_PATH
+from .. import eventstream
+from ..settings import DEFAULT_MOUNT_PATH
 
 log = logging.getLogger("agentcore_local.bedrock_runtime")
 MAX_BODY = 20_000_000  # a whole conversation travels in each request; AWS documents no exact limit

@@ -6,8 +6,8 @@ import os
 import subprocess
 from pathlib import Path
 
-from .exceptions import RuntimeClientError
-from .sandbox import SANDBOX_INIT, Launcher, LaunchSpec
+from ..errors import RuntimeClientError
+from .launcher import SANDBOX_INIT, Launcher, LaunchSpec
 
 CONTAINER_PORT = 8080
 

@@ -15,7 +15,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-from .exceptions import ValidationException
+from ..errors import ValidationException
 
 TOKEN = "clientToken"
 

@@ -23,7 +23,7 @@ import botocore.session
 from botocore.model import OperationModel, ServiceModel, Shape
 from starlette.requests import Request
 
-from .exceptions import ValidationException
+from ..errors import ValidationException
 
 CONTROL, DATA = "bedrock-agentcore-control", "bedrock-agentcore"
 

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..errors import RuntimeClientError, ValidationException
 from .code_zip import BadCodeZip, unpack
-from .exceptions import RuntimeClientError, ValidationException
 
 log = logging.getLogger("agentcore_local.artifacts")
 CODE_INSIDE = "/var/task"  # where a bwrap sandbox shows the code (AWS does not document its own path)

@@ -20,8 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from .exceptions import RuntimeClientError
-from .sandbox import Launcher
+from ..errors import RuntimeClientError
+from .launcher import Launcher
 
 log = logging.getLogger("agentcore_local.private_network")
 NS_GET_USERNS = 0xB701  # linux/nsfs.h: the user namespace that owns a namespace

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from .exceptions import RetryableConflictException
+from ..errors import RetryableConflictException
 
 DAY = 86_400.0
 
@@ -85,6 +85,14 @@ class LifecyclePolicy:
     idle_timeout: float = 900.0
     max_lifetime: float = 28_800.0
     storage_ttl: float = 14 * DAY
+
+    @classmethod
+    def of(cls, lifecycle: dict[str, int]) -> LifecyclePolicy:
+        """The policy of a runtime's effective lifecycleConfiguration (Runtime.lifecycle())."""
+        return cls(
+            idle_timeout=float(lifecycle["idleRuntimeSessionTimeout"]),
+            max_lifetime=float(lifecycle["maxLifetime"]),
+        )
 
 
 @dataclass

@@ -11,12 +11,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..control import DEFAULT
+from ..errors import ValidationException
+from ..sandbox import Compute
+from ..storage import SessionStorage
 from .agent_proxy import SESSION_HEADER
-from .compute import Compute
-from .endpoints import DEFAULT
-from .exceptions import ValidationException
 from .lifecycle import LifecyclePolicy, SessionLifecycle
-from .storage import SessionStorage
 
 SESSION_ID_MIN, SESSION_ID_MAX = 33, 256
 # The alphabet of the SessionId shape in AgentCore's answers: an id outside it (a slash, a dot, a

@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from .exceptions import ValidationException
+from ..errors import ValidationException
 
 # runtime-lifecycle-settings: microVM runtimes take 60 to 28,800 s (the model allows 1,209,600,
 # the Instances compute type's limit, i.e. runtimes with a capacityProviderConfiguration).

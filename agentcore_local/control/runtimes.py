@@ -10,158 +10,27 @@ to `runtimes.json` in the state directory.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from durable import write_json
 
-from .endpoints import DEFAULT, RUNTIME_ARN, RUNTIME_ID, Endpoint, EndpointsAndTags, iso, random_suffix
-from .exceptions import ConflictException, ResourceNotFoundException, ValidationException
+from ..errors import ConflictException, ResourceNotFoundException, ValidationException
+from .config import validate_config
+from .endpoint import DEFAULT, RUNTIME_ARN, RUNTIME_ID, random_suffix
+from .endpoints import Endpoints
 from .idempotency import IdempotencyCache
-from .lifecycle import LifecyclePolicy
-from .runtime_config import effective_lifecycle, validate_config
+from .runtime import Change, Runtime
 
 Clock = Callable[[], float]
 
-__all__ = ["DEFAULT", "Change", "Runtime", "RuntimeRegistry", "iso"]
-
-
-class Change(StrEnum):
-    """What the registry's listeners hear about (the session backend resets or deletes storage)."""
-
-    VERSION = "version"  # UpdateAgentRuntime: a new latest version, which DEFAULT now serves
-    DELETED = "deleted"  # DeleteAgentRuntime of the whole runtime
-    ENDPOINT_DELETED = "endpoint_deleted"  # DeleteAgentRuntimeEndpoint of a named endpoint
-
 
 @dataclass
-class Runtime:
-    """One agent runtime: its versions (the last is the latest), endpoints and tags."""
-
-    id: str
-    name: str
-    arn: str
-    created_at: float
-    versions: list[dict[str, Any]]  # {"version": N, "config": {...}, "updatedAt": t}
-    ready_at: float
-    pending_status: str = "CREATING"  # reported until ready_at, then READY
-    endpoints: dict[str, Any] = field(default_factory=dict)
-    tags: dict[str, str] = field(default_factory=dict)
-    # Set only on the data plane's view (RuntimeRegistry.resolve): the endpoint it was reached through.
-    served_through: str = DEFAULT
-
-    def __post_init__(self) -> None:
-        self.endpoints = {
-            name: e if isinstance(e, Endpoint) else Endpoint(**e) for name, e in self.endpoints.items()
-        }
-        if DEFAULT not in self.endpoints:
-            self.endpoints[DEFAULT] = Endpoint.new(DEFAULT, self.created_at, self.created_at, None)
-
-    def to_json(self) -> dict[str, Any]:
-        raw = dataclasses.asdict(self)
-        del raw["served_through"]
-        return raw
-
-    @property
-    def version(self) -> int:
-        return self.versions[-1]["version"]
-
-    @property
-    def config(self) -> dict[str, Any]:
-        return self.versions[-1]["config"]
-
-    @property
-    def last_updated_at(self) -> float:
-        return self.versions[-1]["updatedAt"]
-
-    def at_version(self, version: int) -> Runtime:
-        """A view of this runtime as one version: `.version` and `.config` are that version's."""
-        entry = self._version(version)
-        return dataclasses.replace(self, versions=[entry])
-
-    def _version(self, version: int) -> dict[str, Any]:
-        for entry in self.versions:
-            if entry["version"] == version:
-                return entry
-        raise ResourceNotFoundException(f"Version {version} of agent runtime {self.id} not found")
-
-    def status(self, now: float) -> str:
-        return "READY" if now >= self.ready_at else self.pending_status
-
-    def lifecycle(self) -> dict[str, int]:
-        return effective_lifecycle(self.config.get("lifecycleConfiguration"))
-
-    def policy(self) -> LifecyclePolicy:
-        lifecycle = self.lifecycle()
-        return LifecyclePolicy(
-            idle_timeout=float(lifecycle["idleRuntimeSessionTimeout"]),
-            max_lifetime=float(lifecycle["maxLifetime"]),
-        )
-
-    def session_storage_mount(self) -> str | None:
-        """The sessionStorage mount path, or None when the runtime keeps no session storage."""
-        for entry in self.config.get("filesystemConfigurations") or []:
-            if "sessionStorage" in entry:
-                return entry["sessionStorage"]["mountPath"].rstrip("/")
-        return None
-
-    def environment(self) -> dict[str, str]:
-        return dict(self.config.get("environmentVariables") or {})
-
-    def describe(self, now: float, version: int | None = None) -> dict[str, Any]:
-        """GetAgentRuntime's answer."""
-        chosen = self.versions[-1] if version is None else self._version(version)
-        config = chosen["config"]
-        answer: dict[str, Any] = {
-            "agentRuntimeArn": self.arn,
-            "agentRuntimeName": self.name,
-            "agentRuntimeId": self.id,
-            "agentRuntimeVersion": str(chosen["version"]),
-            "createdAt": iso(self.created_at),
-            "lastUpdatedAt": iso(chosen["updatedAt"]),
-            "status": self.status(now) if chosen is self.versions[-1] else "READY",
-            "networkConfiguration": {"networkMode": "PUBLIC"},
-            "protocolConfiguration": {"serverProtocol": "HTTP"},
-            "workloadIdentityDetails": {
-                "workloadIdentityArn": self.arn.replace(":runtime/", ":workload-identity-directory/default/")
-            },
-            **copy.deepcopy(config),
-        }
-        answer["lifecycleConfiguration"] = effective_lifecycle(config.get("lifecycleConfiguration"))
-        return answer
-
-    def summary(self, now: float, entry: dict[str, Any] | None = None) -> dict[str, Any]:
-        """An item of ListAgentRuntimes / ListAgentRuntimeVersions."""
-        entry = entry or self.versions[-1]
-        answer = {
-            "agentRuntimeArn": self.arn,
-            "agentRuntimeId": self.id,
-            "agentRuntimeVersion": str(entry["version"]),
-            "agentRuntimeName": self.name,
-            "lastUpdatedAt": iso(entry["updatedAt"]),
-            "status": self.status(now) if entry is self.versions[-1] else "READY",
-        }
-        if entry["config"].get("description"):  # the model: 1-4,096 characters, so never ""
-            answer["description"] = entry["config"]["description"]
-        return answer
-
-    def versions_in_use(self, now: float) -> dict[int, str]:
-        """version -> the endpoint that serves (or is moving to) it."""
-        used: dict[int, str] = {}
-        for endpoint in self.endpoints.values():
-            for version in endpoint.versions_in_use(now, self.version):
-                used.setdefault(version, endpoint.name)
-        return used
-
-
-@dataclass
-class RuntimeRegistry(EndpointsAndTags):
+class RuntimeRegistry:
     """All runtimes of the local account. `listeners` hear about every version change and deletion."""
 
     region: str
@@ -177,6 +46,15 @@ class RuntimeRegistry(EndpointsAndTags):
     def __post_init__(self) -> None:
         if self.tokens is None:
             self.tokens = IdempotencyCache(self.clock)
+        self.endpoints = Endpoints(
+            self.runtimes,
+            self.get,
+            self.save,
+            self.page,
+            self.clock,
+            self.provision_seconds,
+            self._endpoint_deleted,
+        )
 
     # --- persistence ---------------------------------------------------------------------
 
@@ -323,8 +201,6 @@ class RuntimeRegistry(EndpointsAndTags):
         runtime, version = self.resolve_endpoint(arn_or_id, qualifier, account_id)
         return dataclasses.replace(runtime.at_version(version), served_through=qualifier or DEFAULT)
 
-    def delete_endpoint(self, runtime_id: str, name: str) -> tuple[Runtime, Endpoint]:
+    def _endpoint_deleted(self, runtime: Runtime, name: str) -> None:
         """DeleteAgentRuntimeEndpoint: listeners stop the endpoint's sessions and delete their storage."""
-        runtime, endpoint = super().delete_endpoint(runtime_id, name)
         self._notify(Change.ENDPOINT_DELETED, runtime, name)
-        return runtime, endpoint

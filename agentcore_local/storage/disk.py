@@ -22,9 +22,9 @@ from typing import Any
 
 import durable
 
-from .exceptions import ServiceQuotaExceededException
-from .storage_limits import describe
-from .storage_walk import clear_tree, remove_tree, scan_unsupported, usage
+from ..errors import ServiceQuotaExceededException
+from .limits import describe
+from .walk import clear_tree, remove_tree, scan_unsupported, usage
 
 log = logging.getLogger("agentcore_local.storage")
 

@@ -25,8 +25,8 @@ import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
-from .compute import Compute
-from .runtimes import Runtime
+from ..control import Runtime
+from ..sandbox import Compute
 
 log = logging.getLogger("agentcore_local.pool")
 # (runtime) -> (its key, a compute not yet started): sessions.py builds both, as for a session.

@@ -31,7 +31,7 @@ import sys
 from pathlib import Path
 
 from .artifacts import CODE_INSIDE
-from .sandbox import SANDBOX_INIT, Launcher, LaunchSpec
+from .launcher import SANDBOX_INIT, Launcher, LaunchSpec
 from .slots import slots_work
 
 AGENT_PORT = 8080  # inside a private network namespace every agent can have the container's port

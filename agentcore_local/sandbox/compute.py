@@ -20,9 +20,9 @@ from typing import Any
 
 import httpx
 
-from .exceptions import RuntimeClientError
+from ..errors import RuntimeClientError
+from .launcher import Launcher, LaunchSpec
 from .private_network import PrivateNetwork, log_tail
-from .sandbox import Launcher, LaunchSpec
 from .slots import Slot
 
 log = logging.getLogger("agentcore_local.compute")

@@ -1,0 +1,6 @@
+"""HTTP <-> backend: the route table, validation against botocore models, responses."""
+
+from .responses import render_error, unknown_operation
+from .urls import routes
+
+__all__ = ["render_error", "routes", "unknown_operation"]
