@@ -25,7 +25,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 import durable
 
 from .agent_services import backend_from_spec, start_agent_services
+from .connection_limits import raise_open_files_limit
 from .exceptions import AgentCoreError
+from .host_check import OwnHostOnly
 from .responses import render_error, unknown_operation
 from .runtimes import RuntimeRegistry
 from .sandbox import Launcher, choose
@@ -119,10 +121,17 @@ def create_app(settings: Settings, clock: Clock = time.time, launcher: Launcher 
         backend = backend_from_spec(
             settings.model_backend, settings.scripted_plan, settings.backend_model, settings.openai_api_key
         )
+        raise_open_files_limit()  # every session's connections are descriptors of this process
         services = await asyncio.to_thread(
-            start_agent_services, state_dir, backend, settings.region, backup_bucket=settings.backup_bucket
+            start_agent_services,
+            state_dir,
+            backend,
+            settings.region,
+            backup_bucket=settings.backup_bucket,
+            caps=settings.connection_caps,
         )
         app.state.agent_services = services
+        sessions.forwarder, sessions.shared_socket = services.forwarder, services.socket_path
         # A sandbox with its own network reaches the services through its forward, the rest over TCP.
         # serve's environment and the runtime's come after: MODEL_PROVIDER=scripted there keeps the
         # in-process test double.
@@ -156,7 +165,7 @@ def create_app(settings: Settings, clock: Clock = time.time, launcher: Launcher 
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        middleware=[Middleware(RenderUnexpected)],
+        middleware=[Middleware(OwnHostOnly, extra=settings.allowed_hosts), Middleware(RenderUnexpected)],
         exception_handlers={AgentCoreError: render_error, HTTPException: unknown_operation},
     )
     app.state.registry = registry
