@@ -142,7 +142,7 @@ class Forwarder:
         idle = self.limits.caps.idle_timeout
         last = [time.monotonic()]
 
-        async def pump(source: asyncio.StreamReader, sink: asyncio.StreamWriter, upward: bool) -> None:
+        async def pump(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
             while True:
                 try:
                     data = await asyncio.wait_for(source.read(65536), idle)
@@ -151,19 +151,16 @@ class Forwarder:
                         continue  # the other direction moved meanwhile
                     raise
                 if not data:
-                    # A client that shut its side still gets the answer: uvicorn takes an EOF for a
-                    # disconnect, so it is kept from the listener (which closes after its answer).
-                    if not upward:
-                        with contextlib.suppress(OSError):
-                            sink.write_eof()
+                    with contextlib.suppress(OSError):
+                        sink.write_eof()  # passed on as sandbox_init does (uvicorn takes it for a disconnect)
                     return
                 last[0] = time.monotonic()
                 sink.write(data)
                 await sink.drain()
 
         pumps = [
-            asyncio.ensure_future(pump(down[0], up[1], upward=True)),
-            asyncio.ensure_future(pump(up[0], down[1], upward=False)),
+            asyncio.ensure_future(pump(down[0], up[1])),
+            asyncio.ensure_future(pump(up[0], down[1])),
         ]
         try:
             await asyncio.gather(*pumps)

@@ -57,10 +57,9 @@ def connect(path: Path) -> socket.socket:
 
 
 def exchange(path: Path, request: bytes) -> bytes:
-    """One whole request on its own connection; the answer's status line and headers, read to the end."""
+    """One whole request (Connection: close) on its own connection; the answer, read to the end."""
     with connect(path) as sock:
         sock.sendall(request)
-        sock.shutdown(socket.SHUT_WR)
         answer = b""
         while chunk := sock.recv(65536):
             answer += chunk
@@ -133,7 +132,7 @@ def test_slow_uploads_use_only_their_sessions_share_of_the_upstream(
     (a, a_path), (b, b_path) = sockets.items()
     put = (
         f"PUT /{BUCKET}/v1/slow HTTP/1.1\r\nHost: 127.0.0.1:8788\r\nAuthorization: {S3_SCOPE}\r\n"
-        "Content-Length: 1000000\r\n\r\n"
+        "Content-Length: 1000000\r\nConnection: close\r\n\r\n"
     ).encode()
     slow = [connect(a_path) for _ in range(CAPS.upstream)]
     try:
