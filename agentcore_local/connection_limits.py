@@ -18,6 +18,9 @@ from typing import Any
 
 log = logging.getLogger("agentcore_local.connection_limits")
 UNATTRIBUTED = "unattributed"  # the listener's TCP port and shared socket (process and docker sandboxes)
+# A flood is thousands of refusals a second: one line a second per session tells them all (the
+# count since the last line), where a line each cost the control plane's loop its share of the GIL.
+LOG_INTERVAL_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,8 @@ class Tally:
     limits_hit: int = 0
     last_refusal: str | None = None
     last_refusal_at: float | None = None
+    logged_at: float = float("-inf")  # time.monotonic() of its last log line
+    unlogged: int = 0  # refusals since then, told in the next line
 
 
 class ConnectionLimits:
@@ -96,12 +101,18 @@ class ConnectionLimits:
 
     def refuse(self, compute: str, reason: str, limit: bool = False) -> None:
         """Count and log one refusal of `compute`'s session (`limit`: a cap or a timeout said no)."""
+        now = time.monotonic()
         with self._lock:
             who, tally = self._tally(compute)
             tally.refusals += 1
             tally.limits_hit += limit
             tally.last_refusal, tally.last_refusal_at = reason, time.time()
-        log.warning("session_id=<%s> | %s: %s", who, "limit hit" if limit else "refused", reason)
+            if now - tally.logged_at < LOG_INTERVAL_S:
+                tally.unlogged += 1
+                return
+            more, tally.unlogged, tally.logged_at = tally.unlogged, 0, now
+        also = f" (and {more} more refusals since the last line)" if more else ""
+        log.warning("session_id=<%s> | %s: %s%s", who, "limit hit" if limit else "refused", reason, also)
 
     def connected_from(self, port: int, compute: str) -> None:
         with self._lock:

@@ -15,12 +15,15 @@ import contextlib
 import os
 import socket
 import time
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 from .connection_limits import ConnectionLimits
 
 SOCKET_NAME = "services.sock"  # in the compute's own run directory (private_network.py)
 LINGER_S, LINGER_BYTES = 0.1, 65536  # what a refused connection's unread request may still take
+REFUSALS_PER_S = 100  # answered per session; a flood's further attempts wait in the backlog
 
 
 def error_body(code: str, message: str) -> bytes:
@@ -53,8 +56,7 @@ class Forwarder:
         self.limits = limits
         self._port = upstream_port
         self._loop = loop
-        self._servers: dict[str, asyncio.Server] = {}
-        self._tasks: dict[str, set[asyncio.Task]] = {}
+        self._tasks: dict[str, set[asyncio.Task]] = {}  # a compute's accept loop and connections
 
     def open(self, compute: str, directory: Path) -> Path:
         """A listening socket for `compute` in `directory` (served from now on: connections wait in
@@ -64,7 +66,8 @@ class Forwarder:
         sock.bind(str(path))
         os.chmod(path, 0o666)  # the sandbox's user is not serve's (a user namespace)
         sock.listen(128)
-        self._loop.call_soon_threadsafe(self._loop.create_task, self._serve(compute, sock))
+        sock.setblocking(False)
+        self._loop.call_soon_threadsafe(lambda: self._track(compute, self._accept(compute, sock)))
         return path
 
     def close(self, compute: str) -> None:
@@ -73,37 +76,52 @@ class Forwarder:
         self._loop.call_soon_threadsafe(self._close, compute)
 
     def _close(self, compute: str) -> None:
-        if (server := self._servers.pop(compute, None)) is not None:
-            server.close()
         for task in self._tasks.pop(compute, set()):
             task.cancel()
 
-    async def _serve(self, compute: str, sock: socket.socket) -> None:
-        async def accepted(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            task = asyncio.current_task()
-            assert task is not None
-            tasks = self._tasks.setdefault(compute, set())
-            tasks.add(task)
-            try:
-                await self._connection(compute, reader, writer)
-            finally:
-                tasks.discard(task)
-                writer.close()
+    def _track(self, compute: str, coroutine: Coroutine[Any, Any, None]) -> None:
+        tasks = self._tasks.setdefault(compute, set())
+        task = self._loop.create_task(coroutine)
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
 
-        server = await asyncio.start_unix_server(accepted, sock=sock, limit=self.limits.caps.header_bytes)
-        self._servers[compute] = server
+    async def _accept(self, compute: str, sock: socket.socket) -> None:
+        """Admit or refuse each connection; past REFUSALS_PER_S refusals in a second, the rest of
+        the second's attempts wait in the kernel's backlog: a flood costs serve a bounded share."""
+        window, refused = time.monotonic(), 0
+        try:
+            while True:
+                conn, _ = await self._loop.sock_accept(sock)
+                if self.limits.admit(compute):
+                    self._track(compute, self._connection(compute, conn))
+                    continue
+                self._track(compute, self._refuse(compute, conn))
+                if time.monotonic() - window >= 1.0:
+                    window, refused = time.monotonic(), 0
+                refused += 1
+                if refused >= REFUSALS_PER_S:
+                    await asyncio.sleep(max(0.0, window + 1.0 - time.monotonic()))
+        finally:
+            sock.close()
 
-    async def _connection(
-        self, compute: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        caps = self.limits.caps
-        if not self.limits.admit(compute):
+    async def _refuse(self, compute: str, conn: socket.socket) -> None:
+        reader, writer = await asyncio.open_connection(sock=conn)
+        try:
+            connections = self.limits.caps.connections
             await _answer(
-                reader,
-                writer,
-                http_error(503, "SlowDown", f"this session holds {caps.connections} connections"),
+                reader, writer, http_error(503, "SlowDown", f"this session holds {connections} connections")
             )
-            return
+        finally:
+            writer.close()
+
+    async def _connection(self, compute: str, conn: socket.socket) -> None:
+        caps = self.limits.caps
+        try:
+            reader, writer = await asyncio.open_connection(sock=conn, limit=caps.header_bytes)
+        except BaseException:
+            self.limits.leave(compute)
+            conn.close()
+            raise
         try:
             try:
                 head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), caps.header_timeout)
@@ -136,6 +154,7 @@ class Forwarder:
                 up_writer.close()
         finally:
             self.limits.leave(compute)
+            writer.close()
 
     async def _relay(self, compute: str, down: tuple, up: tuple) -> None:
         """Both directions until both end, or until no byte moved for the idle timeout."""

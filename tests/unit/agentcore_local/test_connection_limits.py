@@ -16,6 +16,7 @@ import pytest
 
 from agentcore_local.agent_services import AgentServices, start_agent_services
 from agentcore_local.connection_limits import ConnectionCaps, raise_open_files_limit
+from tests.support.local_runtime import wait_for
 
 BUCKET = "limits-backups"
 S3_SCOPE = (
@@ -111,7 +112,7 @@ def test_a_half_sent_request_is_ended_after_the_header_timeout_and_counted(
         answer = sock.recv(65536)
     assert answer.startswith(b"HTTP/1.1 408"), answer
     assert "header took over" in of(services, a)["lastRefusal"]
-    assert of(services, a)["openConnections"] == 0
+    wait_for(lambda: of(services, a)["openConnections"] == 0, 10, "the timed-out connection to be let go")
 
 
 def test_the_gates_refusal_is_charged_to_the_session_that_sent_it(
