@@ -122,7 +122,8 @@ def test_a_flooding_session_is_refused_past_its_cap_while_another_session_and_th
         wait_for(lambda: counted(local, a)["openConnections"] >= CAP, 60, "A to hold its cap")
         wait_for(lambda: counted(local, a)["limitsHit"] >= 2 * CAP, 60, "A's refusals")
         # Meanwhile B and the control plane answer.
-        assert shell(data, arn, b, f"{request} /agentcore-local-backups/v1/missing").strip() .startswith("HTTP/1.1 404")
+        answer = shell(data, arn, b, f"{request} /agentcore-local-backups/v1/missing")
+        assert answer.startswith("HTTP/1.1 404"), answer  # B reaches moto
         assert invoke(data, arn, b, "hello")["response"].endswith("(0 messages of history)")  # B's turn
         assert local.control().list_agent_runtimes()["agentRuntimes"]
         assert counted(local, b)["refusals"] == 0
@@ -143,7 +144,7 @@ def test_the_gates_refusals_are_charged_to_the_session_that_sent_them(local: Loc
     request = put_script(local, a, "request.py", REQUEST)
     before = counted(local, a)["refusals"]
     target = "/agentcore-local-backups/v1/../../moto-api/data.json"
-    assert shell(data, arn, a, f"{request} {target}").strip() .startswith("HTTP/1.1 403")
+    assert shell(data, arn, a, f"{request} {target}").startswith("HTTP/1.1 403")
     mine = counted(local, a)
     assert mine["refusals"] == before + 1 and mine["limitsHit"] == 0
     assert "moto-api" in mine["lastRefusal"] and "only object keys" in mine["lastRefusal"]

@@ -130,7 +130,7 @@ def test_the_gates_refusal_is_charged_to_the_session_that_sent_it(
 def test_slow_uploads_use_only_their_sessions_share_of_the_upstream(
     services: AgentServices, sockets: dict[str, Path]
 ) -> None:
-    (a, a_path), (b, b_path) = sockets.items()
+    (a, a_path), (_, b_path) = sockets.items()
     put = (
         f"PUT /{BUCKET}/v1/slow HTTP/1.1\r\nHost: 127.0.0.1:8788\r\nAuthorization: {S3_SCOPE}\r\n"
         "Content-Length: 1000000\r\nConnection: close\r\n\r\n"
