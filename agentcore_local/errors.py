@@ -58,6 +58,10 @@ class ResourceNotFoundException(AgentCoreError, status=404):
     """No such runtime, version, endpoint or session (or one already terminated)."""
 
 
+class AccessDeniedException(AgentCoreError, status=403):
+    """A request the emulator will not serve (a Host that is not its own: host_check.py)."""
+
+
 class ConflictException(AgentCoreError, status=409):
     """The resource exists already, or is busy (CREATING, UPDATING) for this change."""
 

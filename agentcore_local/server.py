@@ -24,7 +24,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import durable
 
-from .api import render_error, routes, unknown_operation
+from .api import OwnHostOnly, render_error, routes, unknown_operation
+from .connection_limits import raise_open_files_limit
 from .control import RuntimeRegistry, agent_request
 from .errors import AgentCoreError
 from .sandbox import Launcher, choose, s3_client
@@ -131,11 +132,18 @@ def create_app(settings: Settings, clock: Clock = time.time, launcher: Launcher 
         backend = backend_from_spec(
             settings.model_backend, settings.scripted_plan, settings.backend_model, settings.openai_api_key
         )
+        raise_open_files_limit()  # every session's connections are descriptors of this process
         services = await asyncio.to_thread(
-            start_agent_services, state_dir, backend, settings.region, backup_bucket=settings.backup_bucket
+            start_agent_services,
+            state_dir,
+            backend,
+            settings.region,
+            backup_bucket=settings.backup_bucket,
+            caps=settings.connection_caps,
         )
         app.state.agent_services = services
         sessions.s3_url = services.s3_url  # where a code zip is fetched from (artifacts.py)
+        sessions.forwarder, sessions.shared_socket = services.forwarder, services.socket_path
         # A sandbox with its own network reaches the services through its forward, the rest over TCP.
         # serve's environment and the runtime's come after: MODEL_PROVIDER=scripted there keeps the
         # in-process test double.
@@ -171,7 +179,7 @@ def create_app(settings: Settings, clock: Clock = time.time, launcher: Launcher 
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        middleware=[Middleware(RenderUnexpected)],
+        middleware=[Middleware(OwnHostOnly, extra=settings.allowed_hosts), Middleware(RenderUnexpected)],
         exception_handlers={AgentCoreError: render_error, HTTPException: unknown_operation},
     )
     app.state.registry = registry

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 import re
+import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from .connection_limits import ConnectionCaps
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_PORT = 8787
@@ -41,6 +44,27 @@ def parse_size(text: str) -> int:
         raise ValueError(f"not a size: {text!r} (examples: 1G, 512M, 1048576)")
     number, unit = float(match.group(1)), match.group(2).upper()
     return int(number * 1024 ** " KMGT".index(unit or " "))
+
+
+# What boto3 is pointed at the API with: their Host headers are the API's own (host_check.py).
+ENDPOINT_VARIABLES = (
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_BEDROCK_AGENTCORE",
+    "AWS_ENDPOINT_URL_BEDROCK_AGENTCORE_CONTROL",
+)
+
+
+def endpoint_hosts(env: Mapping[str, str]) -> tuple[str, ...]:
+    """The Host headers boto3 sends for the endpoint URLs in `env` (netloc, lower case)."""
+    found = []
+    for name in ENDPOINT_VARIABLES:
+        if url := env.get(name, "").strip():
+            parsed = urllib.parse.urlsplit(url)
+            if parsed.hostname:
+                default = 443 if parsed.scheme == "https" else 80
+                name = f"[{parsed.hostname}]" if ":" in parsed.hostname else parsed.hostname
+                found.append(f"{name}:{parsed.port or default}".lower())
+    return tuple(found)
 
 
 @dataclass(frozen=True)
@@ -78,6 +102,8 @@ class Settings:
     agent_dir: Path | None = (
         None  # serve --agent: a directory (or entry file) registered as a code-zip runtime
     )
+    connection_caps: ConnectionCaps = field(default_factory=ConnectionCaps)  # per session (forwarder.py)
+    allowed_hosts: tuple[str, ...] = ()  # Host headers the API accepts besides its own (host_check.py)
 
     @classmethod
     def from_env(
@@ -91,6 +117,7 @@ class Settings:
             "region": region,
             "python": sys.executable,
             "agent_env": {name: env[name] for name in (*PASSTHROUGH, *passthrough) if env.get(name)},
+            "allowed_hosts": endpoint_hosts(env),
         }
         if env.get("SCRIPTED_PLAN"):
             plan = Path(env["SCRIPTED_PLAN"])

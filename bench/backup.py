@@ -140,7 +140,7 @@ def conversation(ws: Path, messages: int) -> None:
 @contextmanager
 def s3_server() -> Iterator[str]:
     """moto's S3 in its own process on a free port (what agentcore_local serves to sessions)."""
-    from agentcore_local.compute import free_port
+    from agentcore_local.sandbox import free_port
 
     port = free_port()
     argv = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]

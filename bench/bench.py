@@ -29,7 +29,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench import checkpoints, load, runtime, service  # noqa: E402
+from bench import checkpoints, connections, load, runtime, service  # noqa: E402
 from bench.measure import machine  # noqa: E402
 
 
@@ -85,6 +85,7 @@ def run(sizes: Sizes, sandbox: str) -> dict:
         results["first_answer"] = runtime.new_session_first_answer(local, sizes.resume_repeats)
         results["scale"] = load.scale(local, sizes.scale, sizes.scale_turns, deadline_s=120)
         results["workspace_size"] = load.workspace_size(local, sizes.files, sizes.samples)
+        results["connections"] = connections.under_flood(local)
     finally:
         local.close()
     results["checkpoints"] = checkpoints.ours(
@@ -269,7 +270,8 @@ def render(r: dict) -> str:
             ws["files_changed_or_missing"] == 0,
         ),
     ]
-    return "\n".join(lines + checkpoints.rows(r["checkpoints"], row))
+    flood = connections.rows(r["connections"], row) if "connections" in r else []
+    return "\n".join(lines + checkpoints.rows(r["checkpoints"], row) + flood)
 
 
 if __name__ == "__main__":

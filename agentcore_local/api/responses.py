@@ -343,6 +343,9 @@ async def local_health(request: Request) -> Response:
 
 async def local_sessions(request: Request) -> Response:
     backend = sessions(request)
-    return JSONResponse(
-        {"sessions": [s.describe() for s in backend.sessions.values()], "pool": backend.pool.describe()}
-    )
+    limits = backend.forwarder.limits if backend.forwarder else None
+    described = [
+        {**s.describe(), **(limits.describe(s.session_id) if limits else {})}
+        for s in backend.sessions.values()
+    ]
+    return JSONResponse({"sessions": described, "pool": backend.pool.describe()})

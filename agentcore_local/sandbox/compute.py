@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 
 from ..errors import RuntimeClientError
+from ..services import Forwarder
 from .launcher import Launcher, LaunchSpec
 from .private_network import PrivateNetwork, log_tail
 from .slots import Slot
@@ -44,12 +45,16 @@ class Compute:
         log_path: Path,
         on_exit: Callable[[Compute], None],
         grace: float = 10.0,
+        forwarder: Forwarder | None = None,
+        shared_socket: Path | None = None,
     ):
         self.launcher = launcher
         self.spec = spec
         self.log_path = log_path
         self.grace = grace  # SIGTERM -> SIGKILL, also when sandbox_init itself is sent SIGTERM
         self._on_exit = on_exit
+        # The listener's shared socket in spec.forwards is replaced by one of this compute's own.
+        self._forwarder, self._shared_socket = forwarder, shared_socket
         self.socket_path: Path | None = None
         self.url = f"http://127.0.0.1:{spec.port}"
         self.http = httpx.AsyncClient(timeout=httpx.Timeout(connect=10.0, read=None, write=60.0, pool=10.0))
@@ -82,6 +87,8 @@ class Compute:
             net = self._network = PrivateNetwork(self.launcher, spec.name, self.log_path)
             pass_fds = net.inherited
             spec = self.spec = replace(spec, run_dir=net.run_dir, info_fd=pass_fds[0])
+            if self._forwarder is not None:
+                spec = self.spec = replace(spec, forwards=self._own_forwards(spec.forwards, net.run_dir))
             self.socket_path, self.url = net.socket_path, "http://agent"
             self.http = httpx.AsyncClient(
                 transport=httpx.AsyncHTTPTransport(uds=str(self.socket_path)),
@@ -140,6 +147,13 @@ class Compute:
                     await network
             await self.stop(grace=1.0)
             raise
+
+    def _own_forwards(
+        self, forwards: tuple[tuple[int, Path], ...], run_dir: Path
+    ) -> tuple[tuple[int, Path], ...]:
+        assert self._forwarder is not None
+        own = self._forwarder.open(self.spec.name, run_dir)
+        return tuple((port, own if path == self._shared_socket else path) for port, path in forwards)
 
     async def _wait_healthy(self, timeout: float) -> None:
         """Until sandbox_init says the agent's /ping answered Healthy (it polls at a fixed 10 ms)."""
@@ -280,6 +294,8 @@ class Compute:
         """What outlives the sandbox unless ended: its network stack, sockets, HTTP connections."""
         if self._network is not None:
             self._network.end()  # slirp4netns notices while the rest is released
+        if self._forwarder is not None:
+            self._forwarder.close(self.spec.name)
         await self.http.aclose()
         if self._slot is not None:
             self._slot.release()

@@ -34,7 +34,10 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from ..connection_limits import ConnectionCaps, ConnectionLimits
 from .bedrock_runtime import BedrockRuntime, ModelBackend, ScriptedBackend
+from .forwarder import Forwarder
+from .listener_attribution import AttributedRequests
 from .openai_backend import OpenAIBackend
 
 log = logging.getLogger("agentcore_local.agent_services")
@@ -191,8 +194,10 @@ def create_app(s3_url: str, backend: ModelBackend | None, backup_bucket: str | N
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        # No retries, no proxies from the environment: the upstream is moto on loopback.
-        async with httpx.AsyncClient(timeout=300, trust_env=False) as client:
+        # No retries, no proxies from the environment: the upstream is moto on loopback. No pool cap:
+        # each session has its own share (listener_attribution.py), so none can starve the others.
+        limits = httpx.Limits(max_connections=None, max_keepalive_connections=32)
+        async with httpx.AsyncClient(timeout=300, trust_env=False, limits=limits) as client:
             state["client"] = client
             yield
 
@@ -241,6 +246,7 @@ class AgentServices:
     _server: uvicorn.Server = field(repr=False)
     _thread: threading.Thread = field(repr=False)
     _moto: object = field(repr=False)
+    forwarder: Forwarder | None = field(default=None, repr=False)  # a socket per compute (forwarder.py)
 
     @property
     def forward(self) -> tuple[int, Path]:
@@ -283,6 +289,7 @@ def start_agent_services(
     port: int = 0,
     start_timeout: float = 10.0,
     backup_bucket: str | None = None,
+    caps: ConnectionCaps | None = None,
 ) -> AgentServices:
     """Start moto (S3) and the listener on `state_dir`/agent-services.sock and host:port (0: a free one)."""
     from moto.server import ThreadedMotoServer  # heavy: imported only by the server that needs it
@@ -297,12 +304,13 @@ def start_agent_services(
     s3_url = f"http://{moto_host}:{moto_port}"
     if backup_bucket:
         make_bucket(s3_url, backup_bucket, region)
-    app = create_app(s3_url, backend, backup_bucket)
+    limits = ConnectionLimits(caps or ConnectionCaps())
+    app = AttributedRequests(create_app(s3_url, backend, backup_bucket), limits)
     config = uvicorn.Config(app, log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
-    thread = threading.Thread(
-        target=lambda: asyncio.run(server.serve(sockets=sockets)), name="agent-services", daemon=True
-    )
+    loop = asyncio.new_event_loop()  # the forwarder's too
+    forwarder = Forwarder(limits, sockets[1].getsockname()[1], loop)
+    thread = threading.Thread(target=_run, args=(loop, server, sockets), name="agent-services", daemon=True)
     thread.start()
     deadline = time.monotonic() + start_timeout
     while not server.started:
@@ -315,8 +323,30 @@ def start_agent_services(
         "agent services on %s and %s (model: %s)", socket_path, tcp_url, backend.name if backend else "none"
     )
     return AgentServices(
-        socket_path, tcp_url, s3_url, region, backend is not None, backup_bucket, server, thread, moto
+        socket_path,
+        tcp_url,
+        s3_url,
+        region,
+        backend is not None,
+        backup_bucket,
+        server,
+        thread,
+        moto,
+        forwarder,
     )
+
+
+def _run(loop: asyncio.AbstractEventLoop, server: uvicorn.Server, sockets: list[socket.socket]) -> None:
+    """The listener's thread: serve until told to exit, then end what the forwarder still carries."""
+    asyncio.set_event_loop(loop)
+    try:
+        loop.run_until_complete(server.serve(sockets=sockets))
+    finally:
+        for task in asyncio.all_tasks(loop):
+            task.cancel()
+        with contextlib.suppress(Exception):
+            loop.run_until_complete(asyncio.sleep(0))
+        loop.close()
 
 
 def make_bucket(s3_url: str, name: str, region: str) -> None:

@@ -26,6 +26,7 @@ from ..errors import (
     ServiceQuotaExceededException,
 )
 from ..sandbox import CodeArtifacts, Compute, Launcher, LaunchSpec, free_port, protocol_of
+from ..services import Forwarder
 from ..settings import DEFAULT_MOUNT_PATH, Settings
 from ..storage import SessionStorage
 from . import agent_proxy
@@ -68,6 +69,8 @@ class SessionBackend(SessionChanges):
         size = settings.pool if launcher.attaches_later() else 0
         if settings.pool and not size:
             log.info("no warm pool: the %s sandbox binds the storage at start", launcher.name)
+        self.forwarder: Forwarder | None = None  # set by server.py once the listener runs
+        self.shared_socket: Path | None = None
         self.pool = WarmPool(size, self._build_member, self._pool_key, self._starting, settings.start_timeout)
         registry.listeners.append(self._on_runtime_change)  # session_changes.py
 
@@ -126,6 +129,10 @@ class SessionBackend(SessionChanges):
             readiness=protocol.readiness,
         )
 
+    def _forward(self) -> dict:
+        """What a compute needs to give its sandbox a listener socket of its own (forwarder.py)."""
+        return {"forwarder": self.forwarder, "shared_socket": self.shared_socket}
+
     def _pool_key(self, runtime: Runtime) -> tuple:
         """What a pool member must share with a session to serve it: the agent's whole start-up."""
         spec = self._spec(runtime, "key", Path(), Path(), Path())
@@ -136,7 +143,14 @@ class SessionBackend(SessionChanges):
         name = f"pool-{runtime.id}-{self._members}"
         root = self.settings.state_dir / "pool"
         spec = self._spec(runtime, name, root / "no-storage", root / f"{name}-scratch", root / f"{name}.slot")
-        compute = Compute(self.launcher, spec, root / f"{name}.log", self.pool.lost, self.settings.stop_grace)
+        compute = Compute(
+            self.launcher,
+            spec,
+            root / f"{name}.log",
+            self.pool.lost,
+            self.settings.stop_grace,
+            **self._forward(),
+        )
         return self._pool_key(runtime), compute
 
     async def _start(self, session: Session, runtime: Runtime) -> None:
@@ -154,6 +168,7 @@ class SessionBackend(SessionChanges):
                 session.root / "agent.log",
                 self._on_compute_exit(session),
                 self.settings.stop_grace,
+                **self._forward(),
             )
             async with self._starting:
                 await compute.start(self.settings.start_timeout)
@@ -162,6 +177,8 @@ class SessionBackend(SessionChanges):
         except BaseException:
             await compute.stop(grace=1.0)
             raise
+        if self.forwarder is not None:  # its connections are this session's from now on
+            self.forwarder.limits.attribute(compute.spec.name, session.session_id)
         session.compute, session.compute_version = compute, runtime.version
         # The reaper holds the compute to its own version's limits.
         session.policy = LifecyclePolicy.of(runtime.lifecycle())
