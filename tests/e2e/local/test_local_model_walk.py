@@ -50,6 +50,9 @@ HAND_RULES = {
     ("CreateAgentRuntime", "lifecycleConfiguration"),  # microVM limit 28,800 s, idle <= max
     ("CreateAgentRuntime", "filesystemConfigurations"),  # one sessionStorage, VPC for EFS/S3 Files
     ("InvokeAgentRuntimeCommand", "body.timeout"),  # 1-3,600 s
+    # a code zip must be readable in S3 when the runtime is created or updated
+    ("CreateAgentRuntime", "agentRuntimeArtifact.codeConfiguration"),
+    ("UpdateAgentRuntime", "agentRuntimeArtifact.codeConfiguration"),
     ("InvokeAgentRuntime", "runtimeSessionId"),  # the answer's alphabet
     ("StopRuntimeSession", "runtimeSessionId"),
     ("InvokeAgentRuntimeCommand", "runtimeSessionId"),

@@ -87,7 +87,7 @@ def raw_socket(head: str, body: bytes, close_early: bool = False) -> Callable[[P
     def call(p: Probe) -> object:
         host, port = p.local.url.removeprefix("http://").split(":")
         path = p.path("invocations").removeprefix(p.local.url)
-        request = head.format(path=path, session=p.session).replace("\n", "\r\n").encode() + body
+        request = head.format(path=path, session=p.session, host=f"{host}:{port}").replace("\n", "\r\n").encode() + body
         with socket.create_connection((host, int(port)), timeout=30) as sock:
             sock.sendall(request)
             if close_early:
@@ -299,7 +299,7 @@ CASES: list[tuple[str, Callable[[Probe], object], str, str]] = [
     (
         "oversized payload (declared)",
         raw_socket(
-            "POST {path} HTTP/1.1\nHost: x\nX-Amzn-Bedrock-AgentCore-Runtime-Session-Id: {session}\n"
+            "POST {path} HTTP/1.1\nHost: {host}\nX-Amzn-Bedrock-AgentCore-Runtime-Session-Id: {session}\n"
             "Content-Length: 100000001\nConnection: close\n\n",
             b'{"prompt": "',
         ),
@@ -309,7 +309,7 @@ CASES: list[tuple[str, Callable[[Probe], object], str, str]] = [
     (
         "truncated body (connection closed early)",
         raw_socket(
-            "POST {path} HTTP/1.1\nHost: x\nX-Amzn-Bedrock-AgentCore-Runtime-Session-Id: {session}\n"
+            "POST {path} HTTP/1.1\nHost: {host}\nX-Amzn-Bedrock-AgentCore-Runtime-Session-Id: {session}\n"
             "Content-Length: 500\nConnection: close\n\n",
             b'{"prompt": "cut',
             close_early=True,
@@ -370,7 +370,7 @@ def test_an_oversized_chunked_payload_is_refused_as_it_streams(
     monkeypatch.setattr(responses, "MAX_PAYLOAD", 1000)
     chunk = b"3e8\r\n" + b"x" * 1000 + b"\r\n"
     send = raw_socket(
-        "POST {path} HTTP/1.1\nHost: x\nX-Amzn-Bedrock-AgentCore-Runtime-Session-Id: {session}\n"
+        "POST {path} HTTP/1.1\nHost: {host}\nX-Amzn-Bedrock-AgentCore-Runtime-Session-Id: {session}\n"
         "Transfer-Encoding: chunked\nConnection: close\n\n",
         chunk * 3 + b"0\r\n\r\n",
     )
