@@ -65,8 +65,10 @@ test: setup  ## run the test suite, shuffled (SEED=N replays an order)
 	@echo "test order: --random-order-seed=$(SEED) (replay: make test SEED=$(SEED))"
 	$(BIN)/pytest -q -p random_order --random-order-seed=$(SEED) $(PYTEST_ARGS)
 
-soak: setup  ## the long reliability runs: 100 stop/resume cycles through agentcore_local (a few minutes)
+SEQUENCES ?= 60
+soak: setup  ## the long runs: 100 stop/resume cycles, and SEQUENCES random call sequences (model-based)
 	$(BIN)/pytest -q -s -m soak
+	SEQUENCES=$(SEQUENCES) SEQUENCE_STEPS=25 $(BIN)/pytest -q -s tests/e2e/local/test_sequences.py
 
 # The image itself, on this machine (as root): a Docker engine (started if none answers), bases
 # made from Debian and npm, the Dockerfile built with plain `docker build`, then the container and

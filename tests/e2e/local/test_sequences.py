@@ -1,0 +1,162 @@
+"""A model-based test of sequences: hypothesis drives random runs of invoke, exec (write, delete),
+stop, update (a new version), a 15-day clock advance, undo, and delete-and-re-create against
+agentcore_local through boto3 (sandbox, coding_agent.py with the scripted model: a test double),
+with an oracle of what each answered turn left. After every step, every file the oracle says must be
+recoverable is there (restored if storage was reset), and nothing of a deleted runtime is.
+
+`make test` runs a bounded number of sequences; `make soak` (SEQUENCES=N) many more.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
+from tests.support.local_runtime import LocalRuntime, invoke, local_runtime, shell
+
+DAY = 86_400.0
+NAMES = st.sampled_from(["a.txt", "b.txt", "c.txt", "src/d.txt"])
+WORDS = st.text(alphabet="abcdefgh", min_size=1, max_size=8)
+DIR = "model"  # everything the machine writes lives here, so nothing else in storage matters
+LIST = (  # every file under DIR as "./path=content", one a line
+    f"mkdir -p {DIR}; cd {DIR} && find . -type f | sort"
+    """ | while read f; do printf '%s=%s\\n' "$f" "$(cat "$f")"; done"""
+)
+SEQUENCES = int(os.environ.get("SEQUENCES", "3"))
+STEPS = int(os.environ.get("SEQUENCE_STEPS", "10"))
+
+
+class Sequences(RuleBasedStateMachine):
+    """The oracle: `committed` is what the last answered turn left (its checkpoint, backed up once
+    the session stops); `current` what storage holds now. A reset (new version, 14 days idle)
+    brings back `committed`, merged under whatever an exec wrote meanwhile; a delete forgets both."""
+
+    runtime: LocalRuntime  # set by the test
+
+    @initialize()
+    def create(self) -> None:
+        self.data = self.runtime.data()
+        self.name = f"seq_{uuid.uuid4().hex[:8]}"
+        self.created = self.runtime.create_runtime(self.name)
+        self.session = f"test-{uuid.uuid4().hex}"
+        self.committed: dict[str, str] = {}
+        self.current: dict[str, str] = {}
+        self.turns = 0
+        self.steps: list[str] = []
+
+    @property
+    def arn(self) -> str:
+        return self.created["agentRuntimeArn"]
+
+    def reset_storage(self) -> None:
+        """AgentCore resets storage; the agent restores `committed` when the mount appears."""
+        self.current = dict(self.committed)
+
+    @rule(name=NAMES, text=WORDS)
+    def exec_write(self, name: str, text: str) -> None:
+        self.steps.append(f"write {name}")
+        shell(self.data, self.arn, self.session, f"mkdir -p {DIR}/src && printf %s {text} > {DIR}/{name}")
+        self.current[f"./{name}"] = text
+
+    @precondition(lambda self: bool(self.current))
+    @rule(data=st.data())
+    def exec_delete(self, data: st.DataObject) -> None:
+        name = data.draw(st.sampled_from(sorted(self.current)))
+        self.steps.append(f"delete {name}")
+        shell(self.data, self.arn, self.session, f"rm {DIR}/{name}")
+        del self.current[name]
+
+    @rule()
+    def turn(self) -> None:
+        self.steps.append("turn")
+        answer = invoke(self.data, self.arn, self.session, "hello")
+        assert "response" in answer, answer
+        self.turns += 1
+        self.committed = dict(self.current)
+
+    @rule()
+    def stop(self) -> None:
+        self.steps.append("stop")
+        self.data.stop_runtime_session(agentRuntimeArn=self.arn, runtimeSessionId=self.session)
+
+    @rule()
+    def new_version(self) -> None:
+        self.steps.append("update")
+        self.stop()  # the backup of the last turn is uploaded before the stop answers
+        request = self.created["request"]
+        self.runtime.control().update_agent_runtime(
+            agentRuntimeId=self.created["agentRuntimeId"],
+            agentRuntimeArtifact=request["agentRuntimeArtifact"],
+            roleArn=request["roleArn"],
+            filesystemConfigurations=request["filesystemConfigurations"],
+            environmentVariables={**request["environmentVariables"], "REDEPLOY": uuid.uuid4().hex[:8]},
+        )
+        self.runtime.clock.advance(5)
+        self.reset_storage()
+
+    @rule()
+    def fifteen_days(self) -> None:
+        self.steps.append("15 days")
+        self.stop()
+        self.runtime.clock.advance(15 * DAY)
+        self.reset_storage()
+
+    @precondition(lambda self: self.turns > 0)
+    @rule()
+    def undo(self) -> None:
+        # Turns here change no file (the scripted "hello" only answers): undo takes back the
+        # conversation's last turn and must leave every file as it is.
+        self.steps.append("undo")
+        answer = self.data.invoke_agent_runtime(
+            agentRuntimeArn=self.arn, runtimeSessionId=self.session, payload=b'{"action": "undo"}'
+        )
+        assert answer["statusCode"] == 200
+        self.turns -= 1
+
+    @rule()
+    def delete_and_recreate(self) -> None:
+        self.steps.append("delete+create")
+        control = self.runtime.control()
+        control.delete_agent_runtime(agentRuntimeId=self.created["agentRuntimeId"])
+        self.runtime.clock.advance(5)
+        self.created = self.runtime.create_runtime(self.name)  # the same name: a new runtime
+        self.committed, self.current, self.turns = {}, {}, 0
+
+    @invariant()
+    def nothing_recoverable_is_lost(self) -> None:
+        if not hasattr(self, "session"):
+            return
+        listing = shell(self.data, self.arn, self.session, LIST)
+        seen = dict(line.split("=", 1) for line in listing.splitlines() if "=" in line)
+        assert seen == self.current, f"after {' -> '.join(self.steps)}: storage {seen}, oracle {self.current}"
+
+
+@pytest.fixture(scope="module")
+def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRuntime]:
+    with local_runtime(Path(tmp_path_factory.mktemp("sequences"))) as local:
+        if not local.app.state.sessions.launcher.private_network:
+            pytest.skip("backups need the agent-facing listener: bwrap with slirp4netns")
+        yield local
+
+
+def test_no_sequence_of_calls_loses_an_answered_turns_work(
+    runtime: LocalRuntime, _isolated_aws: None
+) -> None:
+    Sequences.runtime = runtime
+    run = Sequences.TestCase
+    run.settings = settings(
+        max_examples=SEQUENCES,
+        stateful_step_count=STEPS,
+        deadline=None,
+        derandomize=not os.environ.get("SEQUENCES"),  # make test: the same sequences every run
+        suppress_health_check=list(HealthCheck),
+        database=None,
+    )
+    run().runTest()
