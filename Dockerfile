@@ -55,7 +55,7 @@ ENV PYTHONUNBUFFERED=1 \
     BYPASS_TOOL_CONSENT=true \
     STRANDS_NON_INTERACTIVE=true
 
-# /mnt/workspace is restated on purpose in agent/settings.py and cloud/agent_runtime.py (test_dockerfile).
+# /mnt/workspace is restated on purpose in agent/service/settings.py and cloud/agent_runtime.py (test_dockerfile).
 # The mount point of session storage. The process runs as root on purpose: AgentCore mounts
 # session storage over this directory at invocation time with an owner and mode AWS does not
 # document, so a chown here would not carry over and a non-root user risks EACCES on the one

@@ -25,21 +25,23 @@ from strands.models.model import Model
 from strands.session.file_session_manager import FileSessionManager
 from strands.tools.decorator import DecoratedFunctionTool
 
-from agent import backup, history, protocol, workspace
-from agent.backup_transfer import rehearse
-from agent.budget import TurnBudget
-from agent.conversation_manager import SteppedWindowConversationManager
-from agent.conversations import Busy, Conversation, Conversations
-from agent.health import Health, UnhealthyPing
-from agent.hooks import OutputLimit
-from agent.providers import build_model, rehearse_model
-from agent.recorder import Busy as WorkspaceBusy
-from agent.recorder import Recorder
-from agent.request_guard import RequestGuard
-from agent.settings import Settings
-from agent.tools import make_tools
-from agent.undo import UndoError
-from agent.warmup import Once, StartAfterFirstPing, WarmUp, first_use_imports
+from agent.backup import s3 as backup
+from agent.backup.transfer import rehearse
+from agent.checkpoints.recorder import Busy as WorkspaceBusy
+from agent.checkpoints.recorder import Recorder
+from agent.checkpoints.undo import UndoError
+from agent.conversation import history, protocol
+from agent.conversation.conversations import Busy, Conversation, Conversations
+from agent.conversation.window import SteppedWindowConversationManager
+from agent.model.budget import TurnBudget
+from agent.model.providers import build_model, rehearse_model
+from agent.service.health import Health, UnhealthyPing
+from agent.service.request_guard import RequestGuard
+from agent.service.settings import Settings
+from agent.service.warmup import Once, StartAfterFirstPing, WarmUp, first_use_imports
+from agent.tools import workspace
+from agent.tools.output_limit import OutputLimit
+from agent.tools.toolset import make_tools
 
 SYSTEM_PROMPT = """You are a coding agent. Your workspace is {workspace}; it persists across sessions.
 Before you act, look at what the workspace already holds and build on it instead of starting over.
@@ -119,7 +121,7 @@ recorder = Recorder(
     settings.workspace, settings.checkpoint_keep, settings.checkpoint_max_bytes, settings.storage_quota_bytes
 )
 backups = backup.S3Backup.from_bucket(settings.backup_bucket)  # None without BACKUP_BUCKET
-# What every session's first turn needs, built once the first /ping is answered (agent/warmup.py).
+# What every session's first turn needs, built once the first /ping is answered (agent/service/warmup.py).
 warm_up = WarmUp(
     [
         *([("s3 client", lambda: rehearse(backups.client(), backups.bucket))] if backups else []),

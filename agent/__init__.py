@@ -1,13 +1,11 @@
-"""Supporting code of coding_agent.py, one module per concern.
+"""Supporting code of coding_agent.py, in packages whose names are the architecture.
+Lower layers never import upper ones (tests/unit/agent/test_layers.py):
 
-settings      the environment, read once
-workspace     race-free path resolution inside WORKSPACE_DIR, and the turn's snapshot of it
-tools         the agent's shell and file_editor tools
-providers     MODEL_PROVIDER -> a Strands Model
-scripted      the offline scripted model (a test double, not an LLM)
-history       poisoned-history checks and quarantine, interrupted-turn repair
-conversations one Agent per conversation, kept warm, one turn at a time
-conversation_manager  the sliding window that trims in steps
-health        what /ping reports when a turn could not be answered
-protocol      request validation, answers and streamed events (docs/CONTRACT.md §1)
+rehearsal      a boto3 request answered in process (the warm-up's rehearsals); a leaf
+model/         MODEL_PROVIDER -> a Strands Model, the scripted test double, the turn's budget
+tools/         the workspace (race-free paths, the turn's snapshot), the shell and file_editor tools
+conversation/  the wire protocol, one Agent per conversation, its history and its sliding window
+checkpoints/   the per-turn checkpoint store, the workspace walk and watch, the recorder, undo
+backup/        checkpoints copied to S3 and restored from it
+service/       the settings, /ping health, warm-up, request guard: the service's edge
 """

@@ -217,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     # The edge, and the one place that knows which agent this emulator hosts (Settings.agent_script):
     # that agent's provider registry names the variables its models read. A lazy import of plain
     # data (no strands): the library modules of agentcore_local still never import agent/.
-    from agent.providers import model_variables
+    from agent.model.providers import model_variables
 
     from .control import entry_of
     from .sandbox import SandboxUnavailable

@@ -21,7 +21,7 @@ DOCKER_START_TIMEOUT = 180.0  # an emulated arm64 image took ~40 s to answer /pi
 
 # Variables of serve's environment that the agent always gets (the runtime's environmentVariables
 # win). The model providers' variables are not listed here: the agent's provider registry
-# (agent/providers.py) declares them, and the serve CLI edge (__main__.py) hands them to from_env,
+# (agent/model/providers.py) declares them, and the serve CLI edge (__main__.py) hands them to from_env,
 # so adding a provider touches one module and this package never imports agent/ code.
 PASSTHROUGH = ("SHELL_TIMEOUT", "LANG", "NODE_EXTRA_CA_CERTS")
 

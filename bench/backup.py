@@ -2,7 +2,7 @@
 
 The workspace is the demo's (package.json and index.js from demo/plan.json, then a real
 `npm install` of express and dotenv: ~650 files) plus a conversation, checkpointed in the
-store's documented layout (docs/CONTRACT.md §6), pushed by agent/backup.py to a real S3 API (moto
+store's documented layout (docs/CONTRACT.md §6), pushed by agent/backup/s3.py to a real S3 API (moto
 in server mode, its own process, as agentcore_local runs it), then restored into empty
 storage. The client is made from AWS_ENDPOINT_URL_S3 alone, as in a session. Every file's
 bytes, mode and symlink target are checked after each restore.
@@ -31,7 +31,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from agent.backup import S3Backup  # noqa: E402
+from agent.backup.s3 import S3Backup  # noqa: E402
 from bench.measure import distribution_ms  # noqa: E402
 
 TARGET_S = 3.0

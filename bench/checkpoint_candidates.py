@@ -8,9 +8,9 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from agent.checkpoints import CheckpointStore
-from agent.undo import restore
-from agent.walk import walk
+from agent.checkpoints.store import CheckpointStore
+from agent.checkpoints.undo import restore
+from agent.checkpoints.walk import walk
 from bench.checkpoints import (
     GIT,
     QUIET,

@@ -29,8 +29,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from agent.recorder import Recorder  # noqa: E402
-from agent.walk import walk  # noqa: E402
+from agent.checkpoints.recorder import Recorder  # noqa: E402
+from agent.checkpoints.walk import walk  # noqa: E402
 from bench.measure import percentile, timed  # noqa: E402
 
 GIT = ["git", "-c", "user.email=bench@example.com", "-c", "user.name=bench", "-c", "gc.auto=0"]

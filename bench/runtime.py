@@ -238,7 +238,7 @@ def seed_way(rt: LocalRuntime) -> float:
 def new_session_first_answer(rt: LocalRuntime, repeats: int) -> dict:
     """A new session's first answer (InvokeAgentRuntime to the parsed answer): from a warm pool
     when the server has one (each repeat waits for the refill, and for it to settle: its agent
-    warms up in the background after its first /ping, agent/warmup.py), else a fresh sandbox.
+    warms up in the background after its first /ping, agent/service/warmup.py), else a fresh sandbox.
     Also what the pool costs: the resident memory of one idle member and the CPU one refill took
     (its start and warm-up: all the member used until it settled)."""
     client, firsts, rss, cpu, served = rt.client(), [], [], [], []

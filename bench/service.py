@@ -79,7 +79,7 @@ def history_growth(workspace: Path, sizes: tuple[int, ...], samples: int) -> dic
     stored; below it, memory grows, so small sizes spread their warm turns over several
     conversations of that size, 5 turns each, to keep memory near N.
     """
-    from agent.conversation_manager import WINDOW
+    from agent.conversation.window import WINDOW
 
     plan = {size: (1 if size >= WINDOW else math.ceil(samples / 5)) for size in sizes}
     rows, scans = {}, {}
@@ -138,8 +138,8 @@ def _history_scans(workspace: Path, conversation_id: str, repeats: int = 20) -> 
     """What a turn's checkpoint does per stored message, outside Strands, timed in this process:
     the workspace walk (it lstats every file under .sessions/ for the usage figure; a turn walks
     twice) and the stored-message count (a listdir of the conversation's messages, twice a turn)."""
-    from agent import undo
-    from agent.walk import walk
+    from agent.checkpoints import undo
+    from agent.checkpoints.walk import walk
 
     sessions = workspace / ".sessions"
     last = walk(workspace)
@@ -177,9 +177,9 @@ def turn_breakdown(in_memory: tuple[int, ...], turns: int) -> dict:
     from strands import Agent
     from strands.agent.conversation_manager import NullConversationManager
 
-    from agent.scripted import ScriptedModel
-    from agent.tools import make_tools
-    from agent.workspace import Workspace
+    from agent.model.scripted import ScriptedModel
+    from agent.tools.toolset import make_tools
+    from agent.tools.workspace import Workspace
 
     rows = {}
     for count in sorted(set(in_memory)):

@@ -21,7 +21,7 @@ from botocore.exceptions import ClientError
 from cloud.errors import DeployError, error_code
 
 # The session-storage mount a new runtime gets. Restated on purpose, one per layer, so no layer
-# imports another: agent/settings.py (WORKSPACE_DIR's default), agentcore_local/settings.py (what
+# imports another: agent/service/settings.py (WORKSPACE_DIR's default), agentcore_local/settings.py (what
 # the emulator mounts) and the Dockerfile; tests/unit/cloud/test_dockerfile.py and test_deploy.py
 # check they agree.
 DEFAULT_MOUNT_PATH = "/mnt/workspace"

@@ -3,7 +3,7 @@
 Versioning (an overwritten or expired object stays recoverable for NONCURRENT_DAYS), default
 encryption (SSE-S3; a KMS key the bucket already uses is kept), public access blocked, TLS
 required, and an expiry rule under `v1/`. The agent re-uploads objects it still uses every
-30 days (agent/backup.py REFRESH_AFTER_DAYS), so a backup outlives its session's last
+30 days (agent/backup/s3.py REFRESH_AFTER_DAYS), so a backup outlives its session's last
 invocation by at least expiry - 30 days.
 """
 
@@ -18,7 +18,7 @@ from botocore.exceptions import ClientError
 from cloud.errors import DeployError
 
 EXPIRY_DAYS = 90
-# agent/backup.py REFRESH_AFTER_DAYS (30) + AgentCore's 14 days without an invocation + a day.
+# agent/backup/s3.py REFRESH_AFTER_DAYS (30) + AgentCore's 14 days without an invocation + a day.
 MIN_EXPIRY_DAYS = 45
 NONCURRENT_DAYS = 7
 RULE_IDS = ("agentcore-backup-expiry", "agentcore-backup-delete-markers")

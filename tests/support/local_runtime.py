@@ -20,7 +20,7 @@ import uvicorn
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from agent.providers import model_variables
+from agent.model.providers import model_variables
 from agentcore_local.sandbox.launcher import Launcher
 from agentcore_local.server import bind, create_app
 from agentcore_local.settings import Settings

@@ -14,7 +14,7 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
-from agent.backup import prefix
+from agent.backup.s3 import prefix
 from tests.support.agent_process import AgentProcess, message_files
 
 SESSION = "backup-service-" + uuid.uuid4().hex  # 47 characters: a valid runtime session id

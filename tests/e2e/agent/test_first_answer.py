@@ -1,5 +1,5 @@
-"""What a new session's first answer no longer pays for: the agent's warm-up (agent/warmup.py),
-the rehearsed S3 and model requests (agent/backup_transfer.py, agent/providers.py) and the warm
+"""What a new session's first answer no longer pays for: the agent's warm-up (agent/service/warmup.py),
+the rehearsed S3 and model requests (agent/backup/transfer.py, agent/model/providers.py) and the warm
 pool's delayed refill.
 The end-to-end proof (members warm before their session, each session seeing only its own
 history and backup) is in tests/e2e/local/test_local_pool.py."""
@@ -22,10 +22,10 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from agent.backup_transfer import rehearse
-from agent.providers import build_model, rehearse_model
-from agent.settings import Settings
-from agent.warmup import Once, StartAfterFirstPing, WarmUp
+from agent.backup.transfer import rehearse
+from agent.model.providers import build_model, rehearse_model
+from agent.service.settings import Settings
+from agent.service.warmup import Once, StartAfterFirstPing, WarmUp
 from agentcore_local.sessions import pool as pool_module
 from agentcore_local.sessions.pool import WarmPool
 from tests.support.agent_process import AgentProcess

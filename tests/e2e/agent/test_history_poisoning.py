@@ -18,7 +18,7 @@ import pytest
 from strands import Agent
 from strands.session.file_session_manager import FileSessionManager
 
-from agent.scripted import ScriptedModel
+from agent.model.scripted import ScriptedModel
 from tests.support.agent_process import TEST_PLAN, AgentProcess
 
 MESSAGES = "agents/agent_default/messages"

@@ -12,7 +12,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from agent.backup import prefix
+from agent.backup.s3 import prefix
 from agentcore_local.sandbox.bwrap import bwrap_works
 from agentcore_local.sandbox.slots import slots_work
 from tests.support.local_runtime import LocalRuntime, invoke, local_runtime, run, wait_for
@@ -204,7 +204,7 @@ def member_log(local: LocalRuntime, pid: int) -> str:
 def test_successive_members_warm_up_before_their_session_and_each_session_sees_only_its_own_state(
     tmp_path: Path,
 ) -> None:
-    """The warm-up (agent/warmup.py) runs in each member before any session is assigned to it, and
+    """The warm-up (agent/service/warmup.py) runs in each member before any session is assigned to it, and
     it holds nothing of a session: the second session, served by the next member after the first
     session's backup exists, starts with an empty history, restores no backup, and sees no file
     of the first; each session's backup is under its own prefix."""

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from agent.conversation_manager import STEP, WINDOW
+from agent.conversation.window import STEP, WINDOW
 from tests.support.faults import assert_history_consistent, new_id, prompts, reliability_runtime
 from tests.support.local_runtime import LocalRuntime, invoke, run
 

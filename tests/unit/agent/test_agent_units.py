@@ -10,12 +10,13 @@ import pytest
 from strands import Agent
 from strands.session.file_session_manager import FileSessionManager
 
-from agent import history, protocol, providers
-from agent.providers import ModelConfigError, build_model
-from agent.scripted import BANNER, PlanError, ScriptedModel, load_plan
-from agent.settings import DEFAULT_MODEL_ID, Settings
-from agent.tools import make_tools
-from agent.workspace import Workspace, snapshot
+from agent.conversation import history, protocol
+from agent.model import providers
+from agent.model.providers import ModelConfigError, build_model
+from agent.model.scripted import BANNER, PlanError, ScriptedModel, load_plan
+from agent.service.settings import DEFAULT_MODEL_ID, Settings
+from agent.tools.toolset import make_tools
+from agent.tools.workspace import Workspace, snapshot
 from tests.support import REPO
 
 
@@ -269,7 +270,7 @@ def test_health_says_when_the_turn_loop_stops_running_callbacks():
     import threading
     import time
 
-    from agent.health import Health
+    from agent.service.health import Health
 
     loop = asyncio.new_event_loop()
     threading.Thread(target=loop.run_forever, daemon=True).start()
@@ -293,13 +294,13 @@ def test_health_says_when_the_turn_loop_stops_running_callbacks():
 
 
 def test_health_names_a_restore_that_takes_too_long():
-    from agent.health import Health
+    from agent.service.health import Health
 
     assert "restoring conversation 'c'" in (Health(lambda after: ["c"], stall_after=1).problem() or "")
 
 
 def _stepped(storage: Path, cid: str, model, window: int = 4, step: int = 4):
-    from agent.conversation_manager import SteppedWindowConversationManager
+    from agent.conversation.window import SteppedWindowConversationManager
 
     sessions = FileSessionManager(session_id=cid, storage_dir=str(storage))
     manager = SteppedWindowConversationManager(window_size=window, step=step)
@@ -340,7 +341,7 @@ def test_a_history_written_by_the_plain_sliding_window_restores_into_the_stepped
 
 
 def test_an_unknown_or_damaged_manager_state_resumes_from_what_it_says_or_from_the_start():
-    from agent.conversation_manager import SteppedWindowConversationManager
+    from agent.conversation.window import SteppedWindowConversationManager
 
     manager = SteppedWindowConversationManager()
     manager.restore_from_session({"__name__": "SummarizingConversationManager", "removed_message_count": 7})

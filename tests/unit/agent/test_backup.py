@@ -1,7 +1,7 @@
-"""agent/backup.py against a real S3 API: moto in server mode on 127.0.0.1, reached over HTTP by boto3.
+"""agent/backup/s3.py against a real S3 API: moto in server mode on 127.0.0.1, reached over HTTP by boto3.
 
 Checkpoints are written in the layout docs/CONTRACT.md §6 documents (the layout on disk is the
-contract; bench/backup.py's write_checkpoint), so these tests do not depend on agent/checkpoints.py.
+contract; bench/backup.py's write_checkpoint), so these tests do not depend on agent/checkpoints/store.py.
 """
 
 from __future__ import annotations
@@ -27,9 +27,10 @@ from moto.server import ThreadedMotoServer
 from strands.session.file_session_manager import FileSessionManager
 from strands.types.session import SessionAgent, SessionMessage
 
-from agent import backup, backup_transfer
-from agent.backup import BackupError, S3Backup
-from bench.backup import (  # the store's documented layout, as agent/checkpoints.py writes it
+from agent.backup import s3 as backup
+from agent.backup import transfer as backup_transfer
+from agent.backup.s3 import BackupError, S3Backup
+from bench.backup import (  # the store's documented layout, as agent/checkpoints/store.py writes it
     fingerprint,
     write_checkpoint,
 )
@@ -338,7 +339,7 @@ SLOW_RESTORE = """
 import shutil, sys, time
 from pathlib import Path
 import boto3
-from agent.backup import S3Backup
+from agent.backup.s3 import S3Backup
 endpoint, bucket, workspace, session = sys.argv[1:5]
 copy = shutil.copyfile
 shutil.copyfile = lambda src, dst: (time.sleep(0.05), copy(src, dst))[1]
@@ -428,7 +429,7 @@ def test_restore_missing_fetches_from_the_backup_what_the_store_lost(
 
 
 def test_backups_are_off_without_backup_bucket_and_on_with_it() -> None:
-    from agent.settings import Settings
+    from agent.service.settings import Settings
 
     assert S3Backup.from_bucket(Settings.from_env({}).backup_bucket) is None
     assert S3Backup.from_bucket(Settings.from_env({"BACKUP_BUCKET": "  "}).backup_bucket) is None

@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 from moto.server import ThreadedMotoServer
 
-from agent import backup, backup_files
-from agent.backup import S3Backup
-from agent.checkpoints import FULL_EVERY, CheckpointStore
-from agent.recorder import Recorder
+from agent.backup import files as backup_files
+from agent.backup import s3 as backup
+from agent.backup.s3 import S3Backup
+from agent.checkpoints.recorder import Recorder
+from agent.checkpoints.store import FULL_EVERY, CheckpointStore
 from tests.unit.agent.test_backup import S3, get, say, tree
 
 SESSION = "session-delta-" + "2" * 26

@@ -15,12 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from agent import protocol, undo
-from agent.checkpoints import FULL_EVERY, CheckpointStore, missing_paths
-from agent.history_bytes import HistoryBytes
-from agent.recorder import Recorder
-from agent.settings import Settings
-from agent.walk import content, walk
+from agent.checkpoints import undo
+from agent.checkpoints.history_bytes import HistoryBytes
+from agent.checkpoints.recorder import Recorder
+from agent.checkpoints.store import FULL_EVERY, CheckpointStore, missing_paths
+from agent.checkpoints.walk import content, walk
+from agent.conversation import protocol
+from agent.service.settings import Settings
 from tests.support import REPO
 from tests.support.local_runtime import wait_for
 
@@ -195,8 +196,8 @@ KILL_MID_CHECKPOINT = textwrap.dedent(
     import sys
     from pathlib import Path
     sys.path.insert(0, {repo!r})
-    from agent.checkpoints import CheckpointStore
-    from agent.walk import content, walk
+    from agent.checkpoints.store import CheckpointStore
+    from agent.checkpoints.walk import content, walk
     root = Path(sys.argv[1])
     store = CheckpointStore(root)
     store.checkpoint(walk(root, store.latest()["files"]), kind="turn")
@@ -426,7 +427,7 @@ def test_an_empty_storage_asks_the_backup_hook_and_the_answer_says_backup(tmp_pa
     fresh.mkdir()
     recorder = Recorder(fresh, keep=20, max_bytes=10**9, quota_bytes=10**9)
 
-    def restore_empty(store: CheckpointStore) -> bool:  # what agent/backup.py does, from S3
+    def restore_empty(store: CheckpointStore) -> bool:  # what agent/backup/s3.py does, from S3
         for manifest in old.store.list():
             for entry in manifest["files"].values():
                 if "sha256" in entry:

@@ -10,8 +10,8 @@ import pytest
 from strands import Agent, tool
 from strands.session.file_session_manager import FileSessionManager
 
-from agent.conversation_manager import WINDOW, SteppedWindowConversationManager, is_prompt, whole_turn_cut
-from agent.scripted import ScriptedModel
+from agent.conversation.window import WINDOW, SteppedWindowConversationManager, is_prompt, whole_turn_cut
+from agent.model.scripted import ScriptedModel
 
 
 @tool

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.tools import make_tools
-from agent.workspace import MAX_FILE_BYTES, OutsideWorkspace, Workspace
+from agent.tools.toolset import make_tools
+from agent.tools.workspace import MAX_FILE_BYTES, OutsideWorkspace, Workspace
 
 SECRET = "host secret\n"
 

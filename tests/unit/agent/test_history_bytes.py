@@ -7,7 +7,7 @@ import stat
 import subprocess
 from pathlib import Path
 
-from agent.history_bytes import HistoryBytes
+from agent.checkpoints.history_bytes import HistoryBytes
 
 MESSAGES = ".sessions/session_c/agents/agent_default/messages"
 

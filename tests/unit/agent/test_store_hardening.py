@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from agent import backup_placement, undo
-from agent.backup_files import DamagedBackup, Store, check_manifest
-from agent.checkpoints import CheckpointStore
-from agent.walk import walk
+from agent.backup import placement as backup_placement
+from agent.backup.files import DamagedBackup, Store, check_manifest
+from agent.checkpoints import undo
+from agent.checkpoints.store import CheckpointStore
+from agent.checkpoints.walk import walk
 
 
 def two_checkpoints(ws: Path) -> CheckpointStore:

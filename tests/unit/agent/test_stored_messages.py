@@ -1,4 +1,5 @@
-"""The recorder's message count (agent/undo.py stored_messages): exact, without listing a long history."""
+"""The recorder's message count (agent/checkpoints/undo.py stored_messages): exact, without listing a
+long history."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from agent import history, undo
+from agent.checkpoints import undo
+from agent.conversation import history
 
 
 def _messages(sessions: Path, cid: str) -> Path:

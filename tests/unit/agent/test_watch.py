@@ -1,4 +1,4 @@
-"""The change tracker (agent/watch.py) under the recorder, for real: real files, real inotify,
+"""The change tracker (agent/checkpoints/watch.py) under the recorder, for real: real files, real inotify,
 real shell subprocesses. Every checkpoint it makes from tracked changes must equal what a full
 walk of the same workspace finds; when it cannot vouch for its list it must walk everything."""
 
@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from agent import watch
-from agent.checkpoints import CheckpointStore
-from agent.recorder import Recorder
-from agent.walk import walk
-from agent.workspace import Workspace
+from agent.checkpoints import watch
+from agent.checkpoints.recorder import Recorder
+from agent.checkpoints.store import CheckpointStore
+from agent.checkpoints.walk import walk
+from agent.tools.workspace import Workspace
 
 FIELDS = ("type", "sha256", "target", "mode", "size", "mtime")
 

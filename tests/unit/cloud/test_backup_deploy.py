@@ -16,7 +16,7 @@ from moto import mock_aws
 from moto.core.authorization import enable_iam_authentication
 
 import deploy
-from agent import backup
+from agent.backup import s3 as backup
 from cloud import backup_bucket, clients
 from cloud.execution_role import POLICY_NAME
 from tests.unit.cloud.test_deploy import ARN, IMAGE, NAME, NOW, REGION, ROLE, RUNTIME_ID, TOKEN

@@ -569,7 +569,7 @@ def test_missing_credentials_are_one_actionable_line(
 
 
 def test_every_layer_restates_the_same_mount_path() -> None:
-    from agent.settings import Settings
+    from agent.service.settings import Settings
     from agentcore_local.settings import DEFAULT_MOUNT_PATH as EMULATED
 
     assert rt.DEFAULT_MOUNT_PATH == EMULATED == str(Settings().workspace) == "/mnt/workspace"

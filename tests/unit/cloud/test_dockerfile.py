@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from agent.settings import Settings
+from agent.service.settings import Settings
 from cloud.agent_runtime import DEFAULT_MOUNT_PATH
 from tests.support import REPO
 

@@ -14,7 +14,7 @@ from botocore.stub import Stubber
 from moto import mock_aws
 
 import deploy
-from agent.settings import DEFAULT_MODEL_ID
+from agent.service.settings import DEFAULT_MODEL_ID
 from cloud.errors import explain
 from cloud.execution_role import IAM_DIR, POLICY_NAME, ensure_role
 

@@ -7,9 +7,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agent.providers import provider_variables
+from agent.model.providers import provider_variables
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 # AgentCore's session-storage mount; restated in the Dockerfile and by deploy (see cloud/agent_runtime.py).
 DEFAULT_WORKSPACE = Path("/mnt/workspace")
 # The seed's model: Claude Sonnet 4 through its US cross-region inference profile.
@@ -35,13 +35,15 @@ class Settings:
     model_provider: str = "bedrock"
     model_id: str = DEFAULT_MODEL_ID
     scripted_plan: Path = REPO / "demo" / "plan.json"
-    # The variables the providers declare (agent/providers.py), as set; may hold secrets: never in reprs.
+    # The variables the providers declare (agent/model/providers.py), as set; may hold secrets: not in reprs.
     provider_env: Mapping[str, str] = field(default_factory=dict, repr=False)
     shell_timeout: int = 120
     max_prompt_chars: int = 100_000
     max_tool_output_chars: int = 20_000
     max_warm_conversations: int = 32
-    backup_bucket: str | None = None  # S3 bucket for checkpoint backups (agent/backup.py); None: no backups
+    backup_bucket: str | None = (
+        None  # S3 bucket for backups (agent/backup/s3.py); None: no backups
+    )
     backup_wait_seconds: float = 8.0  # at a stop, how long a running backup may still take (< the grace)
     stall_seconds: float = 30.0  # a restore or a stuck turn loop this long makes /ping Unhealthy (503)
     # Checkpoints and the turn budget (README "Checkpoints, undo and storage").

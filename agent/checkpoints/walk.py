@@ -3,7 +3,7 @@
 Iterative (any depth), never follows a symlink (it is recorded with its target), never opens
 anything: reading a file's bytes is the store's job, and only for regular files. `.sessions/`
 is not part of the project (history is captured by message count), so the walk never enters
-it; its bytes are counted for usage by agent/history_bytes.py, the store's by the store.
+it; its bytes are counted for usage by agent/checkpoints/history_bytes.py, the store's by the store.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def walk(
     """Walk `root` without following symlinks, iteratively (any depth). A file whose stat matches
     the last walk (`before`) or a manifest (`previous`) keeps its entry: the same object, hash
     included, so diff and JSON skip it. The others are left for the store to hash. `watch` is
-    called for each project directory before it is listed (agent/watch.py's Tracker.watch)."""
+    called for each project directory before it is listed (agent/checkpoints/watch.py's Tracker.watch)."""
     if before is not None:
         previous, known = before.files, before.keys
     else:
@@ -133,7 +133,7 @@ def update(
     root: Path, before: Walk, paths: Iterable[str], watch: Watch | None, created: Iterable[str] = ()
 ) -> tuple[Walk, set[str]]:
     """The walk of `root` from the last one and the paths that may have changed since (from
-    agent/watch.py): only those are lstat-ed; a directory `created` since is watched and then
+    agent/checkpoints/watch.py): only those are lstat-ed; a directory `created` since is watched and then
     walked. Returns the walk and the paths whose entries it replaced, added or removed."""
     created = set(created)
     out = Walk(files=dict(before.files), keys=dict(before.keys), skipped=[])

@@ -22,12 +22,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agent import backup_files as files
-from agent import backup_placement as placement
-from agent.backup_files import DamagedBackup, Store
-from agent.backup_manifests import make_whole, s3_form
-from agent.backup_transfer import NOT_THERE, Transfer, error_code, s3_client
-from agent.backup_types import BackupError, BusyTracker, MissingReport, PushReport, RestoreReport
+from agent.backup import files, placement
+from agent.backup.files import DamagedBackup, Store
+from agent.backup.manifests import make_whole, s3_form
+from agent.backup.reports import BackupError, BusyTracker, MissingReport, PushReport, RestoreReport
+from agent.backup.transfer import NOT_THERE, Transfer, error_code, s3_client
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +69,8 @@ class S3Backup:
         return cls(bucket, region=region) if bucket else None
 
     def client(self) -> Any:
-        """The boto3 client, made once: by the warm-up (agent/warmup.py) before the first call, else by it."""
+        """The boto3 client, made once: by the warm-up (agent/service/warmup.py) before the first call,
+        else by it."""
         with self._guard:
             if self._client is None:
                 self._client = s3_client(self._region)

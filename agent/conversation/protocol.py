@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from agent.conversations import Conversation
-    from agent.workspace import Snapshot
+    from agent.conversation.conversations import Conversation
+    from agent.tools.workspace import Snapshot
 
 CONVERSATION_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 

@@ -1,8 +1,8 @@
 """The local side of backups: the checkpoint store's layout on disk, and files written back from it.
 
-The layout is the contract in docs/CONTRACT.md §6 (agent/checkpoints.py owns the store and is
+The layout is the contract in docs/CONTRACT.md §6 (agent/checkpoints/store.py owns the store and is
 the one reader of manifests, which may be deltas on earlier ones); this module reads objects
-and checks what a restore would bring back (agent/backup_placement.py writes it).
+and checks what a restore would bring back (agent/backup/placement.py writes it).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from contextlib import suppress
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from agent.checkpoints import CheckpointStore
+from agent.checkpoints.store import CheckpointStore
 
 SESSIONS = ".sessions"
 STORE = Path(SESSIONS) / ".checkpoints"
@@ -134,7 +134,7 @@ class Store:
 
     def manifests(self, after: int = -1) -> list[dict]:
         """Readable manifests with seq > `after`, oldest first, each with its full file list
-        (materialised by agent/checkpoints.py; damaged ones skipped). Never modify them."""
+        (materialised by agent/checkpoints/store.py; damaged ones skipped). Never modify them."""
         found = [self._reader.read(seq) for seq in self.seqs() if seq > after]
         return [m for m in found if m and isinstance(m.get("seq"), int)]
 

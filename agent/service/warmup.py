@@ -18,11 +18,10 @@ much as time passes between the first /ping and the first invocation, and never 
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
 
 log = logging.getLogger(__name__)
@@ -90,29 +89,6 @@ class WarmUp:
             self.done.set()
         parts = ", ".join(f"{name} {1000 * s:.0f} ms" for name, s in self.seconds.items())
         log.info("warm-up | done in %.3fs (%s)", time.perf_counter() - began, parts)
-
-
-@contextlib.contextmanager
-def answered_in_process(client: Any, event: str, marker: str, status: int, body: bytes) -> Iterator[None]:
-    """While inside, a request of the boto3 `client` whose URL contains `marker` is answered here
-    with `status` and `body` and never sent (botocore's before-send event); every other request goes
-    out as usual. A rehearsal: the request runs the client's whole pipeline (validation, endpoint
-    rules, credentials, signing, parsing), so the first real one finds that first-time work done."""
-    from botocore.awsrequest import AWSResponse
-
-    class Body:  # what AWSResponse reads its content from
-        @staticmethod
-        def stream() -> Iterator[bytes]:
-            yield body
-
-    def answer(request: Any, **_: Any) -> AWSResponse | None:
-        return AWSResponse(request.url, status, {}, Body()) if marker in request.url else None
-
-    client.meta.events.register_first(event, answer)
-    try:
-        yield
-    finally:
-        client.meta.events.unregister(event, answer)
 
 
 def first_use_imports() -> None:

@@ -1,9 +1,9 @@
 """Checkpoints: what each turn left in the workspace, kept inside session storage.
 
 A small content-addressed store under `.sessions/.checkpoints/` (the layout is shared with
-agent/backup.py; README "Checkpoints, undo and storage"):
+agent/backup/s3.py; README "Checkpoints, undo and storage"):
 
-    objects/<sha256[:2]>/<sha256>   one regular file's bytes, written once (agent/objects.py)
+    objects/<sha256[:2]>/<sha256>   one regular file's bytes, written once (agent/checkpoints/objects.py)
     manifests/<seq>.json            one checkpoint, written last: every entry of the workspace
                                     ("files"), or what differs from an earlier one ("base": its
                                     seq, "delta": {path: entry, or null if gone})
@@ -30,8 +30,8 @@ from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
-from agent.objects import Objects, atomic_write
-from agent.walk import HIDDEN, STORE, Walk, diff
+from agent.checkpoints.objects import Objects, atomic_write
+from agent.checkpoints.walk import HIDDEN, STORE, Walk, diff
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ CACHED = 8  # materialised manifests kept in memory (the chain an undo or a list
 
 
 class CheckpointStore:
-    """The store API agent/backup.py reads and writes. Thread-safe; one per workspace."""
+    """The store API agent/backup/s3.py reads and writes. Thread-safe; one per workspace."""
 
     def __init__(self, workspace: Path) -> None:
         self.workspace = workspace
@@ -178,7 +178,7 @@ class CheckpointStore:
 
     def hash_missing(self, found: Walk, touched: set[str] | None = None) -> None:
         """Hash the files the walk could not match by stat, storing new contents as objects.
-        `touched`: the paths the walk changed (agent/walk.py update); None: it may be any."""
+        `touched`: the paths the walk changed (agent/checkpoints/walk.py update); None: it may be any."""
         with self.lock:
             self._dirty = None if touched is None or self._dirty is None else self._dirty | touched
             paths = list(found.files) if touched is None else [p for p in touched if p in found.files]

@@ -2,7 +2,7 @@
 
 A long conversation is thousands of files under `.sessions/`; listing them all on every answer
 made a turn's cost grow with the history. This keeps each file's size and looks again only at
-what agent/watch.py reports, and lists everything whenever the tracker cannot vouch for its list
+what agent/checkpoints/watch.py reports, and lists everything whenever the tracker cannot vouch for its list
 (the first answer, an overflow, a directory moved, no inotify). The checkpoint store under
 `.sessions/` is not history: the store counts it itself.
 """
@@ -13,8 +13,8 @@ import os
 import stat
 from pathlib import Path
 
-from agent.walk import HIDDEN, STORE
-from agent.watch import Tracker
+from agent.checkpoints.walk import HIDDEN, STORE
+from agent.checkpoints.watch import Tracker
 
 
 class HistoryBytes:

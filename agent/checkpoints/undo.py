@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agent.checkpoints import CheckpointStore
-from agent.walk import Entry
+from agent.checkpoints.store import CheckpointStore
+from agent.checkpoints.walk import Entry
 
 _MESSAGE = re.compile(r"message_(\d+)\.json")
 _temps = itertools.count()

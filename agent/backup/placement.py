@@ -1,6 +1,6 @@
 """Placing a backup's entries into the workspace: every path resolved race-free below it.
 
-check_manifest (agent/backup_files.py) refuses what no honest checkpoint holds before anything is
+check_manifest (agent/backup/files.py) refuses what no honest checkpoint holds before anything is
 written; here every parent directory is opened one component at a time with O_NOFOLLOW from the
 workspace's own descriptor (agent.workspace's resolver), so a symlink, whether the backup's own or
 one an exec made or swapped in meanwhile, refuses its entry rather than redirecting it: nothing
@@ -19,8 +19,8 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-from agent.backup_files import SESSIONS, DamagedBackup, Store
-from agent.workspace import OutsideWorkspace, Workspace
+from agent.backup.files import SESSIONS, DamagedBackup, Store
+from agent.tools.workspace import OutsideWorkspace, Workspace
 
 PLACERS = 8  # threads writing files into the workspace
 

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from agent.request_guard import send_json
+from agent.service.request_guard import send_json
 
 
 class Health:

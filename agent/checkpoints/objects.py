@@ -16,7 +16,7 @@ from collections.abc import Callable
 from contextlib import suppress
 from pathlib import Path
 
-from agent.walk import Entry
+from agent.checkpoints.walk import Entry
 
 SMALL = 1 << 20  # files up to this size are read whole, so a known object costs no temp file
 

@@ -19,7 +19,7 @@ from typing import Any, Literal
 from strands import tool
 from strands.tools.decorator import DecoratedFunctionTool
 
-from agent.workspace import Workspace
+from agent.tools.workspace import Workspace
 
 SNIPPET_LINES = 4
 MAX_TIMEOUT = 3600

@@ -1,4 +1,4 @@
-"""What agent/backup.py's callers see: its error, its reports, and the busy-tracker it needs."""
+"""What agent/backup/s3.py's callers see: its error, its reports, and the busy-tracker it needs."""
 
 from __future__ import annotations
 

@@ -16,8 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from agent.backup_files import DamagedBackup, Store, parse_json
-from agent.warmup import answered_in_process
+from agent.backup.files import DamagedBackup, Store, parse_json
+from agent.rehearsal import answered_in_process
 
 ALONE_BYTES = 1 << 20  # objects this big go alone; smaller ones into packs
 PACK_BYTES = 1 << 20  # a pack is closed once it holds this much: several packs restore in parallel
@@ -155,7 +155,7 @@ class Transfer:
 def s3_client(region: str | None) -> Any:
     """The S3 client every transfer of this process uses (AWS_ENDPOINT_URL_S3 is honoured by boto3
     itself). Made once per process: it costs 0.2-0.5 s (boto3's import, the service model, the
-    endpoint rules), which agent/warmup.py pays before the first call."""
+    endpoint rules), which agent/service/warmup.py pays before the first call."""
     import boto3
     from botocore.config import Config
 
@@ -167,7 +167,7 @@ def s3_client(region: str | None) -> Any:
 def rehearse(client: Any, bucket: str) -> None:
     """One GetObject answered in this process (NoSuchKey), never sent: it costs no request, and a
     new session's check for its backup, the first real request, finds the client's first-time
-    work done (agent/warmup.py)."""
+    work done (agent/service/warmup.py)."""
     from botocore.exceptions import ClientError
 
     key = f"agentcore-warm-up/{os.urandom(8).hex()}"

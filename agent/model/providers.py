@@ -1,6 +1,6 @@
 """MODEL_PROVIDER -> a Strands Model: the one registry of model providers.
 
-Each provider declares its builder and the environment variables it reads. agent/settings.py
+Each provider declares its builder and the environment variables it reads. agent/service/settings.py
 reads exactly those variables (Settings.provider_env), and agentcore_local's `serve` passes
 them from its own environment to every session, so adding a provider is one entry here plus
 its test. This module imports nothing heavy at import time (the provider SDKs are imported by
@@ -11,17 +11,27 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from strands.models.model import Model
 
-    from agent.settings import Settings
-
-# Read by the agent whatever the provider (agent/settings.py).
+# Read by the agent whatever the provider (agent/service/settings.py).
 MODEL_VARIABLES = ("MODEL_PROVIDER", "MODEL_ID")
+
+
+class Settings(Protocol):
+    """What a builder reads of the service's settings (agent/service/settings.py Settings has it):
+    a protocol, so this layer never imports the service layer that reads the environment."""
+
+    model_provider: str
+    model_id: str
+    scripted_plan: Path
+    workspace: Path
+    provider_env: Mapping[str, str]
 
 
 class ModelConfigError(RuntimeError):
@@ -36,7 +46,7 @@ class Provider:
 
 
 def _scripted(settings: Settings) -> Model:
-    from agent.scripted import ScriptedModel
+    from agent.model.scripted import ScriptedModel
 
     return ScriptedModel(settings.scripted_plan, settings.workspace)
 
@@ -101,7 +111,7 @@ def model_variables() -> tuple[str, ...]:
 
 def rehearse_model(model: Model) -> None:
     """One ConverseStream through a Bedrock model's boto3 client, answered in this process and never
-    sent (agent/warmup.py): the first turn's model call then finds the client's first-time work
+    sent (agent/service/warmup.py): the first turn's model call then finds the client's first-time work
     (endpoint rules, credentials, signing) done. Other providers: nothing to rehearse."""
     client = getattr(model, "client", None)
     if getattr(getattr(client, "meta", None), "service_model", None) is None:
@@ -110,7 +120,7 @@ def rehearse_model(model: Model) -> None:
         return
     from botocore.exceptions import ClientError
 
-    from agent.warmup import answered_in_process
+    from agent.rehearsal import answered_in_process
 
     marker = f"agentcore-warm-up-{os.urandom(8).hex()}"  # the model id: it is in the request's path
     body = json.dumps({"__type": "ValidationException", "message": "warm-up rehearsal"}).encode()

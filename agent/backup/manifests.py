@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from agent.backup_files import Store
-from agent.checkpoints import FULL_EVERY
+from agent.backup.files import Store
+from agent.checkpoints.store import FULL_EVERY
 
 
 def _shas(entries: Iterable[dict]) -> set[str]:

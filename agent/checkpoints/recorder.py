@@ -5,7 +5,7 @@ of a conversation on this compute by a full walk, the verified resume (`workspac
 whatever changed since (a command between turns, a restore) is kept as a checkpoint of kind
 "external", so an undo never loses it. When the turn ends (answered, failed, or stopped by its
 budget) what the turn changed is recorded, with the usage figures. Between full walks only the
-paths agent/watch.py reports are looked at (none at all when it reports nothing); whenever it
+paths agent/checkpoints/watch.py reports are looked at (none at all when it reports nothing); whenever it
 cannot vouch for its list, the recorder walks the whole workspace instead.
 """
 
@@ -18,16 +18,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agent import undo
-from agent.checkpoints import CheckpointStore, missing_paths
-from agent.history_bytes import HistoryBytes
-from agent.protocol import TurnRecord, Usage
-from agent.walk import HIDDEN, Walk, after_restore, diff, update, verify, walk
-from agent.watch import Tracker
+from agent.checkpoints import undo
+from agent.checkpoints.history_bytes import HistoryBytes
+from agent.checkpoints.store import CheckpointStore, missing_paths
+from agent.checkpoints.walk import HIDDEN, Walk, after_restore, diff, update, verify, walk
+from agent.checkpoints.watch import Tracker
+from agent.conversation.protocol import TurnRecord, Usage
 
 log = logging.getLogger(__name__)
 
-# agent/backup.py's hooks. restore_empty: the storage holds nothing (no files, no checkpoints):
+# agent/backup/s3.py's hooks. restore_empty: the storage holds nothing (no files, no checkpoints):
 # bring back the latest backup (objects, manifests, files, history) and say if it did.
 # restore_missing: given the files the latest manifest has and the workspace lacks, restore what
 # it can (never overwriting a file that exists) and say if it did.
