@@ -72,8 +72,8 @@ soak: setup  ## the long runs: 100 stop/resume cycles, and SEQUENCES random call
 
 # The image itself, on this machine (as root): a Docker engine (started if none answers), bases
 # made from Debian and npm, the Dockerfile built with plain `docker build`, then the container and
-# `agentcore_local --sandbox docker` proven over HTTP and boto3 (tests/e2e/local/test_image.py; the README,
-# "Deploy to AWS"). ARCH=arm64 does it all under qemu (57 minutes on 2 busy cores).
+# `agentcore_local --sandbox docker` proven over HTTP and boto3 (tests/e2e/local/test_image.py;
+# docs/deploy.md). ARCH=arm64 does it all under qemu (57 minutes on 2 busy cores).
 ARCH ?= amd64
 
 test-image: setup  ## build the Dockerfile on local bases and prove the image works (root; ARCH=arm64: emulated)
@@ -155,7 +155,7 @@ role: setup aws-credentials  ## create or update the runtime's execution role fr
 	  --repository $(REPOSITORY) --region $(REGION)
 
 # --- the local runtime (agentcore_local) ----------------------------------------
-# AgentCore Runtime with session storage on this machine (the README, "The local runtime").
+# AgentCore Runtime with session storage on this machine (docs/local-runtime.md).
 .PHONY: demo serve-local
 
 LOCAL_PORT ?= 8787

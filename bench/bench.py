@@ -116,7 +116,7 @@ def row(section: int, measure: str, figure: str, target: str = "", ok: bool | No
 
 
 def render(r: dict) -> str:
-    """The results as the markdown table the README's Performance section shows."""
+    """The results as the markdown table docs/performance.md shows."""
     m, cold, hist, turn = r["machine"], r["cold_start"], r["history_growth"], r["turn_overhead"]
     res, scale, ws = r["stop_resume"], r["scale"]["by_sessions"], r["workspace_size"]
     lines = [
