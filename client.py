@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 import uuid
@@ -343,6 +344,9 @@ def main(argv: list[str] | None = None) -> int:
         line, code = failure(error, HINTS)
         stderr_line(f"client.py: {line}")
         return code
+    except BrokenPipeError:  # `client.py exec ... | head` stopped reading: it has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so exit's flush is quiet
+        return 128 + signal.SIGPIPE
 
 
 if __name__ == "__main__":

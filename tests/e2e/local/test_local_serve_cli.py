@@ -163,6 +163,21 @@ def test_exec_passes_the_commands_output_and_exit_code_through(served: Served) -
     assert again.returncode == 1 and "nothing to stop" in again.stderr
 
 
+def test_exec_piped_into_head_ends_quietly_when_head_stops_reading(served: Served) -> None:
+    session = new_session_id()
+    piped = subprocess.run(
+        f"{sys.executable} {REPO / 'client.py'} exec 'seq 200000' | head -1",
+        shell=True,
+        cwd=REPO,
+        env={**os.environ, **served.env, "SESSION_ID": session},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert (piped.stdout, piped.stderr) == ("1\n", "")
+    served.client("stop", SESSION_ID=session)
+
+
 def test_sigterm_stops_every_session_and_leaves_no_sandbox_behind(tmp_path: Path) -> None:
     with serving(tmp_path) as served:
         assert served.client("exec", "true", SESSION_ID=new_session_id()).returncode == 0
