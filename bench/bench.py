@@ -47,6 +47,7 @@ class Sizes:
     scale_turns: int = 3
     files: int = 10_000
     npm_demo: bool = True  # the demo's real npm install for section 7 (else a same-size tree)
+    flood_attempts: int = 5000  # connections session A holds open in section 8
 
 
 QUICK = Sizes(
@@ -60,6 +61,7 @@ QUICK = Sizes(
     scale_turns=1,
     files=200,
     npm_demo=False,
+    flood_attempts=200,
 )
 
 
@@ -85,7 +87,7 @@ def run(sizes: Sizes, sandbox: str) -> dict:
         results["first_answer"] = runtime.new_session_first_answer(local, sizes.resume_repeats)
         results["scale"] = load.scale(local, sizes.scale, sizes.scale_turns, deadline_s=120)
         results["workspace_size"] = load.workspace_size(local, sizes.files, sizes.samples)
-        results["connections"] = connections.under_flood(local)
+        results["connections"] = connections.under_flood(local, sizes.flood_attempts, sizes.samples)
     finally:
         local.close()
     results["checkpoints"] = checkpoints.ours(
