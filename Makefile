@@ -58,12 +58,14 @@ sandbox-tools:
 # The suite runs shuffled (pytest-random-order: the modules, and the tests in each), so no test can
 # lean on another's leftovers. The seed is printed first; `make test SEED=N` replays that order, and
 # PYTEST_ARGS adds pytest flags (e.g. PYTEST_ARGS="-x tests/unit/cloud/test_deploy.py").
+# JOBS test processes, each taking whole files (a file's runtime fixture is started once); JOBS=0 runs in one.
+JOBS ?= $(shell nproc)
 ifndef SEED
 SEED := $(shell od -An -N3 -tu4 /dev/urandom | tr -d ' ')
 endif
 test: setup  ## run the test suite, shuffled (SEED=N replays an order)
 	@echo "test order: --random-order-seed=$(SEED) (replay: make test SEED=$(SEED))"
-	$(BIN)/pytest -q -p random_order --random-order-seed=$(SEED) $(PYTEST_ARGS)
+	$(BIN)/pytest -q -p random_order --random-order-seed=$(SEED) -n $(JOBS) --dist loadfile $(PYTEST_ARGS)
 
 SEQUENCES ?= 60
 soak: setup  ## the long runs: 100 stop/resume cycles, and SEQUENCES random call sequences (model-based)

@@ -125,21 +125,21 @@ class Forwarder:
         try:
             try:
                 head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), caps.header_timeout)
-            except TimeoutError:
-                self.limits.refuse(compute, f"a request's header took over {caps.header_timeout:g}s", True)
-                await _answer(
-                    reader,
-                    writer,
-                    http_error(408, "RequestTimeout", "the request's header did not arrive in time"),
+            except (TimeoutError, asyncio.LimitOverrunError) as error:
+                late = isinstance(error, TimeoutError)
+                self.limits.refuse(
+                    compute,
+                    f"a request's header took over {caps.header_timeout:g}s"
+                    if late
+                    else f"a request's header over {caps.header_bytes} bytes",
+                    True,
                 )
-                return
-            except asyncio.LimitOverrunError:
-                self.limits.refuse(compute, f"a request's header over {caps.header_bytes} bytes", True)
-                await _answer(
-                    reader,
-                    writer,
-                    http_error(431, "RequestHeaderFieldsTooLarge", "the request's header is too large"),
+                answer = (
+                    http_error(408, "RequestTimeout", "the request's header did not arrive in time")
+                    if late
+                    else http_error(431, "RequestHeaderFieldsTooLarge", "the request's header is too large")
                 )
+                await _answer(reader, writer, answer)
                 return
             except (asyncio.IncompleteReadError, ConnectionError):
                 return  # closed before a whole header: nothing to answer

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from agent.providers import build_model
-from agent.settings import Settings
+from agent.model.providers import build_model
+from agent.service.settings import Settings
 from tests.support import REPO
 
 
