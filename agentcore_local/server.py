@@ -28,7 +28,7 @@ from .api import OwnHostOnly, render_error, routes, unknown_operation
 from .connection_limits import raise_open_files_limit
 from .control import RuntimeRegistry, agent_request
 from .errors import AgentCoreError
-from .sandbox import Launcher, choose, s3_client
+from .sandbox import Launcher, choose, ecr_uri, s3_client
 from .services import backend_from_spec, start_agent_services
 from .sessions import SessionBackend
 from .settings import DEFAULT_MOUNT_PATH, Settings
@@ -84,8 +84,8 @@ def default_runtime_request(settings: Settings, name: str) -> dict:
         "agentRuntimeName": name,
         "agentRuntimeArtifact": {
             "containerConfiguration": {
-                "containerUri": f"{settings.account}.dkr.ecr.{settings.region}.amazonaws.com/"
-                "coding-agent:latest"
+                # --docker-image's (images.py): what --sandbox docker runs for this runtime
+                "containerUri": ecr_uri(settings.docker_image, settings.account, settings.region)
             }
         },
         "roleArn": f"arn:aws:iam::{settings.account}:role/AgentCoreRuntimeRole",

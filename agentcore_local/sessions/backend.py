@@ -59,7 +59,7 @@ class SessionBackend(SessionChanges):
         self.launcher = launcher
         self.clock = clock
         self.storage = SessionStorage(settings.state_dir, settings.storage_quota_bytes)
-        self.artifacts = CodeArtifacts(settings.state_dir / "code", lambda: self.s3_url)
+        self.artifacts = CodeArtifacts(settings.state_dir / "code", lambda: self.s3_url, launcher.find_image)
         self.s3_url: str | None = None  # the moto server's URL once serve has started it (server.py)
         self.sessions: dict[tuple[str, str], Session] = {}
         # Starts beyond this wait their turn: thirty agents importing at once starve the API.
@@ -127,6 +127,8 @@ class SessionBackend(SessionChanges):
             slot_dir=slot if later else None,
             agent=self.artifacts.command(runtime.config),
             readiness=protocol.readiness,
+            protocol_port=protocol.port,
+            image=self.artifacts.image(runtime.config),
         )
 
     def _forward(self) -> dict:
