@@ -5,7 +5,8 @@ or `public.ecr.aws/...`). Nothing is pulled: the engine on this machine must hol
 under one of two names, tried in this order:
 
 1. the URI itself, which `docker tag IMAGE URI` (or `make push`) leaves on the machine;
-2. the repository path and tag without the registry (`REPO:TAG`, `:latest` when none is given),
+2. the repository path and tag without the registry (`REPO:TAG`; `:latest` when neither a tag nor
+   a digest is given),
    which is what `docker build -t REPO:TAG` makes: `.../coding-agent:v1` runs `coding-agent:v1`.
 
 A digest (`@sha256:...`) is kept on both names. serve's own runtime names `--docker-image` this
@@ -26,8 +27,8 @@ def local_names(uri: str) -> list[str]:
     if path == uri:
         return [uri]  # no registry: a local name already (serve's own runtime, tests)
     name, at, digest = path.partition("@")
-    if ":" not in name.rsplit("/", 1)[-1]:
-        name += ":latest"
+    if not at and ":" not in name.rsplit("/", 1)[-1]:
+        name += ":latest"  # docker's default tag; a digest names the image without one
     return [uri, name + at + digest]
 
 
