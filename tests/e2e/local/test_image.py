@@ -285,7 +285,7 @@ def test_a_non_root_serves_container_writes_storage_that_serve_owns(
         agent = subprocess.Popen(
             argv, env=run_env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=agent_log
         )
-    start = {"op": "start", "env": DockerLauncher(image).agent_environment(launch), "grace": 10}
+    start = {"op": "start", "grace": 10, "agent_port": launch.port, **DockerLauncher(image).inside(launch)}
     assert agent.stdin is not None
     agent.stdin.write((json.dumps(start) + "\n").encode())  # sandbox_init's first message, as compute sends
     agent.stdin.flush()
