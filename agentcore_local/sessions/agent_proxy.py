@@ -7,6 +7,7 @@ import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import httpx
 
@@ -78,6 +79,23 @@ async def send_invocation(
             await answer.aclose()
         raise RuntimeClientError(f"Received error ({answer.status_code}) from runtime: {body}")
     return answer
+
+
+async def fetch_json(compute: Compute, session_id: str, path: str) -> Any:
+    """GET `path` of the agent (its A2A card): the parsed JSON, or RuntimeClientError saying why not."""
+    try:
+        answer = await compute.http.get(
+            f"{compute.url}{path}", headers={SESSION_HEADER: session_id}, timeout=30.0
+        )
+    except httpx.HTTPError as error:
+        raise RuntimeClientError(f"The agent did not answer GET {path}: {error}") from error
+    if answer.status_code >= 400:
+        body = agent_error_message(answer.content)
+        raise RuntimeClientError(f"Received error ({answer.status_code}) from runtime: {body}")
+    try:
+        return answer.json()
+    except ValueError:
+        raise RuntimeClientError(f"The agent's {path} is not JSON: {answer.text[:200]}") from None
 
 
 async def relay(answer: httpx.Response, session_id: str, done: Callable[[], None]) -> AsyncIterator[bytes]:

@@ -313,6 +313,16 @@ class SessionBackend(SessionChanges):
         body = agent_proxy.relay(answer, session_id, lambda: self.release(session, done_with))
         return answer, body
 
+    async def agent_card(self, runtime: Runtime, session_id: str) -> Any:
+        """GetAgentCard: the A2A card the session's agent serves (its compute started if needed)."""
+        session = await self.acquire(runtime, session_id)
+        compute = session.compute
+        assert compute is not None
+        try:
+            return await agent_proxy.fetch_json(compute, session_id, "/.well-known/agent-card.json")
+        finally:
+            self.release(session, compute)
+
     async def run_command(
         self, runtime: Runtime, session_id: str, command: str, timeout: float
     ) -> AsyncIterator[dict[str, Any]]:

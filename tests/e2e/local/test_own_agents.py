@@ -175,7 +175,9 @@ def a2a_send(rt: LocalRuntime, arn: str, session: str, method: str, text: str, c
     return reply
 
 
-def test_an_a2a_server_answers_json_rpc_on_9000_and_its_notes_outlive_a_stop(runtime: LocalRuntime) -> None:
+def test_an_a2a_server_serves_its_card_and_json_rpc_on_9000_and_its_notes_outlive_a_stop(
+    runtime: LocalRuntime,
+) -> None:
     source = (AGENTS / "a2a_by_hand" / "a2a_agent.py").read_text()
     arn = deploy(
         runtime, "a2a_notes", code_zip({"a2a_agent.py": source}), ["a2a_agent.py"],
@@ -188,6 +190,8 @@ def test_an_a2a_server_answers_json_rpc_on_9000_and_its_notes_outlive_a_stop(run
         assert (result["kind"], result["role"], result["contextId"]) == ("message", "agent", context)
         return result["parts"][0]["text"], result["metadata"]["seen_by_this_process"]
 
+    card = runtime.data().get_agent_card(agentRuntimeArn=arn, runtimeSessionId=session)["agentCard"]
+    assert (card["name"], card["protocolVersion"]) == ("notes", "0.3.0")  # GetAgentCard: the agent's own
     assert said("apples") == ("remembered: apples", 1)
     assert said("pears") == ("remembered: apples, pears", 2)
     unknown = a2a_send(runtime, arn, session, "tasks/frobnicate", "x", context)
