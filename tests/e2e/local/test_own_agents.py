@@ -202,6 +202,30 @@ def test_an_a2a_server_serves_its_card_and_json_rpc_on_9000_and_its_notes_outliv
     assert said("plums") == ("remembered: apples, pears, plums", 1)
 
 
+# Hostile: an "A2A agent" whose card never ends (2 MB of one JSON string, then more).
+ENDLESS_CARD = """
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+class H(BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200); self.send_header("content-type", "application/json"); self.end_headers()
+        self.wfile.write(b'{"name": "' + b"x" * 2_000_000 + b'"}')
+ThreadingHTTPServer(("0.0.0.0", 9000), H).serve_forever()
+"""
+
+
+def test_an_agent_card_past_the_cap_is_refused_in_one_line(runtime: LocalRuntime) -> None:
+    arn = deploy(
+        runtime, "a2a_endless", code_zip({"card.py": ENDLESS_CARD}), ["card.py"],
+        protocolConfiguration={"serverProtocol": "A2A"},
+    )  # fmt: skip
+    session = f"a2a-endless-{uuid.uuid4()}"
+    with pytest.raises(ClientError) as refused:
+        runtime.data().get_agent_card(agentRuntimeArn=arn, runtimeSessionId=session)
+    error = refused.value.response["Error"]
+    assert error["Code"] == "RuntimeClientError" and "over 1000000 bytes" in error["Message"]
+    assert shell(runtime.data(), arn, session, "echo still-here") == "still-here\n"  # the session serves on
+
+
 @pytest.mark.skipif(not shutil.which("node"), reason="no node on this machine")
 def test_a_node_agent_runs_under_node_and_keeps_its_state_between_calls(runtime: LocalRuntime) -> None:
     arn = deploy(runtime, "node_echo", code_zip({"index.js": NODE_AGENT}), ["index.js"], language="NODE_22")
