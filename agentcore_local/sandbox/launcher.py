@@ -1,6 +1,6 @@
 """Sandboxes for a session's compute: how to launch `sandbox_init.py` + the agent for one session.
 
-- `bwrap` (bubblewrap, `bwrap_sandbox.py`): the isolated default.
+- `bwrap` (bubblewrap, `bwrap.py`): the isolated default.
 - `process` (here): a plain child process whose workspace is the storage directory itself. NOT
   isolated: a session can read anything the user can, other sessions included.
 - `docker` (`docker.py`): the runtime's image with its own entrypoint, storage bind-mounted.
@@ -138,7 +138,8 @@ class Launcher(ABC):
         """True when this sandbox starts without the storage and gets it at the first call (attach)."""
         return False
 
-    find_image: Callable[[str], str] | None = None  # docker: a containerUri -> its local image
+    # docker: a containerUri -> its local image (images.MissingImage); None: a runtime runs no image
+    find_image: Callable[[str], str] | None = None
 
     def kill_argv(self, spec: LaunchSpec) -> list[str] | None:
         """A command that kills the compute when its process will not die (docker), else None."""
