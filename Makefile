@@ -74,12 +74,13 @@ soak: setup  ## the long runs: 100 stop/resume cycles, and SEQUENCES random call
 
 # The image itself, on this machine (as root): a Docker engine (started if none answers), bases
 # made from Debian and npm, the Dockerfile built with plain `docker build`, then the container and
-# `agentcore_local --sandbox docker` proven over HTTP and boto3 (tests/e2e/local/test_image.py;
+# `agentcore_local --sandbox docker` proven over HTTP and boto3 (tests/e2e/local/test_image.py), and an
+# image of a stranger's agent run with its own entrypoint (test_own_image.py; docs/own-agent.md,
 # docs/deploy.md). ARCH=arm64 does it all under qemu (57 minutes on 2 busy cores).
 ARCH ?= amd64
 
 test-image: setup  ## build the Dockerfile on local bases and prove the image works (root; ARCH=arm64: emulated)
-	IMAGE_ARCH=$(ARCH) $(BIN)/pytest -q -s -m image tests/e2e/local/test_image.py
+	IMAGE_ARCH=$(ARCH) $(BIN)/pytest -q -s -m image tests/e2e/local/test_image.py tests/e2e/local/test_own_image.py
 
 # Every runtime dependency in the lock has a linux/arm64 wheel (what AgentCore runs) for the
 # production image's Python 3.12 and glibc (bookworm: manylinux_2_36): uv installs the hash-checked

@@ -150,9 +150,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def env_lines(url: str, arn: str | None, region: str, record: Path | None = None) -> list[str]:
+# Served by serve's moto for the host side: a code zip's upload (S3), the starter toolkit's
+# execution role and account (IAM, STS).
+MOTO_SERVICES = ("S3", "IAM", "STS")
+
+
+def env_lines(
+    url: str, arn: str | None, region: str, record: Path | None = None, aws_url: str | None = None
+) -> list[str]:
     """The exports; `record`: the server's runtime record, so deploy.py and client.py read and
-    write it instead of the record of your AWS deployment."""
+    write it instead of the record of your AWS deployment; `aws_url`: serve's moto server."""
     lines = [
         f"export AWS_ENDPOINT_URL_BEDROCK_AGENTCORE={url}",
         f"export AWS_ENDPOINT_URL_BEDROCK_AGENTCORE_CONTROL={url}",
@@ -164,6 +171,7 @@ def env_lines(url: str, arn: str | None, region: str, record: Path | None = None
         "export AWS_ACCESS_KEY_ID=agentcore-local",
         "export AWS_SECRET_ACCESS_KEY=agentcore-local",
     ]
+    lines += [f"export AWS_ENDPOINT_URL_{service}={aws_url}" for service in MOTO_SERVICES if aws_url]
     if arn:
         lines.append(f"export AGENT_ARN={arn}")
     if record is not None:
@@ -198,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "env":
         from .server import ENDPOINT_FILE, RUNTIME_FILE  # their one spelling (0.3 s to import)
 
-        url, arn, record = f"http://127.0.0.1:{args.port}", None, None
+        url, arn, record, aws_url = f"http://127.0.0.1:{args.port}", None, None, None
         if args.state_dir is None and (DEFAULT_STATE_DIR / ENDPOINT_FILE).exists():
             args.state_dir = DEFAULT_STATE_DIR  # `make serve-local` in another terminal
         if args.state_dir is not None:
@@ -206,9 +214,9 @@ def main(argv: list[str] | None = None) -> int:
             if endpoint is None:
                 print(f"agentcore_local: no server answers for state dir {args.state_dir}", file=sys.stderr)
                 return 1
-            url, arn = endpoint["url"], endpoint.get("agentRuntimeArn")
+            url, arn, aws_url = endpoint["url"], endpoint.get("agentRuntimeArn"), endpoint.get("awsUrl")
             record = args.state_dir / RUNTIME_FILE
-        print("\n".join(env_lines(url, arn, settings.region, record)))
+        print("\n".join(env_lines(url, arn, settings.region, record, aws_url)))
         return 0
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,

@@ -28,7 +28,7 @@ from .api import OwnHostOnly, render_error, routes, unknown_operation
 from .connection_limits import raise_open_files_limit
 from .control import RuntimeRegistry, agent_request
 from .errors import AgentCoreError
-from .sandbox import Launcher, choose, s3_client
+from .sandbox import Launcher, choose, ecr_uri, s3_client
 from .services import backend_from_spec, start_agent_services
 from .sessions import SessionBackend
 from .settings import DEFAULT_MOUNT_PATH, Settings
@@ -84,8 +84,8 @@ def default_runtime_request(settings: Settings, name: str) -> dict:
         "agentRuntimeName": name,
         "agentRuntimeArtifact": {
             "containerConfiguration": {
-                "containerUri": f"{settings.account}.dkr.ecr.{settings.region}.amazonaws.com/"
-                "coding-agent:latest"
+                # --docker-image's (images.py): what --sandbox docker runs for this runtime
+                "containerUri": ecr_uri(settings.docker_image, settings.account, settings.region)
             }
         },
         "roleArn": f"arn:aws:iam::{settings.account}:role/AgentCoreRuntimeRole",
@@ -211,9 +211,11 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def write_endpoint(state_dir: Path, url: str, arn: str | None) -> None:
-    """What `agentcore_local env --state-dir` reads: the URL and the default runtime's ARN."""
-    durable.write_json(state_dir / ENDPOINT_FILE, {"url": url, "agentRuntimeArn": arn, "pid": os.getpid()})
+def write_endpoint(state_dir: Path, url: str, arn: str | None, aws_url: str | None = None) -> None:
+    """What `agentcore_local env --state-dir` reads: the URL, the default runtime's ARN, and the
+    moto server's (S3, IAM, STS for the host side: uploading a code zip, the toolkit's role)."""
+    body = {"url": url, "agentRuntimeArn": arn, "awsUrl": aws_url, "pid": os.getpid()}
+    durable.write_json(state_dir / ENDPOINT_FILE, body)
 
 
 class Server(uvicorn.Server):
@@ -228,7 +230,7 @@ class Server(uvicorn.Server):
         if self.started:
             state = self._app.state
             arn = state.default_runtime.arn if state.default_runtime else None
-            write_endpoint(state.settings.state_dir, self._url, arn)
+            write_endpoint(state.settings.state_dir, self._url, arn, state.agent_services.s3_url)
             launcher = state.sessions.launcher
             if not launcher.isolated:
                 isolation = "NOT isolated: sessions can see each other's files"

@@ -144,6 +144,15 @@ async def invoke_agent_runtime(request: Request, params: dict[str, Any]) -> Resp
     return StreamingResponse(body, status_code=answer.status_code, headers=returned)
 
 
+@aws(DATA, "GetAgentCard")
+async def get_agent_card(request: Request, params: dict[str, Any]) -> Response:
+    """An A2A agent's card: GET /.well-known/agent-card.json of the session's agent (starting it)."""
+    runtime = _data_plane_runtime(request, params)
+    session_id = validate_session_id(params.get("runtimeSessionId"))
+    card = await sessions(request).agent_card(runtime, session_id)
+    return JSONResponse(card, headers={SESSION_HEADER: session_id})
+
+
 @aws(DATA, "StopRuntimeSession")
 async def stop_runtime_session(request: Request, params: dict[str, Any]) -> Response:
     runtime = _data_plane_runtime(request, params)

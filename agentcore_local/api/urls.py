@@ -12,10 +12,12 @@ from starlette.routing import Route
 from . import responses as r
 
 ENDPOINT = "/runtimes/{agentRuntimeId}/runtime-endpoints/{endpointName}/"
+AGENT_CARD = ".well-known/agent-card.json"  # A2A's; GetAgentCard fetches the agent's own
 
 routes = [
     # bedrock-agentcore (data plane)
     Route("/runtimes/{agentRuntimeArn:path}/invocations", r.invoke_agent_runtime, methods=["POST"]),
+    Route(f"/runtimes/{{agentRuntimeArn:path}}/invocations/{AGENT_CARD}", r.get_agent_card, methods=["GET"]),
     Route("/runtimes/{agentRuntimeArn:path}/stopruntimesession", r.stop_runtime_session, methods=["POST"]),
     Route("/runtimes/{agentRuntimeArn:path}/commands", r.invoke_agent_runtime_command, methods=["POST"]),
     # bedrock-agentcore-control (control plane)

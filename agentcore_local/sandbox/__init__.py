@@ -3,6 +3,7 @@
 from .artifacts import CodeArtifacts, s3_client
 from .choice import SandboxUnavailable, choose
 from .compute import Compute, free_port
+from .images import ecr_uri
 from .launcher import Launcher, LaunchSpec
 from .protocols import protocol_of
 
@@ -13,6 +14,7 @@ __all__ = [
     "Launcher",
     "SandboxUnavailable",
     "choose",
+    "ecr_uri",
     "free_port",
     "protocol_of",
     "s3_client",

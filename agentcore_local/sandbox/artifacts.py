@@ -6,7 +6,10 @@
   zip's root on its path (PYTHONPATH, NODE_PATH), in the same sandbox as every session.
   PYTHON_3_x needs that exact Python here (wheels are built per minor version); NODE_22 runs the
   installed node, with a warning when its major version is not 22 (pure-JS dependencies carry over).
-- containerConfiguration: this checkout's coding agent (bwrap, process), as before.
+- containerConfiguration: under `--sandbox docker`, the local image the containerUri names runs
+  with its own ENTRYPOINT/CMD (images.py says which image; a missing one is a ValidationException
+  at create, a RuntimeClientError at the first call when it went since); under bwrap and process,
+  this checkout's coding agent.
 
 A missing object or a bad zip is a ValidationException at Create/UpdateAgentRuntime (AWS reports
 S3 access errors then: runtime-code-deploy-common-issues); a zip that vanished since is a
@@ -28,6 +31,7 @@ from typing import Any
 
 from ..errors import RuntimeClientError, ValidationException
 from .code_zip import BadCodeZip, unpack
+from .images import MissingImage
 
 log = logging.getLogger("agentcore_local.artifacts")
 CODE_INSIDE = "/var/task"  # where a bwrap sandbox shows the code (AWS does not document its own path)
@@ -73,17 +77,32 @@ def interpreter(runtime: str) -> str:
 class CodeArtifacts:
     """The code zips of runtime versions, fetched from `s3_url()` (moto) and unpacked under `root`."""
 
-    def __init__(self, root: Path, s3_url: Callable[[], str | None]) -> None:
+    def __init__(
+        self, root: Path, s3_url: Callable[[], str | None], find_image: Callable[[str], str] | None = None
+    ) -> None:
         self.root = root
         self.s3_url = s3_url
+        self.find_image = find_image  # docker: a containerUri -> its local image (MissingImage); else None
         self._unpacked: dict[tuple[str, str, str], Path] = {}  # S3 location -> tree, as last checked
 
     def check(self, body: dict[str, Any]) -> None:
         """At Create/UpdateAgentRuntime: fetch, check and unpack the zip (ValidationException)."""
-        code = (body.get("agentRuntimeArtifact") or {}).get("codeConfiguration")
+        artifact = body.get("agentRuntimeArtifact") or {}
+        code, container = artifact.get("codeConfiguration"), artifact.get("containerConfiguration")
         if code is not None:
             interpreter(code["runtime"])
             self._prepare(code, ValidationException)
+        if container is not None and self.find_image is not None:
+            try:
+                self.find_image(container["containerUri"])
+            except MissingImage as missing:
+                field = "agentRuntimeArtifact.containerConfiguration.containerUri"
+                raise ValidationException(str(missing), field) from None
+
+    def image(self, config: dict[str, Any]) -> str | None:
+        """A version's containerUri (None for a code zip)."""
+        container = (config.get("agentRuntimeArtifact") or {}).get("containerConfiguration")
+        return container["containerUri"] if container else None
 
     def command(self, config: dict[str, Any]) -> AgentCommand | None:
         """What a version runs: None for our coding agent (a containerConfiguration)."""

@@ -19,7 +19,7 @@ def choose(
 ) -> Launcher:
     """The launcher for --sandbox KIND; `auto` is bwrap where it works, else process (with a warning)."""
     if kind == "docker":
-        return DockerLauncher(docker_image)
+        return DockerLauncher(docker_image, python=python)
     if kind in ("auto", "bwrap"):
         bwrap = find_tool("bwrap")
         if bwrap and bwrap_works(bwrap):

@@ -6,6 +6,11 @@ with POSIX permissions kept. The size limits here are this emulator's (AWS's fig
 those pages): a zip over MAX_ZIP_BYTES or unpacking past MAX_UNPACKED_BYTES is refused.
 Hostile archives get no further than the refusal: every member must stay inside, a symlink
 must point inside, and device files, FIFOs and sockets are refused.
+
+AWS runs code zips on linux/arm64, so the tools that build them (the starter toolkit's `deploy`,
+`pip install --platform manylinux2014_aarch64`) put arm64 wheels in them. Here the zip runs on
+this machine's own CPU: a native library (ELF) built for another one cannot load, and is refused
+at once in one line rather than as an ImportError at the first call.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import platform
 import posixpath
 import shutil
 import stat
@@ -22,6 +28,8 @@ from pathlib import Path
 
 MAX_ZIP_BYTES = 250 * 1024**2
 MAX_UNPACKED_BYTES = 750 * 1024**2
+ELF_MACHINES = {0x03: "i386", 0x28: "arm", 0x3E: "x86_64", 0xB7: "aarch64", 0xF3: "riscv64"}
+HOST_MACHINE = {"amd64": "x86_64", "arm64": "aarch64"}.get(platform.machine().lower(), platform.machine())
 
 
 class BadCodeZip(ValueError):
@@ -65,9 +73,26 @@ def check(data: bytes, entry_point: str) -> zipfile.ZipFile:
             raise BadCodeZip(f"the zip unpacks to over {MAX_UNPACKED_BYTES} bytes, the limit")
         if not info.is_dir() and kind != stat.S_IFLNK:
             files.add(name)
+            if ".so" in posixpath.basename(name):
+                _check_machine(archive, info, name)
     if _inside(entry_point) not in files:
         raise BadCodeZip(f"entryPoint {entry_point!r} is not a file in the zip")
     return archive
+
+
+def _check_machine(archive: zipfile.ZipFile, info: zipfile.ZipInfo, name: str) -> None:
+    """BadCodeZip when the member is an ELF library for another CPU than this machine's."""
+    with archive.open(info) as member:
+        header = member.read(20)
+    if len(header) < 20 or header[:4] != b"\x7fELF":
+        return
+    machine = int.from_bytes(header[18:20], "little" if header[5] == 1 else "big")
+    built_for = ELF_MACHINES.get(machine, f"ELF machine {machine:#x}")
+    if built_for != HOST_MACHINE:
+        raise BadCodeZip(
+            f"the zip's {name} is native code for {built_for}, this machine is {HOST_MACHINE}: "
+            f"build its dependencies for this machine (pip install --target, no --platform) to run it here"
+        )
 
 
 def unpack(data: bytes, entry_point: str, dest: Path) -> Path:

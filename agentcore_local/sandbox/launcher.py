@@ -1,9 +1,9 @@
 """Sandboxes for a session's compute: how to launch `sandbox_init.py` + the agent for one session.
 
-- `bwrap` (bubblewrap, `bwrap_sandbox.py`): the isolated default.
+- `bwrap` (bubblewrap, `bwrap.py`): the isolated default.
 - `process` (here): a plain child process whose workspace is the storage directory itself. NOT
   isolated: a session can read anything the user can, other sessions included.
-- `docker` (`docker_sandbox.py`): the built image, storage bind-mounted at the mount path.
+- `docker` (`docker.py`): the runtime's image with its own entrypoint, storage bind-mounted.
 
 Launchers only build command lines and environments; `compute.py` runs them. Two environments
 are kept apart: the host process's own (serve's PATH and locale, taken once when the launcher is
@@ -17,6 +17,7 @@ import logging
 import os
 import shutil
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,7 +47,9 @@ class LaunchSpec:
     # at the first call (Launcher.attach), as on AWS. None: the storage is bound from the start.
     slot_dir: Path | None = None
     agent: AgentCommand | None = None  # a code-zip agent (artifacts.py); None: this checkout's coding agent
-    readiness: str = "ping"  # protocols.py: "ping" (GET /ping says Healthy) or "connect" (the port accepts)
+    readiness: str = "ping"  # protocols.py: "ping" (GET /ping says Healthy) or "connect" (the port answers)
+    protocol_port: int = 8080  # where the agent listens in its own network (protocolConfiguration's port)
+    image: str | None = None  # the version's containerUri (docker.py runs it); None: the launcher's own
 
 
 def host_environment(env: dict[str, str] | os._Environ = os.environ) -> dict[str, str]:
@@ -134,6 +137,9 @@ class Launcher(ABC):
     def attaches_later(self) -> bool:
         """True when this sandbox starts without the storage and gets it at the first call (attach)."""
         return False
+
+    # docker: a containerUri -> its local image (images.MissingImage); None: a runtime runs no image
+    find_image: Callable[[str], str] | None = None
 
     def kill_argv(self, spec: LaunchSpec) -> list[str] | None:
         """A command that kills the compute when its process will not die (docker), else None."""

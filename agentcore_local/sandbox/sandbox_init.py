@@ -10,7 +10,8 @@ JSON object per line. The first message says how to start the agent; the agent's
   init -> {"event": "init"}  (first: the sandbox is built; the host attaches its network now)
   host -> {"op": "start", "env": {...} or null, "grace": 10, "listen_fd": 3 or null,
            "agent_port": 8080, "ready": "ping" or "connect",
-           "forwards": [[PORT, "/run/agentcore/forward-PORT.sock"], ...]}
+           "forwards": [[PORT, "/run/agentcore/forward-PORT.sock"], ...],
+           "exec_argv": [...] or absent, "stop_argv": [...] or absent}
   host -> {"op": "exec", "id": "1", "command": "ls", "timeout": 300}   | {"op": "stop", "grace": 10}
   init -> {"id": "1", "stream": "stdout", "data": "..."}  {"id": "1", "exit": 0, "status": "COMPLETED"}
           {"event": "exited", "code": 1}  (the agent ended by itself)   {"event": "stopped", "code": 0}
@@ -20,6 +21,9 @@ JSON object per line. The first message says how to start the agent; the agent's
 `listen_fd`: a listening unix socket the host made; every connection on it is carried to the
 agent's 127.0.0.1:agent_port (in a private network namespace the host has no other way in).
 `forwards`: this side listens on 127.0.0.1:PORT and carries every connection to the unix socket.
+`exec_argv`, `stop_argv` (the docker sandbox, where this side runs on the host and the agent is
+the `docker run` client): commands run as exec_argv + [bash, -c, COMMAND], and a stop runs
+stop_argv ("{grace}" replaced by the grace in seconds) instead of signalling the client.
 The agent's own output goes to stderr, which the host keeps as the session's log.
 Usage: python -I sandbox_init.py --cwd COMMAND_DIR -- AGENT_ARGV...  (the agent starts in our cwd)
 """
@@ -29,6 +33,7 @@ from __future__ import annotations
 import codecs
 import contextlib
 import json
+import math
 import os
 import shutil
 import signal
@@ -42,6 +47,7 @@ _done = threading.Event()
 _shutdown_lock = threading.Lock()
 _agent_gone = threading.Event()  # set by the thread that waits on the agent, the moment it ends
 _execs: dict[str, subprocess.Popen] = {}
+_container: dict[str, list[str]] = {}  # "exec" and "stop" argv when the agent is a container
 # AWS runs InvokeAgentRuntimeCommand's command with bash; found on our own (serve's) PATH, not the agent's.
 BASH = shutil.which("bash") or "/bin/bash"
 READY_POLL_S = 0.01  # a fixed interval on the sandbox's own loopback: no backoff, ~1 ms a probe
@@ -65,8 +71,9 @@ def kill_group(process: subprocess.Popen, sig: int) -> None:
 def run_command(exec_id: str, command: str, timeout: float, cwd: str, env: dict[str, str]) -> None:
     """Run one command in the workspace, with the agent's environment; stream its output; report."""
     try:
+        prefix = _container.get("exec")
         process = subprocess.Popen(
-            [BASH, "-c", command],
+            [*prefix, "bash", "-c", command] if prefix else [BASH, "-c", command],
             cwd=cwd,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -113,7 +120,13 @@ def shutdown(agent: subprocess.Popen, grace: float, event: str) -> None:
         if _done.is_set():
             return
         _done.set()
-    kill_group(agent, signal.SIGTERM)
+    if stop := _container.get("stop"):
+        seconds = str(max(0, math.ceil(grace)))
+        with contextlib.suppress(OSError, subprocess.TimeoutExpired):  # the SIGKILL below is the fallback
+            argv = [a.replace("{grace}", seconds) for a in stop]
+            subprocess.run(argv, capture_output=True, timeout=grace + 30)
+    else:
+        kill_group(agent, signal.SIGTERM)
     # Not agent.wait(timeout): that polls with sleeps of up to 50 ms, each a stop's caller waits out.
     if not _agent_gone.wait(grace):
         kill_group(agent, signal.SIGKILL)
@@ -192,14 +205,24 @@ def serve_sockets(listen_fd: int | None, agent_port: int, forwards: list) -> Non
         threading.Thread(target=_accept, args=(listener, open_peer), daemon=True).start()
 
 
+def answers_http(port: int) -> bool:
+    """True when 127.0.0.1:port answers a request with an HTTP status line (any status)."""
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=2.0) as sock:
+        sock.settimeout(2.0)
+        sock.sendall(b"GET / HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        return sock.recv(5) == b"HTTP/"
+    return False
+
+
 def watch_ready(agent: subprocess.Popen, port: int, mode: str = "ping") -> None:
     """Emit {"event": "ready"} once the agent's /ping answers Healthy, or (mode "connect": an MCP or
-    A2A server, which need not serve /ping) once its port accepts (a thread; ends with the agent)."""
+    A2A server, which need not serve /ping) once its port answers HTTP at all: a bare accept is not
+    enough, docker's proxy accepts before the agent listens (a thread; ends with the agent)."""
     import http.client
 
     while agent.poll() is None and not _done.is_set():
         if mode == "connect":
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=2.0):
+            if answers_http(port):
                 emit({"event": "ready"})
                 return
             _done.wait(READY_POLL_S)
@@ -233,6 +256,7 @@ def main(argv: list[str]) -> int:
     # The host's variables over our own: in an image, its ENV (PATH, WORKDIR's settings) stays beneath.
     env = {**os.environ, **(start.get("env") or {})}
     grace = float(start.get("grace", 10.0))
+    _container.update({k: list(start[f"{k}_argv"]) for k in ("exec", "stop") if start.get(f"{k}_argv")})
     serve_sockets(start.get("listen_fd"), int(start.get("agent_port") or 8080), start.get("forwards") or [])
     agent = subprocess.Popen(  # in our own working directory: the agent's code, like an image's WORKDIR
         agent_argv,

@@ -7,6 +7,7 @@ import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import httpx
 
@@ -41,6 +42,7 @@ RETURNED = (
     "baggage",
 )
 FORWARDED_PREFIX = "x-amzn-bedrock-agentcore-runtime-custom-"
+MAX_CARD_BYTES = 1_000_000  # an A2A agent card is a few KB; this emulator's cap on reading one
 
 
 def agent_error_message(body: bytes, limit: int = 2000) -> str:
@@ -78,6 +80,34 @@ async def send_invocation(
             await answer.aclose()
         raise RuntimeClientError(f"Received error ({answer.status_code}) from runtime: {body}")
     return answer
+
+
+async def fetch_json(compute: Compute, session_id: str, path: str, limit: int = MAX_CARD_BYTES) -> Any:
+    """GET `path` of the agent (its A2A card): the parsed JSON, or RuntimeClientError saying why not
+    (an answer past `limit` bytes is cut off unread: the agent's words never fill serve's memory)."""
+    request = compute.http.build_request(
+        "GET", f"{compute.url}{path}", headers={SESSION_HEADER: session_id}, timeout=30.0
+    )
+    try:
+        answer = await compute.http.send(request, stream=True)
+        try:
+            body = bytearray()
+            async for chunk in answer.aiter_bytes():
+                body += chunk
+                if len(body) > limit:
+                    raise RuntimeClientError(f"The agent's {path} is over {limit} bytes, the limit")
+        finally:
+            await answer.aclose()
+    except httpx.HTTPError as error:
+        raise RuntimeClientError(f"The agent did not answer GET {path}: {error}") from error
+    if answer.status_code >= 400:
+        raise RuntimeClientError(
+            f"Received error ({answer.status_code}) from runtime: {agent_error_message(bytes(body))}"
+        )
+    try:
+        return json.loads(body)
+    except ValueError:
+        raise RuntimeClientError(f"The agent's {path} is not JSON: {bytes(body[:200])!r}") from None
 
 
 async def relay(answer: httpx.Response, session_id: str, done: Callable[[], None]) -> AsyncIterator[bytes]:

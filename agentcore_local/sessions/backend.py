@@ -59,7 +59,7 @@ class SessionBackend(SessionChanges):
         self.launcher = launcher
         self.clock = clock
         self.storage = SessionStorage(settings.state_dir, settings.storage_quota_bytes)
-        self.artifacts = CodeArtifacts(settings.state_dir / "code", lambda: self.s3_url)
+        self.artifacts = CodeArtifacts(settings.state_dir / "code", lambda: self.s3_url, launcher.find_image)
         self.s3_url: str | None = None  # the moto server's URL once serve has started it (server.py)
         self.sessions: dict[tuple[str, str], Session] = {}
         # Starts beyond this wait their turn: thirty agents importing at once starve the API.
@@ -127,6 +127,8 @@ class SessionBackend(SessionChanges):
             slot_dir=slot if later else None,
             agent=self.artifacts.command(runtime.config),
             readiness=protocol.readiness,
+            protocol_port=protocol.port,
+            image=self.artifacts.image(runtime.config),
         )
 
     def _forward(self) -> dict:
@@ -310,6 +312,16 @@ class SessionBackend(SessionChanges):
         done_with = compute
         body = agent_proxy.relay(answer, session_id, lambda: self.release(session, done_with))
         return answer, body
+
+    async def agent_card(self, runtime: Runtime, session_id: str) -> Any:
+        """GetAgentCard: the A2A card the session's agent serves (its compute started if needed)."""
+        session = await self.acquire(runtime, session_id)
+        compute = session.compute
+        assert compute is not None
+        try:
+            return await agent_proxy.fetch_json(compute, session_id, "/.well-known/agent-card.json")
+        finally:
+            self.release(session, compute)
 
     async def run_command(
         self, runtime: Runtime, session_id: str, command: str, timeout: float

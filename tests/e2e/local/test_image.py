@@ -36,6 +36,7 @@ from agentcore_local.sandbox.launcher import LaunchSpec
 from agentcore_local.settings import DOCKER_START_TIMEOUT, Settings
 from tests.support import REPO
 from tests.support.agent_process import history
+from tests.support.docker_engine import cannot, make_bases, start_engine
 
 ROOT = REPO
 ARCH = os.environ.get("IMAGE_ARCH", "amd64")
@@ -67,13 +68,6 @@ def step(name: str) -> Iterator[None]:
     log(f"{name}: {time.perf_counter() - started:.1f} s")
 
 
-def cannot(reason: str) -> None:
-    """Skip with the one-line reason; under CI an image check that cannot run is a failure."""
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"CI=true and the image check cannot run: {reason}", pytrace=False)
-    pytest.skip(reason)
-
-
 def docker(*args: str, timeout: float = 60, check: bool = True) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout)
     if check and result.returncode != 0:
@@ -100,16 +94,10 @@ def wait_healthy(url: str, timeout: float, container: str) -> float:
 def image() -> str:
     """The project's Dockerfile built on the local bases: its tag."""
     with step("engine (install, start dockerd)"):
-        engine = subprocess.run([str(ROOT / "image" / "engine.sh"), ARCH], capture_output=True, text=True)
-    if engine.returncode == 3:
-        cannot(engine.stderr.strip().splitlines()[-1])
-    assert engine.returncode == 0, engine.stderr
+        start_engine(ARCH)
     with step("bases (mmdebstrap trixie, node from npm)"):
-        bases = subprocess.run(
-            [str(ROOT / "image" / "make_bases.sh"), ARCH], capture_output=True, text=True, timeout=3600
-        )
-    assert bases.returncode == 0, bases.stderr[-3000:]
-    build_args = [arg for line in bases.stdout.split() for arg in ("--build-arg", line)]
+        bases = make_bases(ARCH)
+    build_args = [arg for key, tag in bases.items() for arg in ("--build-arg", f"{key}={tag}")]
     with step("docker build of the Dockerfile"):
         platform_args = ["--platform", f"linux/{ARCH}", "--build-arg", f"PLATFORM=linux/{ARCH}"]
         build = subprocess.run(
@@ -297,7 +285,7 @@ def test_a_non_root_serves_container_writes_storage_that_serve_owns(
         agent = subprocess.Popen(
             argv, env=run_env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=agent_log
         )
-    start = {"op": "start", "env": DockerLauncher(image).agent_environment(launch), "grace": 10}
+    start = {"op": "start", "grace": 10, "agent_port": launch.port, **DockerLauncher(image).inside(launch)}
     assert agent.stdin is not None
     agent.stdin.write((json.dumps(start) + "\n").encode())  # sandbox_init's first message, as compute sends
     agent.stdin.flush()
@@ -322,7 +310,7 @@ def spec(tmp_path: Path) -> LaunchSpec:
 
 
 def test_docker_gives_an_executable_tmp_and_never_pulls(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(DockerLauncher, "check_image", lambda self: None)
+    monkeypatch.setattr(DockerLauncher, "find_image", lambda self, uri: uri)
     argv, _, _ = DockerLauncher("coding-agent:v1").command(spec(tmp_path))
     assert "--pull=never" in argv
     assert argv[argv.index("--tmpfs") + 1].split(":")[1].split(",")[0] == "exec"
@@ -332,7 +320,7 @@ def test_docker_gives_an_executable_tmp_and_never_pulls(tmp_path: Path, monkeypa
 def test_a_non_root_serve_runs_the_container_as_itself_so_it_can_reset_storage(
     tmp_path: Path, monkeypatch, uid: int, user: str | None
 ) -> None:
-    monkeypatch.setattr(DockerLauncher, "check_image", lambda self: None)
+    monkeypatch.setattr(DockerLauncher, "find_image", lambda self, uri: uri)
     monkeypatch.setattr(os, "getuid", lambda: uid)
     monkeypatch.setattr(os, "getgid", lambda: 1001)
     argv, _, _ = DockerLauncher("coding-agent:v1").command(spec(tmp_path))
@@ -346,7 +334,7 @@ def test_a_missing_image_fails_at_once_in_one_line_that_says_to_build_it(tmp_pat
     with pytest.raises(RuntimeClientError) as raised:
         DockerLauncher("nope:1", docker=str(fake)).command(spec(tmp_path))
     message = str(raised.value)
-    assert "\n" not in message and "nope:1" in message and "make build" in message
+    assert "\n" not in message and "nope:1" in message and "docker build -t nope:1" in message
 
 
 def test_docker_sessions_get_the_ca_variable_and_a_start_timeout_for_emulation() -> None:

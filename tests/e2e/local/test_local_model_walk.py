@@ -56,6 +56,7 @@ HAND_RULES = {
     ("InvokeAgentRuntime", "runtimeSessionId"),  # the answer's alphabet
     ("StopRuntimeSession", "runtimeSessionId"),
     ("InvokeAgentRuntimeCommand", "runtimeSessionId"),
+    ("GetAgentCard", "runtimeSessionId"),
     # nextToken is opaque: one the service did not hand out is refused
     *(
         (op, "nextToken")

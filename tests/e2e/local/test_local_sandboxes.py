@@ -89,25 +89,29 @@ def test_bwrap_drops_every_privilege_and_binds_only_this_sessions_storage(tmp_pa
 def test_docker_runs_the_image_with_the_storage_mounted_and_the_port_published(
     tmp_path: Path, monkeypatch
 ) -> None:
-    monkeypatch.setattr(DockerLauncher, "check_image", lambda self: None)  # no image needed for argv
+    monkeypatch.setattr(DockerLauncher, "find_image", lambda self, uri: uri)  # no image needed for argv
     argv, env, _ = DockerLauncher("coding-agent:v1").command(spec(tmp_path))
-    joined = " ".join(argv)
-    assert argv[:3] == ["docker", "run", "--rm"]
+    docker = argv[argv.index("--") + 1 :]  # sandbox_init stays on the host; its agent is `docker run`
+    joined = " ".join(docker)
+    assert docker[:3] == ["docker", "run", "--rm"] and docker[-1] == "coding-agent:v1"  # its own CMD
     assert f"-v {spec(tmp_path).storage_dir}:/mnt/workspace" in joined
-    assert "-p 127.0.0.1:18080:8080" in joined and "coding-agent:v1" in argv
-    agent_env = DockerLauncher("coding-agent:v1").agent_environment(spec(tmp_path))
+    assert "-p 127.0.0.1:18080:8080" in joined
+    agent_env = DockerLauncher("coding-agent:v1").container_environment(spec(tmp_path))
     assert agent_env["PORT"] == "8080" and agent_env["MODEL_PROVIDER"] == "scripted"
     assert " -e " not in f" {joined} " and set(env) <= {"PATH", "LANG"}  # the docker CLI gets serve's own
+    env_file = Path(docker[docker.index("--env-file") + 1])
+    assert "MODEL_PROVIDER=scripted\n" in env_file.read_text() and env_file.stat().st_mode & 0o077 == 0
 
 
 def test_a_runtimes_variables_never_reach_the_docker_cli(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(DockerLauncher, "check_image", lambda self: None)
+    monkeypatch.setattr(DockerLauncher, "find_image", lambda self, uri: uri)
     hostile = {"DOCKER_HOST": "tcp://attacker:2375", "PATH": "/tmp/evil", "LD_PRELOAD": "/tmp/evil.so"}
     launch = dataclasses.replace(spec(tmp_path), env={**spec(tmp_path).env, **hostile})
     argv, env, _ = DockerLauncher("coding-agent:v1").command(launch)
     assert "DOCKER_HOST" not in env and "LD_PRELOAD" not in env and env.get("PATH") != "/tmp/evil"
     assert "attacker" not in " ".join(argv)
-    assert DockerLauncher("coding-agent:v1").agent_environment(launch)["DOCKER_HOST"] == "tcp://attacker:2375"
+    inside = DockerLauncher("coding-agent:v1").container_environment(launch)
+    assert inside["DOCKER_HOST"] == "tcp://attacker:2375"  # the container's own business
     assert DockerLauncher("x").kill_argv(spec(tmp_path)) == ["docker", "kill", "agentcore-local-rt-abc"]
 
 

@@ -158,6 +158,74 @@ def test_an_mcp_server_answers_on_8000_mcp(runtime: LocalRuntime) -> None:
     survives_stop(runtime, arn, session)
 
 
+def a2a_send(rt: LocalRuntime, arn: str, session: str, method: str, text: str, context: str) -> dict:
+    """One A2A JSON-RPC call through InvokeAgentRuntime (its payload is the JSON-RPC request)."""
+    message = {"kind": "message", "role": "user", "messageId": str(uuid.uuid4()), "contextId": context}
+    request = {"jsonrpc": "2.0", "id": str(uuid.uuid4()), "method": method}
+    request["params"] = {"message": {**message, "parts": [{"kind": "text", "text": text}]}}
+    answer = rt.data().invoke_agent_runtime(
+        agentRuntimeArn=arn,
+        runtimeSessionId=session,
+        contentType="application/json",
+        accept="application/json",
+        payload=json.dumps(request),
+    )
+    reply = json.loads(answer["response"].read())
+    assert reply["id"] == request["id"], reply
+    return reply
+
+
+def test_an_a2a_server_serves_its_card_and_json_rpc_on_9000_and_its_notes_outlive_a_stop(
+    runtime: LocalRuntime,
+) -> None:
+    source = (AGENTS / "a2a_by_hand" / "a2a_agent.py").read_text()
+    arn = deploy(
+        runtime, "a2a_notes", code_zip({"a2a_agent.py": source}), ["a2a_agent.py"],
+        protocolConfiguration={"serverProtocol": "A2A"},
+    )  # fmt: skip
+    session, context = f"a2a-notes-{uuid.uuid4()}", str(uuid.uuid4())
+
+    def said(text: str) -> tuple[str, int]:
+        result = a2a_send(runtime, arn, session, "message/send", text, context)["result"]
+        assert (result["kind"], result["role"], result["contextId"]) == ("message", "agent", context)
+        return result["parts"][0]["text"], result["metadata"]["seen_by_this_process"]
+
+    card = runtime.data().get_agent_card(agentRuntimeArn=arn, runtimeSessionId=session)["agentCard"]
+    assert (card["name"], card["protocolVersion"]) == ("notes", "0.3.0")  # GetAgentCard: the agent's own
+    assert said("apples") == ("remembered: apples", 1)
+    assert said("pears") == ("remembered: apples, pears", 2)
+    unknown = a2a_send(runtime, arn, session, "tasks/frobnicate", "x", context)
+    assert unknown["error"]["code"] == -32601
+    runtime.data().stop_runtime_session(agentRuntimeArn=arn, runtimeSessionId=session)
+    assert runtime.session_state(session) == "STOPPED"
+    # New compute: the process's count starts again, the notes on the session's storage do not.
+    assert said("plums") == ("remembered: apples, pears, plums", 1)
+
+
+# Hostile: an "A2A agent" whose card never ends (2 MB of one JSON string, then more).
+ENDLESS_CARD = """
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+class H(BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200); self.send_header("content-type", "application/json"); self.end_headers()
+        self.wfile.write(b'{"name": "' + b"x" * 2_000_000 + b'"}')
+ThreadingHTTPServer(("0.0.0.0", 9000), H).serve_forever()
+"""
+
+
+def test_an_agent_card_past_the_cap_is_refused_in_one_line(runtime: LocalRuntime) -> None:
+    arn = deploy(
+        runtime, "a2a_endless", code_zip({"card.py": ENDLESS_CARD}), ["card.py"],
+        protocolConfiguration={"serverProtocol": "A2A"},
+    )  # fmt: skip
+    session = f"a2a-endless-{uuid.uuid4()}"
+    with pytest.raises(ClientError) as refused:
+        runtime.data().get_agent_card(agentRuntimeArn=arn, runtimeSessionId=session)
+    error = refused.value.response["Error"]
+    assert error["Code"] == "RuntimeClientError" and "over 1000000 bytes" in error["Message"]
+    assert shell(runtime.data(), arn, session, "echo still-here") == "still-here\n"  # the session serves on
+
+
 @pytest.mark.skipif(not shutil.which("node"), reason="no node on this machine")
 def test_a_node_agent_runs_under_node_and_keeps_its_state_between_calls(runtime: LocalRuntime) -> None:
     arn = deploy(runtime, "node_echo", code_zip({"index.js": NODE_AGENT}), ["index.js"], language="NODE_22")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from agentcore_local.sandbox.code_zip import BadCodeZip, unpack
+from agentcore_local.sandbox.code_zip import HOST_MACHINE, BadCodeZip, unpack
 from tests.support.code_zips import zip_with_modes
 
 
@@ -42,3 +42,24 @@ def test_a_zip_that_unpacks_past_the_limit_is_refused(tmp_path: Path, monkeypatc
     monkeypatch.setattr("agentcore_local.sandbox.code_zip.MAX_UNPACKED_BYTES", 1000)
     with pytest.raises(BadCodeZip, match="unpacks to over 1000"):
         unpack(zip_with_modes({"main.py": (0o100644, b"x" * 2000)}), "main.py", tmp_path / "code")
+
+
+def elf_header(machine: int) -> bytes:
+    """The first bytes of a little-endian 64-bit ELF shared object for `machine` (e_machine)."""
+    return b"\x7fELF\x02\x01\x01" + bytes(9) + b"\x03\x00" + machine.to_bytes(2, "little") + bytes(44)
+
+
+def test_a_native_library_for_another_cpu_is_refused_in_one_line_naming_it(tmp_path: Path) -> None:
+    other = 0xB7 if HOST_MACHINE == "x86_64" else 0x3E  # aarch64 here, x86_64 on an arm64 machine
+    lib = "pydantic_core/_pydantic_core.cpython-312-linux-gnu.so"
+    data = zip_with_modes({"main.py": (0o100644, b""), lib: (0o100755, elf_header(other))})
+    with pytest.raises(BadCodeZip) as refused:
+        unpack(data, "main.py", tmp_path / "code")
+    assert lib in str(refused.value) and HOST_MACHINE in str(refused.value) and "\n" not in str(refused.value)
+    assert not (tmp_path / "code").exists()
+
+
+def test_a_native_library_for_this_cpu_unpacks(tmp_path: Path) -> None:
+    own = {"x86_64": 0x3E, "aarch64": 0xB7}[HOST_MACHINE]
+    data = zip_with_modes({"main.py": (0o100644, b""), "lib/_x.so": (0o100755, elf_header(own))})
+    assert (unpack(data, "main.py", tmp_path / "code") / "lib/_x.so").is_file()
