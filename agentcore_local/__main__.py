@@ -62,8 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--sandbox",
         choices=["auto", "bwrap", "process", "docker"],
         default="auto",
-        help="auto: bwrap where it works, else process (NOT isolated); docker: the built image "
-        "(default: auto)",
+        help="auto: bwrap where it works, else process (NOT isolated); docker: each runtime's "
+        "containerUri as a local image, run with its own entrypoint (default: auto)",
     )
     serve.add_argument(
         "--storage-quota",
@@ -76,7 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--docker-image",
         metavar="IMAGE",
         default=None,
-        help="image for --sandbox docker, e.g. what `make build` tagged (default: coding-agent:latest)",
+        help="the default runtime's image under --sandbox docker, e.g. what `make build` tagged "
+        "(default: coding-agent:latest)",
     )
     serve.add_argument(
         "--max-sessions",
