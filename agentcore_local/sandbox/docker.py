@@ -21,6 +21,7 @@ class DockerLauncher(Launcher):
     """
 
     reaches_host_loopback = False  # no agent-facing listener there: run it with MODEL_PROVIDER=scripted
+    own_cgroups = False  # docker's own: --pids-limit, --memory, --cpus
 
     name = "docker"
     isolated = True
@@ -42,7 +43,8 @@ class DockerLauncher(Launcher):
         self.check_image()
         argv = [self.docker, "run", "--rm", "-i", "--pull=never", "--name", f"agentcore-local-{spec.name}"]
         # Docker mounts --tmpfs noexec by default; a binary built or unpacked in /tmp must run.
-        argv += ["-p", f"127.0.0.1:{spec.port}:{CONTAINER_PORT}", "--tmpfs", "/tmp:exec,mode=1777"]
+        argv += ["-p", f"127.0.0.1:{spec.port}:{CONTAINER_PORT}"]
+        argv += self.limit_flags()
         if os.getuid() != 0:
             argv += ["--user", f"{os.getuid()}:{os.getgid()}"]
         argv += [
@@ -54,6 +56,21 @@ class DockerLauncher(Launcher):
         argv += [self.image, "python", "/opt/agentcore_local/init.py", "--cwd", spec.mount_path, "--"]
         argv += ["python", "coding_agent.py"]  # relative to the image's WORKDIR
         return argv, dict(self.host_env), "."
+
+    def limit_flags(self) -> list[str]:
+        """The session's limits as docker's own flags; its /tmp as large as its memory, counted in it."""
+        if self.limits is None:
+            return ["--tmpfs", "/tmp:exec,mode=1777"]
+        memory = str(self.limits.memory_bytes)
+        return [
+            "--tmpfs",
+            f"/tmp:exec,mode=1777,size={memory}",
+            f"--pids-limit={self.limits.pids}",
+            f"--memory={memory}",
+            f"--memory-swap={memory}",  # the same figure: no swap on top
+            f"--cpus={self.limits.cpus:g}",
+            "--oom-score-adj=1000",
+        ]
 
     def check_image(self) -> None:
         """Fail at once, in one line, when the engine answers but has no such image (no pull)."""
