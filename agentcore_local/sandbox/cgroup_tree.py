@@ -58,6 +58,7 @@ def parse_own(proc_cgroup: str) -> tuple[dict[str, str], str | None]:
             continue
         if parts[1] == "":
             v2 = parts[2]
+            continue
         for controller in parts[1].split(","):
             v1[controller] = parts[2]
     return v1, v2

@@ -150,7 +150,7 @@ class V1Cgroup(Cgroup):
         write(self.at["pids"] / "pids.max", self.limits.pids)
         memory = self.at["memory"]
         write(memory / "memory.limit_in_bytes", self.limits.memory_bytes)
-        if (memory / "memory.memsw.limit_in_bytes").exists():  # swap accounting on: no swap either
+        with contextlib.suppress(OSError):  # no such file without swap accounting: no swap to limit
             write(memory / "memory.memsw.limit_in_bytes", self.limits.memory_bytes)
         cpu = self.at["cpu"]
         write(cpu / "cpu.shares", 1024)  # every compute the same weight as one of serve's threads
@@ -192,7 +192,7 @@ class V2Cgroup(Cgroup):
         (directory,) = self.dirs
         write(directory / "pids.max", self.limits.pids)
         write(directory / "memory.max", self.limits.memory_bytes)
-        with contextlib.suppress(FileNotFoundError):  # no swap controller: no swap to limit
+        with contextlib.suppress(OSError):  # no such file without swap accounting: no swap to limit
             write(directory / "memory.swap.max", 0)
         write(directory / "memory.oom.group", 1)  # an OOM kill ends the whole compute
         write(directory / "cpu.weight", 100)
@@ -214,6 +214,7 @@ class V2Cgroup(Cgroup):
 
     def kill(self) -> None:
         (directory,) = self.dirs
-        with contextlib.suppress(OSError):  # cgroup.kill: Linux 5.14+; else the rounds below
-            write(directory / "cgroup.kill", 1)
+        if (directory / "cgroup.kill").exists():  # Linux 5.14+; else the rounds below
+            with contextlib.suppress(OSError):
+                write(directory / "cgroup.kill", 1)
         super().kill()
