@@ -27,6 +27,7 @@ class Confinement:
         self._oom_fd: int | None = None
         self._seen = Counters()  # the kernel's counts already reported (limit_hits)
         self._final: Counters | None = None  # the counts when the cgroup went
+        self._told_lost = False  # limit_hits reported the OOM that ended the compute
 
     def wrap(self, argv: list[str]) -> list[str]:
         """`argv` started in a new cgroup of its own, with the sandbox's high OOM score."""
@@ -53,8 +54,8 @@ class Confinement:
         assert self._oom_fd is not None and self.cgroup is not None
         with contextlib.suppress(OSError):
             os.eventfd_read(self._oom_fd)
-        if self.cgroup.removed or not self.cgroup.counters().oom_kills:
-            return  # v1 signals the removal of the cgroup too
+        # Signalled as the OOM killer starts (before its count moves); the removal of the cgroup
+        # signals too, but the watch ends before that.
         self._unwatch()
         self.lost = self.oom_reason()
         log.warning("compute=<%s> | %s", self.name, self.lost)
@@ -91,8 +92,10 @@ class Confinement:
                 f"its pids limit of {self.limits.pids}: the kernel refused "
                 f"{now.pids_refused - self._seen.pids_refused} forks (serve --session-pids)"
             )
-        if now.oom_kills > self._seen.oom_kills:
+        # serve's own kill (v1) may beat the OOM killer to its victim, and then the kernel counts none.
+        if now.oom_kills > self._seen.oom_kills or (self.lost is not None and not self._told_lost):
             hits.append(self.oom_reason())
+            self._told_lost = self.lost is not None
         self._seen = now
         return hits
 
