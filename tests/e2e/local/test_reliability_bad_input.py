@@ -87,10 +87,7 @@ def raw_socket(head: str, body: bytes, close_early: bool = False) -> Callable[[P
     def call(p: Probe) -> object:
         host, port = p.local.url.removeprefix("http://").split(":")
         path = p.path("invocations").removeprefix(p.local.url)
-        request = (
-            head.format(path=path, session=p.session, host=f"{host}:{port}").replace("\n", "\r\n").encode()
-            + body
-        )
+        request = head.format(path=path, session=p.session, host=f"{host}:{port}").replace("\n", "\r\n").encode() + body
         with socket.create_connection((host, int(port)), timeout=30) as sock:
             sock.sendall(request)
             if close_early:
