@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -223,3 +224,24 @@ def test_docker_gets_the_same_limits_as_its_own_flags() -> None:
         "--cpus=1.5",
         "--oom-score-adj=1000",
     ]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="drops root in a child: needs root to start with")
+def test_serve_says_so_in_one_line_at_start_when_it_cannot_have_cgroups_and_runs_without() -> None:
+    script = (
+        "import logging, os, sys\n"
+        "from pathlib import Path\n"
+        "from agentcore_local.sandbox import choose\n"
+        "from agentcore_local.session_limits import MIB, SessionLimits\n"
+        "logging.basicConfig(format='%(levelname)s %(message)s')\n"
+        "os.seteuid(65534)  # serve as an ordinary user\n"
+        "launcher = choose('process', sys.executable, Path('coding_agent.py'), (), 'image', "
+        "SessionLimits(64, 256 * MIB, 1.0))\n"
+        "print(launcher.name, launcher.cgroups, launcher.limits.pids)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.stdout == "process None 64\n", done.stderr
+    (line,) = done.stderr.splitlines()
+    assert line.startswith(
+        "WARNING no cgroups (serve is not root): sessions have NO pids, memory or CPU limit"
+    )
