@@ -42,7 +42,6 @@ class DockerLauncher(Launcher):
     def command(self, spec: LaunchSpec) -> tuple[list[str], dict[str, str], str]:
         self.check_image()
         argv = [self.docker, "run", "--rm", "-i", "--pull=never", "--name", f"agentcore-local-{spec.name}"]
-        # Docker mounts --tmpfs noexec by default; a binary built or unpacked in /tmp must run.
         argv += ["-p", f"127.0.0.1:{spec.port}:{CONTAINER_PORT}"]
         argv += self.limit_flags()
         if os.getuid() != 0:
@@ -58,7 +57,8 @@ class DockerLauncher(Launcher):
         return argv, dict(self.host_env), "."
 
     def limit_flags(self) -> list[str]:
-        """The session's limits as docker's own flags; its /tmp as large as its memory, counted in it."""
+        """The session's limits as docker's own flags; its /tmp as large as its memory, counted in it.
+        Docker mounts --tmpfs noexec by default; a binary built or unpacked in /tmp must run."""
         if self.limits is None:
             return ["--tmpfs", "/tmp:exec,mode=1777"]
         memory = str(self.limits.memory_bytes)
