@@ -113,9 +113,15 @@ def under_exhaustion(sandbox: str = "bwrap", samples: int = 15) -> dict:
             results["fork_bomb"] = {**measure(), "a_pids": rt.session_row(a)["limits"]["pids"]}
         finally:
             release()
-        release = _held(rt, a, BURN, lambda limits: limits.get("cpuThrottled"))
+        release = _held(rt, a, BURN, lambda limits: (limits.get("cpuPeriods") or 0) >= 10)
         try:
+            before = rt.session_row(a)["limits"]
             results["cpu_burn"] = measure()
+            after = rt.session_row(a)["limits"]
+            periods = max(1, after["cpuPeriods"] - before["cpuPeriods"])
+            results["cpu_burn"]["a_throttled_share"] = (
+                after["cpuThrottled"] - before["cpuThrottled"]
+            ) / periods
         finally:
             release()
         stop = threading.Event()
@@ -177,7 +183,10 @@ def rows(r: dict, row: Callable[..., str]) -> list[str]:
     loads = (
         ("fork_bomb", f"A's fork bomb (held at {r['fork_bomb']['a_pids']} pids)"),
         ("memory_hog", f"A's memory hog ({r['memory_hog']['a_ooms']} OOMs meanwhile, each a new compute)"),
-        ("cpu_burn", "A's CPU burn on every core"),
+        (
+            "cpu_burn",
+            f"A's CPU burn on every core (throttled {r['cpu_burn']['a_throttled_share']:.0%} of periods)",
+        ),
     )
     for key, label in loads:
         ratios = r[key]["ratios"]

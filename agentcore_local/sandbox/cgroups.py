@@ -102,7 +102,7 @@ class Cgroup(ABC):
 
     @abstractmethod
     def usage(self) -> dict[str, int | None]:
-        """memoryBytes, memoryPeakBytes, pids and cpuThrottled now (for /_local/sessions)."""
+        """memoryBytes, memoryPeakBytes, pids, cpuPeriods and cpuThrottled now (/_local/sessions)."""
 
     def oom_watch(self) -> int | None:
         """A descriptor readable after an OOM kill in this cgroup (None: the kernel ends it all)."""
@@ -168,7 +168,8 @@ class V1Cgroup(Cgroup):
             "memoryBytes": read_int(memory / "memory.usage_in_bytes"),
             "memoryPeakBytes": read_int(memory / "memory.max_usage_in_bytes"),
             "pids": read_int(self.at["pids"] / "pids.current"),
-            "cpuThrottled": cpu.get("nr_throttled"),
+            "cpuPeriods": cpu.get("nr_periods"),  # quota periods it had work in
+            "cpuThrottled": cpu.get("nr_throttled"),  # of which it was held back
         }
 
     def oom_watch(self) -> int | None:
@@ -205,11 +206,13 @@ class V2Cgroup(Cgroup):
 
     def usage(self) -> dict[str, int | None]:
         (directory,) = self.dirs
+        cpu = read_keyed(directory / "cpu.stat")
         return {
             "memoryBytes": read_int(directory / "memory.current"),
             "memoryPeakBytes": read_int(directory / "memory.peak"),
             "pids": read_int(directory / "pids.current"),
-            "cpuThrottled": read_keyed(directory / "cpu.stat").get("nr_throttled"),
+            "cpuPeriods": cpu.get("nr_periods"),
+            "cpuThrottled": cpu.get("nr_throttled"),
         }
 
     def kill(self) -> None:

@@ -111,7 +111,13 @@ def test_v2_counters_and_usage_are_read_from_the_kernels_files(tmp_path: Path) -
     (directory / "cpu.stat").write_text("usage_usec 10\nnr_periods 4\nnr_throttled 3\n")
     counters = cgroup.counters()
     assert (counters.oom_kills, counters.pids_refused) == (2, 41)
-    assert cgroup.usage() == {"memoryBytes": 1048576, "memoryPeakBytes": None, "pids": 7, "cpuThrottled": 3}
+    assert cgroup.usage() == {
+        "memoryBytes": 1048576,
+        "memoryPeakBytes": None,
+        "pids": 7,
+        "cpuPeriods": 4,
+        "cpuThrottled": 3,
+    }
 
 
 def test_without_root_or_a_controller_or_a_writable_tree_there_is_no_tree_and_a_reason(
