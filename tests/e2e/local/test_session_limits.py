@@ -235,3 +235,30 @@ def test_a_cpu_burn_on_every_core_is_held_to_its_quota_while_another_sessions_ex
         burning.join(60)
     # 2x, plus 5 ms of slack: an exec is ~10 ms here, on two cores shared with other work.
     assert loaded <= 2 * idle + 5, f"B's exec took {loaded:.1f} ms under A's burn, {idle:.1f} ms idle"
+
+
+def test_a_session_cannot_reach_its_cgroup_to_lift_its_limits_nor_lower_its_oom_score(
+    local: LocalRuntime, ab: tuple[str, str]
+) -> None:
+    a, _ = ab
+    data, arn = local.data(), local.default_arn
+    attempts = {
+        "test -e /sys/fs/cgroup": "see the host's cgroupfs",
+        "mkdir -p /tmp/cg && mount -t cgroup -o pids none /tmp/cg": "mount a cgroup hierarchy",
+        "mkdir -p /tmp/cg2 && mount -t cgroup2 none /tmp/cg2": "mount the unified hierarchy",
+        "echo -1000 > /proc/self/oom_score_adj": "lower its OOM score",
+        "echo 0 > /proc/self/oom_score_adj": "reset its OOM score",
+    }
+    for command, what in attempts.items():
+        code, _, _, _ = run(data, arn, a, command)
+        assert code != 0, f"a session could {what}: {command!r} succeeded"
+    assert shell(data, arn, a, "cat /proc/self/oom_score_adj") == f"{SANDBOX_OOM_SCORE}\n"
+    limits = described(local, a)["limits"]
+    assert (limits["pidsMax"], limits["memoryMaxBytes"]) == (64, 256 * MIB)
+    pid = described(local, a)["pid"]
+    memory = next(
+        line.split(":")[2].strip()
+        for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+        if line.split(":")[1] == "memory"
+    )
+    assert memory.rsplit("/", 1)[1].startswith("coding_agent-")  # still its own, as serve made it
