@@ -31,6 +31,16 @@ def non_negative_int(text: str) -> int:
     return int(text)
 
 
+def cpus(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"not a number of CPUs above 0: {text!r} (examples: 1, 0.5, 2)")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m agentcore_local",
@@ -86,6 +96,30 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="sessions with compute at once; past it a new session gets ServiceQuotaExceededException "
         "(default: 8 per core, at most one per 512 MiB of memory)",
+    )
+    serve.add_argument(
+        "--session-memory",
+        type=parse_size,
+        metavar="SIZE",
+        default=None,
+        help="memory per session's compute, its /tmp included, e.g. 2G (default: this machine's memory "
+        "less 1 GiB for serve, split among --max-sessions, at most AWS's 8 GB)",
+    )
+    serve.add_argument(
+        "--session-pids",
+        type=positive_int,
+        metavar="N",
+        default=None,
+        help="processes and threads per session's compute (default: half the kernel's pid_max split "
+        "among --max-sessions, at most 4096)",
+    )
+    serve.add_argument(
+        "--session-cpus",
+        type=cpus,
+        metavar="N",
+        default=None,
+        help="CPU quota per session's compute in cores, e.g. 1.5; sessions share busy cores equally "
+        "(default: AWS's 2 vCPU, at most this machine's cores)",
     )
     serve.add_argument(
         "--pool",
@@ -233,22 +267,25 @@ def main(argv: list[str] | None = None) -> int:
     from .server import serve
     from .services import backend_from_spec
 
-    settings = Settings.from_env(
-        passthrough=model_variables(),
-        model_backend=args.model_backend,
-        backend_model=args.backend_model,
-        backup_bucket=args.backup_bucket,  # '' (off) is kept: only None means 'not given'
-        host=args.host,
-        port=args.port,
-        state_dir=args.state_dir,
-        sandbox=args.sandbox,
-        storage_quota_bytes=args.storage_quota,
-        docker_image=args.docker_image,
-        max_sessions=args.max_sessions,
-        pool=args.pool,
-        agent_dir=args.agent,
-    )
-    try:  # a bad spec, plan or --agent is one line now, not a failed start later
+    try:  # a bad spec, plan, --agent or --session-* figure is one line now, not a failed start later
+        settings = Settings.from_env(
+            passthrough=model_variables(),
+            model_backend=args.model_backend,
+            backend_model=args.backend_model,
+            backup_bucket=args.backup_bucket,  # '' (off) is kept: only None means 'not given'
+            host=args.host,
+            port=args.port,
+            state_dir=args.state_dir,
+            sandbox=args.sandbox,
+            storage_quota_bytes=args.storage_quota,
+            docker_image=args.docker_image,
+            max_sessions=args.max_sessions,
+            pool=args.pool,
+            agent_dir=args.agent,
+            session_memory_bytes=args.session_memory,
+            session_pids=args.session_pids,
+            session_cpus=args.session_cpus,
+        )
         backend_from_spec(settings.model_backend, settings.scripted_plan, settings.backend_model)
         if settings.agent_dir is not None:
             entry_of(settings.agent_dir)

@@ -118,7 +118,12 @@ def create_app(settings: Settings, clock: Clock = time.time, launcher: Launcher 
         # (deploy's runtime.json, other servers' state dirs) stay out of every sandbox.
         hidden = (Path.home(), state_dir, settings.agent_script.resolve().parent / ".agentcore")
         launcher = choose(
-            settings.sandbox, settings.python, settings.agent_script, hidden, settings.docker_image
+            settings.sandbox,
+            settings.python,
+            settings.agent_script,
+            hidden,
+            settings.docker_image,
+            settings.session_limits,
         )
     settings_abs = dataclasses.replace(settings, state_dir=state_dir)
     registry = RuntimeRegistry(
@@ -173,6 +178,7 @@ def create_app(settings: Settings, clock: Clock = time.time, launcher: Launcher 
             with contextlib.suppress(asyncio.CancelledError):
                 await reaper
             await sessions.shutdown()
+            sessions.launcher.close()  # the computes' cgroups' parent
             services.close()
             log.info("all sessions stopped")
 
@@ -242,6 +248,9 @@ class Server(uvicorn.Server):
                 f"agentcore_local listening on {self._url} (sandbox: {launcher.name}, {isolation})",
                 flush=True,
             )
+            if launcher.limits is not None and (launcher.cgroups or not launcher.own_cgroups):
+                kernel = launcher.cgroups.describe() if launcher.cgroups else launcher.name
+                print(f"each session's compute: {launcher.limits.describe()} ({kernel})", flush=True)
             if arn:
                 print(f"default runtime {state.default_runtime.name}: {arn}", flush=True)
                 print(f"export AGENT_ARN={arn}", flush=True)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .connection_limits import ConnectionCaps
+from .session_limits import SessionLimits, sized_limits
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_PORT = 8787
@@ -104,6 +105,8 @@ class Settings:
     )
     connection_caps: ConnectionCaps = field(default_factory=ConnectionCaps)  # per session (forwarder.py)
     allowed_hosts: tuple[str, ...] = ()  # Host headers the API accepts besides its own (host_check.py)
+    # pids, memory and CPU per compute (session_limits.py); from_env sizes them to max_sessions.
+    session_limits: SessionLimits | None = None
 
     @classmethod
     def from_env(
@@ -126,7 +129,12 @@ class Settings:
             values["openai_api_key"] = env["OPENAI_API_KEY"]
         if env.get("AGENTCORE_LOCAL_STORAGE_QUOTA"):
             values["storage_quota_bytes"] = parse_size(env["AGENTCORE_LOCAL_STORAGE_QUOTA"])
+        # --session-memory, --session-pids, --session-cpus: each wins over its default.
+        figures = {key: overrides.pop(f"session_{key}", None) for key in ("memory_bytes", "pids", "cpus")}
         values.update({key: value for key, value in overrides.items() if value is not None})
+        if values.get("session_limits") is None:
+            sessions = values.get("max_sessions") or default_max_sessions()
+            values["session_limits"] = sized_limits(int(sessions), **figures)  # type: ignore[arg-type]
         if values.get("sandbox") == "docker" and "start_timeout" not in values:
             values["start_timeout"] = DOCKER_START_TIMEOUT
         return cls(**values)  # type: ignore[arg-type]

@@ -13,6 +13,9 @@ everything around the LLM: server, agent loop, tools, storage, agentcore_local, 
   5 scale               bench/load.py      1/5/10/20 concurrent sessions under bwrap
   6 workspace size      bench/load.py      stop/resume with 10,000 files, every hash checked
   7 checkpoints         bench/checkpoints.py  after a 10-file turn in 10,000 files, after npm install, undo
+  8 connections         bench/connections.py  B and the control plane while A floods its forward
+  9 session limits      bench/limits.py    B and the control plane while A forks, hogs memory, burns
+                                           every core; a compute's cgroup per start
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench import checkpoints, connections, load, runtime, service  # noqa: E402
+from bench import checkpoints, connections, limits, load, runtime, service  # noqa: E402
 from bench.measure import machine  # noqa: E402
 
 
@@ -48,6 +51,7 @@ class Sizes:
     files: int = 10_000
     npm_demo: bool = True  # the demo's real npm install for section 7 (else a same-size tree)
     flood_attempts: int = 5000  # connections session A holds open in section 8
+    limit_samples: int = 15  # section 9: each of B's calls, per load
 
 
 QUICK = Sizes(
@@ -62,6 +66,7 @@ QUICK = Sizes(
     files=200,
     npm_demo=False,
     flood_attempts=200,
+    limit_samples=3,
 )
 
 
@@ -90,6 +95,7 @@ def run(sizes: Sizes, sandbox: str) -> dict:
         results["connections"] = connections.under_flood(local, sizes.flood_attempts, sizes.samples)
     finally:
         local.close()
+    results["limits"] = limits.under_exhaustion(sandbox, sizes.limit_samples)
     results["checkpoints"] = checkpoints.ours(
         Path(tempfile.mkdtemp(prefix="bench-checkpoints-")), sizes.files, sizes.samples, sizes.npm_demo
     )
@@ -273,7 +279,8 @@ def render(r: dict) -> str:
         ),
     ]
     flood = connections.rows(r["connections"], row) if "connections" in r else []
-    return "\n".join(lines + checkpoints.rows(r["checkpoints"], row) + flood)
+    bounded = limits.rows(r["limits"], row) if "limits" in r else []
+    return "\n".join(lines + checkpoints.rows(r["checkpoints"], row) + flood + bounded)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,6 @@ its forward and its socket (half-sent requests, refused ones reopened at once), 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
 import threading
@@ -58,8 +57,7 @@ while not os.path.exists("release"):
 
 
 def _storage(rt: LocalRuntime, session: str) -> Path:
-    key = hashlib.sha256(session.encode()).hexdigest()[:32]
-    return rt.state_dir / "sessions" / rt.arn.rsplit("/", 1)[1] / key / "storage"
+    return rt.storage(session)
 
 
 def _held(progress: Path) -> int:

@@ -5,6 +5,7 @@ The runtime they run on (`LocalRuntime`) serves sections 5 and 6 too (bench/load
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import statistics
@@ -110,6 +111,11 @@ class LocalRuntime:
         )
         result = read_command_stream(answer["stream"])
         return result.exit_code, result.stdout
+
+    def storage(self, session: str) -> Path:
+        """Where `session`'s storage lives on the host (the default runtime's)."""
+        key = hashlib.sha256(session.encode()).hexdigest()[:32]
+        return self.state_dir / "sessions" / self.arn.rsplit("/", 1)[1] / key / "storage"
 
     def session_row(self, session: str) -> dict:
         """The session as /_local/sessions describes it (pid, agentSocket, agentUrl, ...)."""

@@ -110,6 +110,7 @@ class BwrapLauncher(Launcher):
         self.slirp = slirp if slirp and os.access(TUN, os.R_OK | os.W_OK) else None
         self.private_network = self.slirp is not None
         self.covered = private_entries(Path("/etc"))  # once: a walk of /etc costs ~5 ms
+        self.sized_tmp = bwrap_has(bwrap, "--size")  # bubblewrap 0.7 and later
 
     def agent_port(self) -> int | None:
         return AGENT_PORT if self.private_network else None
@@ -156,7 +157,9 @@ class BwrapLauncher(Launcher):
 
     def command(self, spec: LaunchSpec) -> tuple[list[str], dict[str, str], str]:
         # The private /tmp first: a checkout cloned into /tmp (CI) is then bound into it, not covered.
-        argv = [self.bwrap, "--tmpfs", "/tmp", *self.view(), "--dev", "/dev", "--proc", "/proc"]
+        # /tmp no larger than the compute's memory, in which its pages are charged (cgroups.py).
+        size = ["--size", str(self.limits.memory_bytes)] if self.limits and self.sized_tmp else []
+        argv = [self.bwrap, *size, "--tmpfs", "/tmp", *self.view(), "--dev", "/dev", "--proc", "/proc"]
         if spec.slot_dir is not None:  # the storage is mounted on the slot's entry at the first call
             argv += ["--ro-bind", str(spec.slot_dir), str(Path(spec.mount_path).parent)]
         else:
@@ -201,6 +204,15 @@ class BwrapLauncher(Launcher):
             str(child_pid),
             "tap0",
         ]
+
+
+def bwrap_has(bwrap: str, option: str) -> bool:
+    """This bwrap knows `option` (its --help lists it)."""
+    try:
+        found = subprocess.run([bwrap, "--help"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return f"{option} " in found.stdout + found.stderr
 
 
 def bwrap_works(bwrap: str = "bwrap") -> bool:

@@ -3,7 +3,10 @@
 import logging
 from pathlib import Path
 
+from ..session_limits import SessionLimits
 from .bwrap import BwrapLauncher, bwrap_works, find_tool
+from .cgroup_tree import open_tree
+from .cgroups import protect_serve
 from .docker import DockerLauncher
 from .launcher import Launcher, ProcessLauncher
 
@@ -15,8 +18,31 @@ class SandboxUnavailable(RuntimeError):
 
 
 def choose(
-    kind: str, python: str, agent_script: Path, hidden: tuple[Path, ...], docker_image: str
+    kind: str,
+    python: str,
+    agent_script: Path,
+    hidden: tuple[Path, ...],
+    docker_image: str,
+    limits: SessionLimits | None = None,
 ) -> Launcher:
+    """The launcher for --sandbox KIND with `limits` per compute; `auto` is bwrap where it works,
+    else process (with a warning)."""
+    launcher = pick(kind, python, agent_script, hidden, docker_image)
+    launcher.limits = limits
+    if limits is not None and launcher.own_cgroups:
+        launcher.cgroups, why = open_tree()
+        if launcher.cgroups is None:
+            log.warning(
+                "no cgroups (%s): sessions have NO pids, memory or CPU limit, and one session can "
+                "exhaust the machine for every other and for serve; run serve as root with the pids, "
+                "memory and cpu controllers mounted (cgroup v1 or v2)",
+                why,
+            )
+        protect_serve()
+    return launcher
+
+
+def pick(kind: str, python: str, agent_script: Path, hidden: tuple[Path, ...], docker_image: str) -> Launcher:
     """The launcher for --sandbox KIND; `auto` is bwrap where it works, else process (with a warning)."""
     if kind == "docker":
         return DockerLauncher(docker_image, python=python)

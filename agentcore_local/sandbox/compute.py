@@ -22,6 +22,7 @@ import httpx
 
 from ..errors import RuntimeClientError
 from ..services import Forwarder
+from .confinement import Confinement
 from .launcher import Launcher, LaunchSpec
 from .private_network import PrivateNetwork, log_tail
 from .slots import Slot
@@ -70,10 +71,18 @@ class Compute:
         self.exit_code: int | None = None
         self._slot: Slot | None = None
         self.started_at: float | None = None  # time.time() when it answered Healthy
+        # Its cgroup (docker: none of ours, docker makes its own).
+        own = launcher.own_cgroups
+        self.confinement = Confinement(spec.name, launcher.cgroups, launcher.limits) if own else None
 
     @property
     def pid(self) -> int | None:
         return self._process.pid if self._process else None
+
+    @property
+    def lost(self) -> str | None:
+        """Why the kernel ended this compute (its memory limit), or None."""
+        return self.confinement.lost if self.confinement else None
 
     @property
     def running(self) -> bool:
@@ -98,6 +107,8 @@ class Compute:
             if spec.slot_dir is not None:
                 self._slot = Slot.create(spec.slot_dir, Path(spec.mount_path).name)
             argv, env, cwd = self.launcher.command(spec)
+            if self.confinement is not None:
+                argv = self.confinement.wrap(argv)
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.log_path, "ab") as log_file:
                 self._process = await asyncio.create_subprocess_exec(
@@ -231,6 +242,8 @@ class Compute:
                     self.exit_code = message.get("code")
         finally:
             await self._process.wait()
+            if self.confinement is not None:
+                await self.confinement.end()
             self._exited.set()
             for queue in self._execs.values():
                 queue.put_nowait(None)  # commands still running: the compute is gone
@@ -257,7 +270,8 @@ class Compute:
                 message = await queue.get()
                 if message is None:
                     finished = True
-                    yield {"exit": -1, "status": "COMPLETED", "stream_error": "the session's compute stopped"}
+                    why = f"the session's compute stopped{': ' + self.lost if self.lost else ''}"
+                    yield {"exit": -1, "status": "COMPLETED", "stream_error": why}
                     return
                 if "exit" in message:
                     finished = True
@@ -300,6 +314,8 @@ class Compute:
         if self._slot is not None:
             self._slot.release()
             self._slot = None
+        if self.confinement is not None:
+            await self.confinement.end()  # a start that failed before its process ran
         if self._network is not None:
             await self._network.close()
             self._network = None

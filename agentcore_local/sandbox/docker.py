@@ -29,6 +29,7 @@ class DockerLauncher(Launcher):
     """
 
     reaches_host_loopback = False  # no agent-facing listener there: run it with MODEL_PROVIDER=scripted
+    own_cgroups = False  # docker's own: --pids-limit, --memory, --cpus
 
     name = "docker"
     isolated = True
@@ -65,13 +66,28 @@ class DockerLauncher(Launcher):
         env_file.touch(mode=0o600)
         env_file.write_text(env_lines(self.container_environment(spec)))
         argv = [self.docker, "run", "--rm", "--pull=never", "--name", self.container_name(spec)]
-        # Docker mounts --tmpfs noexec by default; a binary built or unpacked in /tmp must run.
-        argv += ["-p", f"127.0.0.1:{spec.port}:{spec.protocol_port}", "--tmpfs", "/tmp:exec,mode=1777"]
+        argv += ["-p", f"127.0.0.1:{spec.port}:{spec.protocol_port}", *self.limit_flags()]
         if os.getuid() != 0:
             argv += ["--user", f"{os.getuid()}:{os.getgid()}"]
         argv += ["-v", f"{spec.storage_dir}:{spec.mount_path}", "--env-file", str(env_file), image]
         init = [self.python, "-I", str(SANDBOX_INIT), "--cwd", str(spec.scratch_dir), "--", *argv]
         return init, dict(self.host_env), str(spec.scratch_dir)
+
+    def limit_flags(self) -> list[str]:
+        """The session's limits as docker's own flags; its /tmp as large as its memory, counted in it.
+        Docker mounts --tmpfs noexec by default; a binary built or unpacked in /tmp must run."""
+        if self.limits is None:
+            return ["--tmpfs", "/tmp:exec,mode=1777"]
+        memory = str(self.limits.memory_bytes)
+        return [
+            "--tmpfs",
+            f"/tmp:exec,mode=1777,size={memory}",
+            f"--pids-limit={self.limits.pids}",
+            f"--memory={memory}",
+            f"--memory-swap={memory}",  # the same figure: no swap on top
+            f"--cpus={self.limits.cpus:g}",
+            "--oom-score-adj=1000",
+        ]
 
     def find_image(self, uri: str) -> str:  # type: ignore[override]
         """The local image `uri` names; MissingImage when there is none (no pull)."""

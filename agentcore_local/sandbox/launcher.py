@@ -21,7 +21,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..session_limits import SessionLimits
 from .artifacts import AgentCommand
+from .cgroup_tree import CgroupTree
 
 log = logging.getLogger("agentcore_local.sandbox")
 SANDBOX_INIT = Path(__file__).resolve().with_name("sandbox_init.py")
@@ -64,12 +66,15 @@ class Launcher(ABC):
     isolated = False
     private_network = False  # True: the agent is reached over a unix socket, not a host port
     reaches_host_loopback = True  # False: the agent cannot reach the host's 127.0.0.1 (docker's bridge)
+    own_cgroups = True  # False: the sandbox makes its own (docker's --memory and friends)
 
     def __init__(self, python: str, agent_script: Path, hidden: tuple[Path, ...] = ()) -> None:
         self.python = python
         self.agent_script = agent_script
         self.hidden = hidden
         self.host_env = host_environment()  # serve's own, once: nothing a runtime sets reaches it
+        self.limits: SessionLimits | None = None  # per compute (choice.py sets them)
+        self.cgroups: CgroupTree | None = None  # where computes get their cgroups; None: they get none
 
     def workspace(self, spec: LaunchSpec) -> str:
         """WORKSPACE_DIR as the agent sees it, also the working directory of commands."""
@@ -144,6 +149,11 @@ class Launcher(ABC):
     def kill_argv(self, spec: LaunchSpec) -> list[str] | None:
         """A command that kills the compute when its process will not die (docker), else None."""
         return None
+
+    def close(self) -> None:
+        """serve is stopping and every compute has ended: what the launcher made for them goes."""
+        if self.cgroups is not None:
+            self.cgroups.close()
 
 
 class ProcessLauncher(Launcher):

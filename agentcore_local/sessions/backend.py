@@ -194,10 +194,23 @@ class SessionBackend(SessionChanges):
     def _settle_exit(self, session: Session, compute: Compute) -> None:
         """The compute ended by itself (a crash, kill -9): the session is STOPPED, its storage kept."""
         if session.compute is compute and session.lifecycle.state is State.READY:
-            log.warning("session_id=<%s> | compute exited by itself", session.session_id)
-            session.compute = None
+            why = f": {compute.lost}" if compute.lost else ""
+            log.warning("session_id=<%s> | compute exited by itself%s", session.session_id, why)
+            self._report_limits(session, compute)
+            session.compute, session.lost = None, compute.lost
             session.lifecycle.fire(Event.EXITED, self.clock())
             self._spawn(asyncio.to_thread(self._flush, session))
+
+    def _report_limits(self, session: Session, compute: Compute) -> None:
+        """Each kernel limit the compute hit since the last look: logged with the session id and
+        counted in /_local/sessions (limitsHit, lastRefusal)."""
+        if compute.confinement is None:
+            return
+        for reason in compute.confinement.limit_hits():
+            if self.forwarder is not None:
+                self.forwarder.limits.refuse(session.session_id, reason, limit=True)
+            else:
+                log.warning("session_id=<%s> | limit hit: %s", session.session_id, reason)
 
     def _flush(self, session: Session) -> None:
         session.storage_warning = self.storage.settle(session.root)
@@ -243,6 +256,12 @@ class SessionBackend(SessionChanges):
             now = self.clock()
             if session.compute is not None and not session.compute.running:
                 self._settle_exit(session, session.compute)  # died since the last call: start afresh
+            if session.lost is not None:  # the kernel ended it: this call says why, the next starts afresh
+                reason, session.lost = session.lost, None
+                raise RuntimeClientError(
+                    f"The session's compute was stopped: {reason}. The next call starts new compute "
+                    "on the same storage"
+                )
             if session.lifecycle.state is State.STOPPED:
                 self._check_capacity(session)
                 # Off the event loop: a reset may delete, and the quota walks, a whole node_modules.
@@ -267,6 +286,8 @@ class SessionBackend(SessionChanges):
         """End an invocation (only on the compute it began on: a late stream of an old compute is ignored)."""
         if session.compute is compute:
             session.lifecycle.end_call(self.clock())
+        if compute is not None:
+            self._report_limits(session, compute)
         if not session.measuring:  # re-measure off the request path; the next call is checked against it
             session.measuring = True
             self._spawn(self._measure(session))
@@ -303,12 +324,13 @@ class SessionBackend(SessionChanges):
                     attempt == 1
                     and isinstance(error, httpx.TransportError)
                     and await compute.wait_exited(5.0)
+                    and compute.lost is None  # ended by its memory limit: it would only end again
                 ):
                     session = await self.acquire(runtime, session_id)
                     compute = session.compute
                     assert compute is not None
                     continue
-                raise RuntimeClientError(f"The agent did not answer: {error}") from error
+                raise RuntimeClientError(f"The agent did not answer: {compute.lost or error}") from error
         done_with = compute
         body = agent_proxy.relay(answer, session_id, lambda: self.release(session, done_with))
         return answer, body

@@ -64,6 +64,7 @@ class Session:
     usage: int = 0  # bytes in storage at the last measure: at compute start, then after each call
     measuring: bool = False
     from_pool: bool = False  # the current compute was a warm pool member, started before the call
+    lost: str | None = None  # why the kernel ended its last compute (OOM): the next call says it once
 
     @classmethod
     def load(cls, runtime_id: str, session_id: str, root: Path, meta: dict[str, Any] | None) -> Session:
@@ -112,4 +113,7 @@ class Session:
             "fromPool": self.from_pool if self.compute else None,
             "computeStartedAt": self.compute.started_at if self.compute else None,
             "storageWarning": self.storage_warning,
+            "computeLost": self.lost,
+            # Its cgroup's limits and what it holds of them (None: no compute, or no cgroups here).
+            "limits": self.compute.confinement.now() if self.compute and self.compute.confinement else None,
         }
