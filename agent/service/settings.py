@@ -41,9 +41,7 @@ class Settings:
     max_prompt_chars: int = 100_000
     max_tool_output_chars: int = 20_000
     max_warm_conversations: int = 32
-    backup_bucket: str | None = (
-        None  # S3 bucket for backups (agent/backup/s3.py); None: no backups
-    )
+    backup_bucket: str | None = None  # S3 bucket for backups (agent/backup/s3.py); None: no backups
     backup_wait_seconds: float = 8.0  # at a stop, how long a running backup may still take (< the grace)
     stall_seconds: float = 30.0  # a restore or a stuck turn loop this long makes /ping Unhealthy (503)
     # Checkpoints and the turn budget (README "Checkpoints, undo and storage").
