@@ -30,6 +30,7 @@ from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
+from agent.checkpoints.manifest_checks import MAX_MANIFEST_BYTES, malformed, set_aside
 from agent.checkpoints.objects import Objects, atomic_write
 from agent.checkpoints.walk import HIDDEN, STORE, Walk, diff
 
@@ -121,7 +122,7 @@ class CheckpointStore:
         except FileNotFoundError:
             return []
         except OSError as error:  # not a directory, a symlink loop: set it aside, start again
-            _set_aside(self.manifests, f"unreadable ({error.strerror})")
+            set_aside(self.manifests, f"unreadable ({error.strerror})")
             return []
         return sorted(int(n[:-5]) for n in names if n.endswith(".json") and n[:-5].isdigit())
 
@@ -141,20 +142,20 @@ class CheckpointStore:
         except FileNotFoundError:
             return None
         except OSError as error:
-            return _set_aside(path, f"unreadable ({error.strerror})")
+            return set_aside(path, f"unreadable ({error.strerror})")
         with os.fdopen(fd, "rb") as f:
             st = os.fstat(f.fileno())
             if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_MANIFEST_BYTES:
-                return _set_aside(path, f"not a regular file of at most {MAX_MANIFEST_BYTES} bytes")
+                return set_aside(path, f"not a regular file of at most {MAX_MANIFEST_BYTES} bytes")
             stamp = (st.st_ino, st.st_mtime_ns, st.st_size)  # another writer (a restore) may replace it
             if (hit := self._cache.get(seq)) is not None and hit[0] == stamp:
                 return hit[1]
             try:
                 manifest = json.loads(f.read(MAX_MANIFEST_BYTES + 1))
             except (OSError, ValueError, RecursionError):  # RecursionError: nested past the parser's limit
-                return _set_aside(path, "not JSON, or nested past the parser's limit")
-        if problem := _malformed(manifest, seq):
-            return _set_aside(path, problem)
+                return set_aside(path, "not JSON, or nested past the parser's limit")
+        if problem := malformed(manifest, seq):
+            return set_aside(path, problem)
         delta, base = manifest.pop("delta", None), manifest.get("base")
         if isinstance(delta, dict) and isinstance(base, int) and base < seq:
             earlier = self._read(base, hops - 1) if hops > 0 else None  # a forged chain ends here
@@ -283,37 +284,6 @@ class CheckpointStore:
             self.files.collect_strays(named)
             log.info("checkpoints=<%s> | pruned; %d bytes kept", dropped, self.bytes())
             return dropped
-
-
-# What only a damaged or forged manifest holds; the fields every reader of one relies on.
-MAX_MANIFEST_BYTES = 64 * 2**20
-_INTS = ("turn", "messages_before", "messages", "parent", "target", "base")
-_TEXTS = ("id", "kind", "conversation_id", "prompt", "outcome")
-
-
-def _malformed(manifest: Any, seq: int) -> str | None:
-    """Why `manifest` (as stored, whole or a delta) cannot be a checkpoint, or None."""
-    if not isinstance(manifest, dict) or manifest.get("seq") != seq:
-        return f"not a manifest of checkpoint {seq}"
-    if bad := [k for k in _INTS if manifest.get(k) is not None and type(manifest[k]) is not int]:
-        return f"{bad[0]!r} is not a whole number"
-    if bad := [k for k in _TEXTS if manifest.get(k) is not None and not isinstance(manifest[k], str)]:
-        return f"{bad[0]!r} is not text"
-    entries = manifest.get("delta") if "delta" in manifest else manifest.get("files")
-    if not isinstance(entries, dict) or not all(
-        e is None or (isinstance(e, dict) and isinstance(e.get("type"), str)) for e in entries.values()
-    ):
-        return "its file list is not a map of entries"
-    return None
-
-
-def _set_aside(path: Path, reason: str) -> None:
-    """Rename a store entry no checkpoint can come from to `<name>.refused-<time>` (kept to be
-    looked at, never read again) and say why: the session goes on, as with a poisoned history."""
-    aside = path.with_name(f"{path.name}.refused-{time.time_ns()}")
-    with suppress(OSError):
-        os.replace(path, aside)
-    log.warning("checkpoints | set aside %s: %s", aside, reason)
 
 
 def _shas(manifest: dict[str, Any]) -> set[str]:

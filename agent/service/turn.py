@@ -27,7 +27,7 @@ from agent.conversation import history, protocol
 from agent.conversation.conversations import Conversation, Conversations
 from agent.model.budget import TurnBudget
 from agent.service.settings import Settings
-from agent.tools import workspace
+from agent.tools.snapshot import snapshot
 
 log = logging.getLogger("coding_agent")
 
@@ -116,7 +116,7 @@ class Turns:
             outcome, failure, result = "failed", None, None
             try:
                 await scope.begin()
-                snapshot = workspace.snapshot(self.settings.workspace)
+                found = snapshot(self.settings.workspace)
                 # In a thread: restoring reads session storage, and the event loop serves every other turn.
                 agent = (await asyncio.to_thread(self.conversations.open, conversation)).agent
                 interrupted = history.close_interrupted_turn(agent, conversation.session_manager)
@@ -126,7 +126,7 @@ class Turns:
                 async with TurnBudget(
                     self.settings.max_turn_seconds, self.settings.max_model_calls
                 ) as budget:
-                    blocks = [{"text": snapshot.describe()}, {"text": prompt}]
+                    blocks = [{"text": found.describe()}, {"text": prompt}]
                     async for event in agent.stream_async(blocks, **budget.kwargs):
                         for out in protocol.events_of(event, tool_names):
                             yield out
@@ -147,7 +147,7 @@ class Turns:
                 )
                 return
             done = protocol.Answer.of(
-                str(result), snapshot, conversation, messages_before=messages_before, interrupted=interrupted,
+                str(result), found, conversation, messages_before=messages_before, interrupted=interrupted,
                 record=record,
             )  # fmt: skip
             conversation.quarantined = []  # reported once

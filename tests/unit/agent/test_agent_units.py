@@ -15,8 +15,9 @@ from agent.model import providers
 from agent.model.providers import ModelConfigError, build_model
 from agent.model.scripted import BANNER, PlanError, ScriptedModel, load_plan
 from agent.service.settings import DEFAULT_MODEL_ID, Settings
+from agent.tools.snapshot import snapshot
 from agent.tools.toolset import make_tools
-from agent.tools.workspace import Workspace, snapshot
+from agent.tools.workspace import Workspace
 from tests.support import REPO
 
 
