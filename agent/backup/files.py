@@ -22,9 +22,9 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from agent.checkpoints.store import CheckpointStore
+from agent.session_files import CHECKPOINTS, SESSION_PREFIX, SESSIONS, is_temp_file
 
-SESSIONS = ".sessions"
-STORE = Path(SESSIONS) / ".checkpoints"
+STORE = Path(SESSIONS) / CHECKPOINTS
 STAGING = "backup-tmp"  # temp files of a restore; emptied at the start of the next one
 SHA256 = re.compile(r"[0-9a-f]{64}")
 
@@ -191,13 +191,15 @@ def history_files(
     entries: dict[str, dict] = {}
     cache: dict[str, list] = {}
     blobs: dict[str, bytes] = {}
-    tops = sorted(n for n in os.listdir(sessions) if n.startswith("session_")) if sessions.is_dir() else []
+    tops = (
+        sorted(n for n in os.listdir(sessions) if n.startswith(SESSION_PREFIX)) if sessions.is_dir() else []
+    )
     for top in tops:
         for folder, _, names in os.walk(sessions / top):
             rel_dir = Path(folder).relative_to(sessions).as_posix()
             entries[rel_dir] = {"type": "dir"}  # Strands expects its (possibly empty) folders
             for name in names:
-                if name.startswith(".strands_"):  # a write in flight (FileSessionManager's temp file)
+                if is_temp_file(name):  # a write in flight (FileSessionManager's temp file)
                     continue
                 path = Path(folder, name)
                 try:
@@ -238,7 +240,7 @@ def _safe(rel: Any, under_sessions: bool = False) -> PurePosixPath:
     path = PurePosixPath(rel)
     if path.is_absolute() or str(path) != rel or any(part in (".", "..") for part in rel.split("/")):
         raise DamagedBackup(f"backup names the unsafe path {rel!r}")
-    wrong = not path.parts[0].startswith("session_") if under_sessions else path.parts[0] == SESSIONS
+    wrong = not path.parts[0].startswith(SESSION_PREFIX) if under_sessions else path.parts[0] == SESSIONS
     if wrong:
         raise DamagedBackup(f"backup names {rel!r} in the wrong place")
     return path

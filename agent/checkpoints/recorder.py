@@ -21,9 +21,10 @@ from typing import Any
 from agent.checkpoints import undo
 from agent.checkpoints.history_bytes import HistoryBytes
 from agent.checkpoints.store import CheckpointStore, missing_paths
-from agent.checkpoints.walk import HIDDEN, Walk, after_restore, diff, update, verify, walk
+from agent.checkpoints.walk import Walk, after_restore, diff, update, verify, walk
 from agent.checkpoints.watch import Tracker
 from agent.conversation.protocol import TurnRecord, Usage
+from agent.session_files import SESSIONS
 
 log = logging.getLogger(__name__)
 
@@ -65,13 +66,13 @@ class Recorder:
 
     def __init__(self, workspace: Path, keep: int, max_bytes: int, quota_bytes: int) -> None:
         self.workspace = workspace
-        self.sessions = workspace / ".sessions"
+        self.sessions = workspace / SESSIONS
         self.store = CheckpointStore(workspace)
         self.keep, self.max_bytes, self.quota_bytes = keep, max_bytes, quota_bytes
         self._running = 0
         self._seen: set[str] = set()  # conversations that had a turn on this compute
         self._guard = threading.Lock()
-        self.tracker = Tracker(HIDDEN)
+        self.tracker = Tracker(SESSIONS)
         self.history = HistoryBytes(workspace)  # the usage figure's history part, from its own tracker
         self.unchanged = 0  # walks that found the tracker reporting nothing (for the bench)
 

@@ -32,7 +32,8 @@ from typing import Any
 
 from agent.checkpoints.manifest_checks import MAX_MANIFEST_BYTES, malformed, set_aside
 from agent.checkpoints.objects import Objects, atomic_write
-from agent.checkpoints.walk import HIDDEN, STORE, Walk, diff
+from agent.checkpoints.walk import Walk, diff
+from agent.session_files import CHECKPOINTS, SESSIONS
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ class CheckpointStore:
 
     def __init__(self, workspace: Path) -> None:
         self.workspace = workspace
-        self.root = workspace / HIDDEN / STORE
+        self.root = workspace / SESSIONS / CHECKPOINTS
         self.objects = self.root / "objects"
         self.manifests = self.root / "manifests"
         self.lock = threading.RLock()

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agent.model.providers import provider_variables
+from agent.session_files import SESSIONS
 
 REPO = Path(__file__).resolve().parents[2]
 # AgentCore's session-storage mount; restated in the Dockerfile and by deploy (see cloud/agent_runtime.py).
@@ -56,7 +57,7 @@ class Settings:
     @property
     def sessions_dir(self) -> Path:
         """Where FileSessionManager keeps conversation history: inside session storage."""
-        return self.workspace / ".sessions"
+        return self.workspace / SESSIONS
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:

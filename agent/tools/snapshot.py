@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.tools.workspace import HIDDEN
+from agent.session_files import SESSIONS
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,6 @@ def snapshot(root: Path) -> Snapshot:
     root.mkdir(parents=True, exist_ok=True)
     with os.scandir(root) as it:
         names = sorted(
-            e.name + ("/" if e.is_dir(follow_symlinks=False) else "") for e in it if e.name != HIDDEN
+            e.name + ("/" if e.is_dir(follow_symlinks=False) else "") for e in it if e.name != SESSIONS
         )
     return Snapshot(path=root, entries=names)

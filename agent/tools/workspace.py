@@ -22,7 +22,8 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
-HIDDEN = ".sessions"  # conversation history: the agent must not read or rewrite its own memory
+from agent.session_files import SESSIONS
+
 MAX_FILE_BYTES = 1 << 20  # what one view or edit reads; larger files are for the shell (sed -n, head)
 
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -55,7 +56,7 @@ class Workspace:
             raise OutsideWorkspace(
                 f"Invalid path {path!r}: path traversal is not allowed; name it from the workspace"
             )
-        if parts and parts[0] == HIDDEN:
+        if parts and parts[0] == SESSIONS:
             raise OutsideWorkspace(f"{path!r} is the conversation history, which tools may not touch")
         return parts
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import agent
 
 ROOT = Path(agent.__file__).parent
-# Lowest first: a package may import the ones before it, never the ones after. `rehearsal` is a
-# leaf module that model/ and backup/ share.
-LAYERS = ("rehearsal", "model", "tools", "conversation", "checkpoints", "backup", "service")
+# Lowest first: a package may import the ones before it, never the ones after. Two leaf modules
+# come first: session_files (FileSessionManager's layout) and rehearsal (shared by model/, backup/).
+LAYERS = ("session_files", "rehearsal", "model", "tools", "conversation", "checkpoints", "backup", "service")
 
 
 def module_name(path: Path) -> str:
