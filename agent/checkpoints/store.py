@@ -30,8 +30,9 @@ from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
+import durable
 from agent.checkpoints.manifest_checks import MAX_MANIFEST_BYTES, malformed, set_aside
-from agent.checkpoints.objects import Objects, atomic_write
+from agent.checkpoints.objects import Objects
 from agent.checkpoints.walk import Walk, diff
 from agent.session_files import CHECKPOINTS, SESSIONS
 
@@ -106,8 +107,8 @@ class CheckpointStore:
         with suppress(OSError):
             if self._bytes is not None:
                 self._bytes -= path.stat().st_size  # a prune making a delta whole again
-        atomic_write(path, data)
-        atomic_write(self.root / "HEAD", f"{self.seqs()[-1]:06d}\n".encode())
+        durable.write_bytes(path, data, fsync=False)
+        durable.write_bytes(self.root / "HEAD", f"{self.seqs()[-1]:06d}\n".encode(), fsync=False)
         if self._bytes is not None:
             self._bytes += len(data)
         manifest["depth"] = 0 if stored is None else manifest.get("depth", 1)

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import durable
 from agent import session_files as layout
 from agent.checkpoints.store import CheckpointStore
 from agent.checkpoints.walk import Entry
@@ -220,7 +221,5 @@ def truncate_history(sessions: Path, conversation_id: str, keep: int) -> int:
         if manager.get("removed_message_count", 0) > keep:
             # The restore offset must stay inside the kept messages, or the history loads empty.
             manager["removed_message_count"] = 0
-            tmp = state_file.with_name(".agent.json.undo")
-            tmp.write_text(json.dumps(state, indent=2))
-            os.replace(tmp, state_file)
+            durable.write_bytes(state_file, json.dumps(state, indent=2).encode(), fsync=False)
     return len(later)
