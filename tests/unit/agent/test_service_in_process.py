@@ -17,14 +17,15 @@ from typing import Any
 
 import httpx
 import pytest
-from moto.server import ThreadedMotoServer
 
 from agent.backup.s3 import S3Backup
 from agent.checkpoints.recorder import Recorder
 from tests.support import PLANS
+from tests.unit.agent import test_backup
 from tests.unit.agent.test_backup import S3
 
 SESSION = "session-in-process-" + "3" * 21
+endpoint = test_backup.endpoint  # the fixture: moto in server mode on 127.0.0.1
 SESSION_HEADER = "X-Amzn-Bedrock-AgentCore-Runtime-Session-Id"
 
 
@@ -95,15 +96,6 @@ def test_a_busy_conversation_and_a_bad_request_are_refused_in_one_line(load_agen
     module.service.conversations.end(held)
     assert busy.status_code == 409 and "already running a turn" in busy.json()["error"]
     assert bad.status_code == 400 and set(bad.json()) == {"error"}
-
-
-@pytest.fixture(scope="module")
-def endpoint() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
 
 
 def test_conversations_starting_together_each_get_their_own_restore_report(
