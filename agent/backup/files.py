@@ -21,7 +21,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import durable
-from agent.checkpoints.store import CheckpointStore
+from agent.checkpoints.store import MANIFESTS, OBJECTS, CheckpointStore
 from agent.session_files import CHECKPOINTS, SESSION_PREFIX, SESSIONS, is_temp_file
 
 STORE = Path(SESSIONS) / CHECKPOINTS
@@ -117,7 +117,7 @@ class Store:
     def seqs(self) -> list[int]:
         """The checkpoints' seqs from the manifests' names (`<seq>.json`), oldest first; nothing is parsed."""
         try:
-            names = os.listdir(self.root / "manifests")
+            names = os.listdir(self.root / MANIFESTS)
         except FileNotFoundError:
             return []
         return sorted(int(n[:-5]) for n in names if n.endswith(".json") and n[:-5].isdigit())
@@ -133,10 +133,10 @@ class Store:
         return self._reader.read(seq)
 
     def object_path(self, sha256: str) -> Path:
-        return self.root / "objects" / sha256[:2] / sha256
+        return self.root / OBJECTS / sha256[:2] / sha256
 
     def write_manifest(self, manifest: dict) -> None:
-        write_json(self.root / "manifests" / f"{manifest['seq']:06d}.json", manifest)
+        write_json(self.root / MANIFESTS / f"{manifest['seq']:06d}.json", manifest)
 
     def staging(self, clear: bool = False) -> Path:
         folder = self.root / STAGING

@@ -39,6 +39,7 @@ from agent.session_files import CHECKPOINTS, SESSIONS
 log = logging.getLogger(__name__)
 
 FULL_EVERY = 16  # a delta chain is never longer: reading a checkpoint parses one full manifest at most
+OBJECTS, MANIFESTS = "objects", "manifests"  # the store's two folders (docs/CONTRACT.md §6)
 CACHED = 8  # materialised manifests kept in memory (the chain an undo or a listing walks)
 
 
@@ -48,8 +49,8 @@ class CheckpointStore:
     def __init__(self, workspace: Path) -> None:
         self.workspace = workspace
         self.root = workspace / SESSIONS / CHECKPOINTS
-        self.objects = self.root / "objects"
-        self.manifests = self.root / "manifests"
+        self.objects = self.root / OBJECTS
+        self.manifests = self.root / MANIFESTS
         self.lock = threading.RLock()
         self._latest: dict[str, Any] | None = None  # parsed once: the next walk compares with it
         self._bytes: int | None = None  # objects + manifests, counted once, then kept up to date
