@@ -46,14 +46,12 @@ COPY scripted/ scripted/
 COPY durable/ durable/
 COPY demo/ demo/
 
-# DOCKER_CONTAINER makes the app listen on 0.0.0.0; the two Strands variables stop the
-# shell and file tools from waiting on a consent prompt that nobody can answer.
+# DOCKER_CONTAINER makes the app listen on 0.0.0.0. (The agent's own tools never prompt: a
+# shell command runs with no input, so no Strands consent variable is needed.)
 ENV PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     DOCKER_CONTAINER=1 \
-    WORKSPACE_DIR=/mnt/workspace \
-    BYPASS_TOOL_CONSENT=true \
-    STRANDS_NON_INTERACTIVE=true
+    WORKSPACE_DIR=/mnt/workspace
 
 # /mnt/workspace is restated on purpose in agent/service/settings.py and cloud/agent_runtime.py (test_dockerfile).
 # The mount point of session storage. The process runs as root on purpose: AgentCore mounts

@@ -19,7 +19,8 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-from agent.backup.files import SESSIONS, DamagedBackup, Store
+from agent.backup.files import DamagedBackup, Store
+from agent.session_files import SESSIONS
 from agent.tools.workspace import OutsideWorkspace, Workspace
 
 PLACERS = 8  # threads writing files into the workspace

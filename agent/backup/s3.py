@@ -2,7 +2,7 @@
 
 Keys (docs/CONTRACT.md §6) live under `v1/<sha256("agentcore-backup:" + runtime session id)>/`:
 file contents as `objects/<sha256>` or, when small, inside `packs/<sha256>` (see
-backup_transfer.py), then `manifests/<seq>.json`, then `latest.json` (`{"seq": N, "seqs": [...]}`),
+transfer.py), then `manifests/<seq>.json`, then `latest.json` (`{"seq": N, "seqs": [...]}`),
 in that order, so whatever latest.json names is complete. The execution role has no
 s3:ListBucket: a prefix is reachable only by someone who knows the session id, and a
 restore never lists, it GETs what latest.json names. The conversation (`.sessions/session_*/`,
@@ -16,7 +16,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
-import os
 import threading
 import time
 from pathlib import Path
@@ -26,6 +25,7 @@ from agent.backup import files, placement
 from agent.backup.files import DamagedBackup, Store
 from agent.backup.manifests import make_whole, s3_form
 from agent.backup.reports import BackupError, BusyTracker, MissingReport, PushReport, RestoreReport
+from agent.backup.state import STATE_FILE, PushedState
 from agent.backup.transfer import NOT_THERE, Transfer, error_code, s3_client
 
 log = logging.getLogger(__name__)
@@ -35,8 +35,6 @@ KEY_VERSION = "v1"
 # (cloud/backup_bucket.py: more than this + 14 idle days) never removes what a manifest needs.
 REFRESH_AFTER_DAYS = 30
 REFRESH_S = REFRESH_AFTER_DAYS * 86400
-STATE_FILE = "backup.json"
-OBJECTS_FILE = "backup-objects.jsonl"  # what is uploaded and where: [sha, [time, location]] a line
 RESTORING_FILE = "backup-restore.json"  # present while a restore runs; removed last
 REFUSED_FILE = "backup-refused.json"  # a backup no restore can use: why, kept for the owner to read
 SAVE_EVERY_S = 2.0  # during a long upload, what is uploaded is saved this often (else once, at the end)
@@ -61,7 +59,7 @@ class S3Backup:
         self._idle, self._flush = threading.Event(), threading.Event()  # no push runs; push now
         self._last = -PUSH_EVERY_S  # when the last push began (monotonic)
         self._idle.set()
-        self._memo: dict[Path, tuple[tuple, dict[str, Any]]] = {}  # store root -> (file stamps, state)
+        self._pushed = PushedState(bucket)
 
     @classmethod
     def from_bucket(cls, bucket: str | None, region: str | None = None) -> S3Backup | None:
@@ -130,7 +128,7 @@ class S3Backup:
         """Upload the checkpoints not yet in S3: their new objects, then each manifest, then latest.json."""
         started, report = time.perf_counter(), PushReport()
         store, transfer = Store(workspace), self._transfer(session_id)
-        state = self._state(store, transfer.prefix)
+        state = self._pushed.load(store, transfer.prefix)
         pending = store.manifests(after=state["pushed_seq"])  # only these are read: a manifest can be MBs
         if not pending:
             return report
@@ -146,7 +144,7 @@ class S3Backup:
             known.update({sha: [now, loc] for sha, loc in locations.items()})
             report.bytes += size
             if time.monotonic() - saved[0] > SAVE_EVERY_S:  # a long upload keeps its progress
-                self._save(store, state)
+                self._pushed.save(store, state)
                 saved[0] = time.monotonic()
 
         try:
@@ -165,17 +163,17 @@ class S3Backup:
                 state["pushed_seq"] = manifest["seq"]
                 report.manifests.append(manifest["seq"])
                 if not last:  # the last is saved below: a kill before that only repeats a PUT
-                    self._save(store, state)
+                    self._pushed.save(store, state)
             latest = {"seq": pending[-1]["seq"], "seqs": store.seqs(), "time": now}
             transfer.put("latest.json", files.json_bytes(latest))
         except (OSError, *_errors()) as error:
             state["last_error"] = f"{type(error).__name__}: {error}"
-            self._save(store, state)
+            self._pushed.save(store, state)
             raise BackupError(
                 f"push to s3://{self.bucket} stopped: {error}; the next turn retries"
             ) from error
         state.update(history=cache, last_push=now, last_error=None)
-        self._save(store, state)
+        self._pushed.save(store, state)
         report.seconds = time.perf_counter() - started
         return report
 
@@ -221,12 +219,12 @@ class S3Backup:
             complete = [(m, need) for m, need in needs if not _absent(store, need)]
             for m, _ in complete:
                 store.write_manifest(m)
-            state = self._state(store, transfer.prefix)
+            state = self._pushed.load(store, transfer.prefix)
             state.update(pushed_seq=seq, history={}, last_error=None)
             stamps |= older_stamps
             for _, need in complete:
                 state["objects"].update({sha: [stamps.get(sha, 0.0), loc] for sha, loc in need.items()})
-            self._save(store, state)
+            self._pushed.save(store, state)
             marker.unlink()  # last: until here a rerun resumes
         except (DamagedBackup, KeyError, TypeError, ValueError, RecursionError) as error:
             # No rerun can restore this backup: set it aside, say why, and let the turn go on.
@@ -260,7 +258,7 @@ class S3Backup:
             shas = files.check_manifest(chosen, {})
             absent = [sha for sha in shas if not store.object_path(sha).exists()]
             if absent and session_id:
-                known = self._state(store, prefix(session_id))["objects"]
+                known = self._pushed.load(store, prefix(session_id))["objects"]
                 wanted = {sha: known[sha][1] for sha in absent if sha in known}  # what was pushed, and where
                 self._transfer(session_id).download(store, wanted, whole_packs=False, missing_ok=True)
             present = [
@@ -289,53 +287,6 @@ class S3Backup:
         """The backup state for `client.py status`: bucket, last checkpoint pushed, when, last error."""
         state = files.read_json(Store(workspace).root / STATE_FILE) or {}
         return {"bucket": self.bucket, **{k: state.get(k) for k in ("pushed_seq", "last_push", "last_error")}}
-
-    def _state(self, store: Store, pre: str) -> dict[str, Any]:
-        """backup.json, with `objects` ({sha: [uploaded, location]}) from backup-objects.jsonl.
-        Kept in memory between pushes while neither file changed on disk: one is as big as
-        the tree, and parsing it each turn would cost what the turn changed many times over."""
-        stamp = _stamps(store)
-        memo = self._memo.get(store.root)
-        if memo is not None and memo[0] == stamp:
-            state = dict(memo[1])
-            state["objects"] = dict(memo[1]["objects"])
-            return state
-        state = files.read_json(store.root / STATE_FILE)
-        if not state or state.get("bucket") != self.bucket or state.get("prefix") != pre:
-            # another bucket (or none yet): nothing is known to be there
-            state = {"bucket": self.bucket, "prefix": pre, "pushed_seq": 0, "objects": {}, "history": {}}
-            state["_logged"], state["_lines"] = {}, -1  # -1: rewrite the log at the next save
-            return state
-        if "objects" not in state:  # inline in backup.json before the log existed
-            state["objects"], state["_lines"] = files.read_log(store.root / OBJECTS_FILE)
-        state["_logged"] = dict(state["objects"])
-        return state
-
-    def _save(self, store: Store, state: dict) -> None:
-        """The log gets the objects that changed since the last save (all of them when it has
-        grown to twice what it maps), then backup.json the rest."""
-        objects, logged = state["objects"], state["_logged"]
-        lines = state.get("_lines", -1)
-        new = {sha: v for sha, v in objects.items() if logged.get(sha) != v}
-        rewrite = lines < 0 or lines + len(new) > 2 * len(objects) + 1000
-        if new or rewrite:
-            files.append_log(store.root / OBJECTS_FILE, objects if rewrite else new, rewrite)
-            state["_lines"] = len(objects) if rewrite else lines + len(new)
-            logged.update(new)
-        small = {k: v for k, v in state.items() if k not in ("objects", "_logged")}
-        files.write_json(store.root / STATE_FILE, small)
-        self._memo[store.root] = (_stamps(store), {**state, "objects": dict(objects), "_logged": logged})
-
-
-def _stamps(store: Store) -> tuple:
-    out = []
-    for name in (STATE_FILE, OBJECTS_FILE):
-        try:
-            st = os.stat(store.root / name)
-            out.append((st.st_ino, st.st_mtime_ns, st.st_size))
-        except FileNotFoundError:
-            out.append(None)
-    return tuple(out)
 
 
 def _absent(store: Store, wanted: dict[str, Any]) -> dict[str, Any]:

@@ -13,16 +13,16 @@ import os
 import stat
 from pathlib import Path
 
-from agent.checkpoints.walk import HIDDEN, STORE
 from agent.checkpoints.watch import Tracker
+from agent.session_files import CHECKPOINTS, SESSIONS
 
 
 class HistoryBytes:
     """`bytes()`: the apparent size of every file under `<workspace>/.sessions/` but the store."""
 
     def __init__(self, workspace: Path) -> None:
-        self.root = str(workspace / HIDDEN)
-        self.tracker = Tracker(STORE, what="history usage")
+        self.root = str(workspace / SESSIONS)
+        self.tracker = Tracker(CHECKPOINTS, what="history usage")
         self.sizes: dict[str, int] = {}  # relpath -> size, files and symlinks
         self.dirs: set[str] = set()  # relpaths of the directories scanned
         self.total = 0
@@ -82,7 +82,7 @@ class HistoryBytes:
                 with os.scandir(fd) as listing:  # each stat is relative to fd, so it stays open
                     for entry in listing:
                         relpath = prefix + entry.name
-                        if relpath == STORE:
+                        if relpath == CHECKPOINTS:
                             continue
                         try:
                             st = entry.stat(follow_symlinks=False)

@@ -8,7 +8,6 @@ name and renamed in, so a kill -9 leaves at most a temp file or an object no man
 from __future__ import annotations
 
 import hashlib
-import itertools
 import os
 import stat
 import tempfile
@@ -16,6 +15,7 @@ from collections.abc import Callable
 from contextlib import suppress
 from pathlib import Path
 
+import durable
 from agent.checkpoints.walk import Entry
 
 SMALL = 1 << 20  # files up to this size are read whole, so a known object costs no temp file
@@ -69,7 +69,7 @@ class Objects:
     def put(self, sha: str, data: bytes) -> None:
         if self.has(sha):
             return
-        atomic_write(self._folder(sha) / sha, data)
+        durable.write_bytes(self._folder(sha) / sha, data, fsync=False)
         self.counted(len(data))
 
     def _put_stream(self, fd: int) -> str:
@@ -121,24 +121,3 @@ def read_all(fd: int) -> bytes:
     while chunk := os.read(fd, SMALL + 1):
         chunks.append(chunk)
     return b"".join(chunks)
-
-
-_temps = itertools.count()
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Temp file in the same directory, then rename: a reader sees the old file or the new one."""
-    tmp = f"{path.parent}/.tmp-{os.getpid()}-{next(_temps)}"
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        with suppress(OSError):
-            os.unlink(tmp)
-        raise

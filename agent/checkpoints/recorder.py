@@ -21,9 +21,10 @@ from typing import Any
 from agent.checkpoints import undo
 from agent.checkpoints.history_bytes import HistoryBytes
 from agent.checkpoints.store import CheckpointStore, missing_paths
-from agent.checkpoints.walk import HIDDEN, Walk, after_restore, diff, update, verify, walk
+from agent.checkpoints.walk import Walk, after_restore, diff, update, verify, walk
 from agent.checkpoints.watch import Tracker
 from agent.conversation.protocol import TurnRecord, Usage
+from agent.session_files import SESSIONS
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,18 @@ log = logging.getLogger(__name__)
 # it can (never overwriting a file that exists) and say if it did.
 RestoreEmpty = Callable[[CheckpointStore], bool]
 RestoreMissing = Callable[[CheckpointStore, list[str]], bool]
+
+
+@dataclass(frozen=True)
+class Restore:
+    """Where one turn's `begin` may restore from: passed with that call, so two conversations
+    starting together each restore, and report, through their own hooks."""
+
+    empty: RestoreEmpty | None = None
+    missing: RestoreMissing | None = None
+
+
+NO_RESTORE = Restore()  # no backups: a turn starts from what the storage holds
 
 
 class Busy(RuntimeError):
@@ -53,15 +66,13 @@ class Recorder:
 
     def __init__(self, workspace: Path, keep: int, max_bytes: int, quota_bytes: int) -> None:
         self.workspace = workspace
-        self.sessions = workspace / ".sessions"
+        self.sessions = workspace / SESSIONS
         self.store = CheckpointStore(workspace)
         self.keep, self.max_bytes, self.quota_bytes = keep, max_bytes, quota_bytes
-        self.restore_empty: RestoreEmpty | None = None
-        self.restore_missing: RestoreMissing | None = None
         self._running = 0
         self._seen: set[str] = set()  # conversations that had a turn on this compute
         self._guard = threading.Lock()
-        self.tracker = Tracker(HIDDEN)
+        self.tracker = Tracker(SESSIONS)
         self.history = HistoryBytes(workspace)  # the usage figure's history part, from its own tracker
         self.unchanged = 0  # walks that found the tracker reporting nothing (for the bench)
 
@@ -89,19 +100,19 @@ class Recorder:
         self.store.hash_missing(found, touched)
         return found
 
-    def begin(self, conversation_id: str) -> TurnStart:
+    def begin(self, conversation_id: str, restore: Restore = NO_RESTORE) -> TurnStart:
         """Before the model runs: verify (first turn here), keep changes made between turns."""
         with self.store.lock:
             latest = self.store.latest()
             found = self._walk()
             restored_from = "storage" if latest or found.files else None
-            if restored_from is None and self.restore_empty and self.restore_empty(self.store):
+            if restored_from is None and restore.empty and restore.empty(self.store):
                 restored_from, latest, found = "backup", self.store.latest(), self._walk()
             first_here = conversation_id not in self._seen
             self._seen.add(conversation_id)
-            if first_here and latest and self.restore_missing:
+            if first_here and latest and restore.missing:
                 missing = missing_paths(self.store, found)
-                if missing and self.restore_missing(self.store, missing):
+                if missing and restore.missing(self.store, missing):
                     restored_from, found = "backup", self._walk()
             messages = undo.stored_messages(self.sessions, conversation_id)
             turn = int(latest.get("turn", 0)) if latest else 0

@@ -30,12 +30,16 @@ from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
-from agent.checkpoints.objects import Objects, atomic_write
-from agent.checkpoints.walk import HIDDEN, STORE, Walk, diff
+import durable
+from agent.checkpoints.manifest_checks import MAX_MANIFEST_BYTES, malformed, set_aside
+from agent.checkpoints.objects import Objects
+from agent.checkpoints.walk import Walk, diff
+from agent.session_files import CHECKPOINTS, SESSIONS
 
 log = logging.getLogger(__name__)
 
 FULL_EVERY = 16  # a delta chain is never longer: reading a checkpoint parses one full manifest at most
+OBJECTS, MANIFESTS = "objects", "manifests"  # the store's two folders (docs/CONTRACT.md §6)
 CACHED = 8  # materialised manifests kept in memory (the chain an undo or a listing walks)
 
 
@@ -44,9 +48,9 @@ class CheckpointStore:
 
     def __init__(self, workspace: Path) -> None:
         self.workspace = workspace
-        self.root = workspace / HIDDEN / STORE
-        self.objects = self.root / "objects"
-        self.manifests = self.root / "manifests"
+        self.root = workspace / SESSIONS / CHECKPOINTS
+        self.objects = self.root / OBJECTS
+        self.manifests = self.root / MANIFESTS
         self.lock = threading.RLock()
         self._latest: dict[str, Any] | None = None  # parsed once: the next walk compares with it
         self._bytes: int | None = None  # objects + manifests, counted once, then kept up to date
@@ -104,8 +108,8 @@ class CheckpointStore:
         with suppress(OSError):
             if self._bytes is not None:
                 self._bytes -= path.stat().st_size  # a prune making a delta whole again
-        atomic_write(path, data)
-        atomic_write(self.root / "HEAD", f"{self.seqs()[-1]:06d}\n".encode())
+        durable.write_bytes(path, data, fsync=False)
+        durable.write_bytes(self.root / "HEAD", f"{self.seqs()[-1]:06d}\n".encode(), fsync=False)
         if self._bytes is not None:
             self._bytes += len(data)
         manifest["depth"] = 0 if stored is None else manifest.get("depth", 1)
@@ -121,7 +125,7 @@ class CheckpointStore:
         except FileNotFoundError:
             return []
         except OSError as error:  # not a directory, a symlink loop: set it aside, start again
-            _set_aside(self.manifests, f"unreadable ({error.strerror})")
+            set_aside(self.manifests, f"unreadable ({error.strerror})")
             return []
         return sorted(int(n[:-5]) for n in names if n.endswith(".json") and n[:-5].isdigit())
 
@@ -141,20 +145,20 @@ class CheckpointStore:
         except FileNotFoundError:
             return None
         except OSError as error:
-            return _set_aside(path, f"unreadable ({error.strerror})")
+            return set_aside(path, f"unreadable ({error.strerror})")
         with os.fdopen(fd, "rb") as f:
             st = os.fstat(f.fileno())
             if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_MANIFEST_BYTES:
-                return _set_aside(path, f"not a regular file of at most {MAX_MANIFEST_BYTES} bytes")
+                return set_aside(path, f"not a regular file of at most {MAX_MANIFEST_BYTES} bytes")
             stamp = (st.st_ino, st.st_mtime_ns, st.st_size)  # another writer (a restore) may replace it
             if (hit := self._cache.get(seq)) is not None and hit[0] == stamp:
                 return hit[1]
             try:
                 manifest = json.loads(f.read(MAX_MANIFEST_BYTES + 1))
             except (OSError, ValueError, RecursionError):  # RecursionError: nested past the parser's limit
-                return _set_aside(path, "not JSON, or nested past the parser's limit")
-        if problem := _malformed(manifest, seq):
-            return _set_aside(path, problem)
+                return set_aside(path, "not JSON, or nested past the parser's limit")
+        if problem := malformed(manifest, seq):
+            return set_aside(path, problem)
         delta, base = manifest.pop("delta", None), manifest.get("base")
         if isinstance(delta, dict) and isinstance(base, int) and base < seq:
             earlier = self._read(base, hops - 1) if hops > 0 else None  # a forged chain ends here
@@ -283,37 +287,6 @@ class CheckpointStore:
             self.files.collect_strays(named)
             log.info("checkpoints=<%s> | pruned; %d bytes kept", dropped, self.bytes())
             return dropped
-
-
-# What only a damaged or forged manifest holds; the fields every reader of one relies on.
-MAX_MANIFEST_BYTES = 64 * 2**20
-_INTS = ("turn", "messages_before", "messages", "parent", "target", "base")
-_TEXTS = ("id", "kind", "conversation_id", "prompt", "outcome")
-
-
-def _malformed(manifest: Any, seq: int) -> str | None:
-    """Why `manifest` (as stored, whole or a delta) cannot be a checkpoint, or None."""
-    if not isinstance(manifest, dict) or manifest.get("seq") != seq:
-        return f"not a manifest of checkpoint {seq}"
-    if bad := [k for k in _INTS if manifest.get(k) is not None and type(manifest[k]) is not int]:
-        return f"{bad[0]!r} is not a whole number"
-    if bad := [k for k in _TEXTS if manifest.get(k) is not None and not isinstance(manifest[k], str)]:
-        return f"{bad[0]!r} is not text"
-    entries = manifest.get("delta") if "delta" in manifest else manifest.get("files")
-    if not isinstance(entries, dict) or not all(
-        e is None or (isinstance(e, dict) and isinstance(e.get("type"), str)) for e in entries.values()
-    ):
-        return "its file list is not a map of entries"
-    return None
-
-
-def _set_aside(path: Path, reason: str) -> None:
-    """Rename a store entry no checkpoint can come from to `<name>.refused-<time>` (kept to be
-    looked at, never read again) and say why: the session goes on, as with a poisoned history."""
-    aside = path.with_name(f"{path.name}.refused-{time.time_ns()}")
-    with suppress(OSError):
-        os.replace(path, aside)
-    log.warning("checkpoints | set aside %s: %s", aside, reason)
 
 
 def _shas(manifest: dict[str, Any]) -> set[str]:

@@ -13,7 +13,6 @@ import hashlib
 import itertools
 import json
 import os
-import re
 import shutil
 import time
 from contextlib import suppress
@@ -21,10 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import durable
+from agent import session_files as layout
 from agent.checkpoints.store import CheckpointStore
 from agent.checkpoints.walk import Entry
 
-_MESSAGE = re.compile(r"message_(\d+)\.json")
 _temps = itertools.count()
 
 
@@ -184,14 +184,14 @@ def stored_messages(sessions: Path, conversation_id: str) -> int:
     on from the last count instead: Strands numbers each new message one past the highest, so
     while the last one counted is still there, the files after it are the new ones. Anything
     else (an undo, a quarantine, a restored history) lists the folder again."""
-    folder = _agent_dir(sessions, conversation_id) / "messages"
+    folder = layout.agent_dir(sessions, conversation_id) / layout.MESSAGES
     count = _counted.get(folder, 0)
-    if count and os.path.lexists(folder / f"message_{count - 1}.json"):
-        while os.path.lexists(folder / f"message_{count}.json"):
+    if count and os.path.lexists(folder / layout.message_name(count - 1)):
+        while os.path.lexists(folder / layout.message_name(count)):
             count += 1
     else:
         try:
-            numbers = [int(m.group(1)) for n in os.listdir(folder) if (m := _MESSAGE.fullmatch(n))]
+            numbers = [int(m.group(1)) for n in os.listdir(folder) if (m := layout.MESSAGE_FILE.fullmatch(n))]
         except FileNotFoundError:
             numbers = []
         count = max(numbers, default=-1) + 1
@@ -201,12 +201,12 @@ def stored_messages(sessions: Path, conversation_id: str) -> int:
 
 def truncate_history(sessions: Path, conversation_id: str, keep: int) -> int:
     """Move the messages from index `keep` on into .sessions/.undone/; returns how many moved."""
-    agent_dir = _agent_dir(sessions, conversation_id)
-    folder = agent_dir / "messages"
+    agent_dir = layout.agent_dir(sessions, conversation_id)
+    folder = agent_dir / layout.MESSAGES
     later = sorted(
         (int(m.group(1)), folder / n)
         for n in (os.listdir(folder) if folder.is_dir() else [])
-        if (m := _MESSAGE.fullmatch(n)) and int(m.group(1)) >= keep
+        if (m := layout.MESSAGE_FILE.fullmatch(n)) and int(m.group(1)) >= keep
     )
     if not later:
         return 0
@@ -214,18 +214,12 @@ def truncate_history(sessions: Path, conversation_id: str, keep: int) -> int:
     aside.mkdir(parents=True)
     for _, path in reversed(later):  # newest first: a kill midway leaves a clean prefix
         os.replace(path, aside / path.name)
-    state_file = agent_dir / "agent.json"
+    state_file = agent_dir / layout.AGENT_FILE
     with suppress(OSError, ValueError):
         state = json.loads(state_file.read_text())
         manager = state.get("conversation_manager_state") or {}
         if manager.get("removed_message_count", 0) > keep:
             # The restore offset must stay inside the kept messages, or the history loads empty.
             manager["removed_message_count"] = 0
-            tmp = state_file.with_name(".agent.json.undo")
-            tmp.write_text(json.dumps(state, indent=2))
-            os.replace(tmp, state_file)
+            durable.write_bytes(state_file, json.dumps(state, indent=2).encode(), fsync=False)
     return len(later)
-
-
-def _agent_dir(sessions: Path, conversation_id: str) -> Path:
-    return sessions / f"session_{conversation_id}" / "agents" / "agent_default"

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agent.session_files import SESSIONS
+
 Watch = Callable[[str, str], None]  # (relpath + "/" or "" for the root, absolute path) before a listing
-HIDDEN = ".sessions"  # conversation history: captured by message count, not copied
-STORE = ".checkpoints"  # under HIDDEN
 Entry = dict[str, Any]
 
 
@@ -87,7 +87,7 @@ def _scan(
             continue
         with _closing(fd), os.scandir(fd) as entries:
             for entry in entries:
-                if not prefix and entry.name == HIDDEN:
+                if not prefix and entry.name == SESSIONS:
                     continue
                 relpath = prefix + entry.name
                 try:
@@ -154,7 +154,7 @@ def update(
 
     for path in sorted(set(paths), key=lambda p: p.count("/")):  # parents first
         parent = path.rpartition("/")[0]
-        if path.split("/", 1)[0] == HIDDEN or (parent and files.get(parent, {}).get("type") != "dir"):
+        if path.split("/", 1)[0] == SESSIONS or (parent and files.get(parent, {}).get("type") != "dir"):
             drop(path, True)  # under a directory that is gone or no directory now
             continue
         full = f"{root}/{path}"

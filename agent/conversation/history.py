@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import stat
 import time
 from collections.abc import Callable
@@ -30,25 +29,20 @@ from strands.session.file_session_manager import FileSessionManager
 from strands.types.session import Session, SessionType
 
 import durable
+from agent import session_files as layout
+from agent.session_files import session_dir
 
 logger = logging.getLogger(__name__)
 
-AGENT_ID = "default"
 INTERRUPTED_NOTE = "(The previous turn was interrupted before it finished; its last step may not have run.)"
 MAX_FILE_BYTES = 32 << 20  # far above a real message (tool results are capped at 20,000 characters)
 MAX_DEPTH = 64  # Strands deep-copies and re-encodes messages recursively; real ones nest a few levels
-_MESSAGE_FILE = re.compile(r"message_(\d+)\.json")
-_LEFTOVER = re.compile(r"\.strands_[^/]*\.tmp")  # FileSessionManager's temp name (mkstemp, then rename)
 _OPEN = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 # Content block kinds of the Bedrock Converse shape that Strands stores; the ones it indexes are checked.
 _BLOCKS = {"text", "toolUse", "toolResult", "image", "document", "video", "reasoningContent"}
 _BLOCKS |= {"citationsContent", "cachePoint", "guardContent"}
 
 T = TypeVar("T")
-
-
-def session_dir(storage: Path, conversation_id: str) -> Path:
-    return storage / f"session_{conversation_id}"
 
 
 def load(path: Path | str) -> Any:
@@ -136,7 +130,7 @@ def _valid_agent(data: Any) -> bool:
         and isinstance(state, dict)
         and isinstance(state.get("removed_message_count", 0), int)
         and state.get("removed_message_count", 0) >= 0
-        and isinstance(data.get("_internal_state", {}), dict)
+        and isinstance(data.get(layout.INTERNAL_STATE, {}), dict)
     )
 
 
@@ -156,31 +150,31 @@ def find_damage(root: Path) -> list[Path]:
     if kind is False:
         return [root]
     bad: list[Path] = []
-    if os.path.lexists(root / "session.json"):
-        session = load(root / "session.json")
+    if os.path.lexists(root / layout.SESSION_FILE):
+        session = load(root / layout.SESSION_FILE)
         if not (isinstance(session, dict) and isinstance(session.get("session_id"), str)):
-            bad.append(root / "session.json")
-    agents = root / "agents"
+            bad.append(root / layout.SESSION_FILE)
+    agents = root / layout.AGENTS
     if _is_dir(agents) is False:
         return [*bad, agents]
-    agent_dir = agents / f"agent_{AGENT_ID}"
-    if _is_dir(agent_dir) is None:
+    folder = layout.agent_dir_in(root)
+    if _is_dir(folder) is None:
         return bad
-    if _is_dir(agent_dir) is False or not os.path.lexists(agent_dir / "agent.json"):
-        return [*bad, agent_dir]  # without agent.json Strands would renumber over the old messages
-    agent = load(agent_dir / "agent.json")
-    messages = agent_dir / "messages"
+    if _is_dir(folder) is False or not os.path.lexists(folder / layout.AGENT_FILE):
+        return [*bad, folder]  # without agent.json Strands would renumber over the old messages
+    agent = load(folder / layout.AGENT_FILE)
+    messages = folder / layout.MESSAGES
     if not _valid_agent(agent) or _is_dir(messages) is False:
-        return [*bad, agent_dir]
+        return [*bad, folder]
     offset = agent["conversation_manager_state"].get("removed_message_count", 0)
     numbered: dict[int, str] = {}  # plain strings: a long history has thousands of names
     for entry in _entries(messages):
-        match = _MESSAGE_FILE.fullmatch(entry.name)
+        match = layout.MESSAGE_FILE.fullmatch(entry.name)
         if match:  # a FIFO, link or directory by that name fails load() below, like a torn file
             numbered[int(match.group(1))] = entry.path
-        elif _LEFTOVER.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
+        elif layout.is_temp_file(entry.name) and entry.is_file(follow_symlinks=False):
             _remove(Path(entry.path))  # a write killed before its rename: the file it replaces still stands
-        elif entry.name.startswith("message_") and entry.name.endswith(".json"):
+        elif layout.looks_like_message(entry.name):
             bad.append(Path(entry.path))  # Strands would int() this name and fail on the whole folder
         # any other name Strands' listing skips, so it cannot hurt the restore
     # Strands reads only from the offset on: check those (a restore stays cheap on a long history).
@@ -214,10 +208,12 @@ def quarantine(storage: Path, conversation_id: str, paths: list[Path]) -> list[s
             )
             _remove(path)
         moved.append(str(relative))
-    if paths and _is_dir(root) and not os.path.lexists(root / "session.json"):
+    if paths and _is_dir(root) and not os.path.lexists(root / layout.SESSION_FILE):
         # FileSessionManager refuses an existing directory without session.json: give it a fresh one.
         fresh = Session(session_id=conversation_id, session_type=SessionType.AGENT)
-        durable.write_json(root / "session.json", fresh.to_dict())  # atomic: this must survive a kill too
+        durable.write_json(
+            root / layout.SESSION_FILE, fresh.to_dict()
+        )  # atomic: this must survive a kill too
     logger.warning(
         "conversation_id=<%s>, files=<%s> | quarantined damaged history to %s", conversation_id, moved, dest
     )

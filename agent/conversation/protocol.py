@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from agent.conversation.conversations import Conversation
-    from agent.tools.workspace import Snapshot
+    from agent.tools.snapshot import Snapshot
 
 CONVERSATION_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 

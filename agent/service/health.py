@@ -24,9 +24,15 @@ from agent.service.request_guard import send_json
 class Health:
     """What, if anything, stops the service from answering a turn now."""
 
-    def __init__(self, stalled_opens: Callable[[float], list[str]], stall_after: float) -> None:
+    def __init__(
+        self,
+        stalled_opens: Callable[[float], list[str]],
+        stall_after: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.stalled_opens = stalled_opens
         self.stall_after = stall_after
+        self.clock = clock
         self._loop: asyncio.AbstractEventLoop | None = None
         self._posted: float | None = None  # when a heartbeat was posted that has not run yet
         self._lock = threading.Lock()
@@ -37,7 +43,7 @@ class Health:
 
     def problem(self) -> str | None:
         """None when a turn could be answered; else why not. Never blocks: called by /ping."""
-        now = time.monotonic()
+        now = self.clock()
         stalled = self.stalled_opens(self.stall_after)
         if stalled:
             return f"restoring conversation {stalled[0]!r} has taken over {self.stall_after:g} s"
@@ -51,6 +57,12 @@ class Health:
             elif now - self._posted > self.stall_after:
                 return f"the turn event loop has not run for {now - self._posted:.0f} s"
         return None
+
+    @property
+    def heartbeat_pending(self) -> bool:
+        """A heartbeat was posted to the turn loop and has not run yet."""
+        with self._lock:
+            return self._posted is not None
 
     def _beat(self) -> None:
         with self._lock:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agent.model.providers import provider_variables
+from agent.session_files import SESSIONS
 
 REPO = Path(__file__).resolve().parents[2]
 # AgentCore's session-storage mount; restated in the Dockerfile and by deploy (see cloud/agent_runtime.py).
@@ -41,9 +42,7 @@ class Settings:
     max_prompt_chars: int = 100_000
     max_tool_output_chars: int = 20_000
     max_warm_conversations: int = 32
-    backup_bucket: str | None = (
-        None  # S3 bucket for backups (agent/backup/s3.py); None: no backups
-    )
+    backup_bucket: str | None = None  # S3 bucket for backups (agent/backup/s3.py); None: no backups
     backup_wait_seconds: float = 8.0  # at a stop, how long a running backup may still take (< the grace)
     stall_seconds: float = 30.0  # a restore or a stuck turn loop this long makes /ping Unhealthy (503)
     # Checkpoints and the turn budget (README "Checkpoints, undo and storage").
@@ -58,7 +57,7 @@ class Settings:
     @property
     def sessions_dir(self) -> Path:
         """Where FileSessionManager keeps conversation history: inside session storage."""
-        return self.workspace / ".sessions"
+        return self.workspace / SESSIONS
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:

@@ -22,7 +22,8 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
-HIDDEN = ".sessions"  # conversation history: the agent must not read or rewrite its own memory
+from agent.session_files import SESSIONS
+
 MAX_FILE_BYTES = 1 << 20  # what one view or edit reads; larger files are for the shell (sed -n, head)
 
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -55,7 +56,7 @@ class Workspace:
             raise OutsideWorkspace(
                 f"Invalid path {path!r}: path traversal is not allowed; name it from the workspace"
             )
-        if parts and parts[0] == HIDDEN:
+        if parts and parts[0] == SESSIONS:
             raise OutsideWorkspace(f"{path!r} is the conversation history, which tools may not touch")
         return parts
 
@@ -289,37 +290,3 @@ def _replace(parent: int, name: str, text: str, mode: int) -> None:
         with suppress(FileNotFoundError):
             os.unlink(tmp, dir_fd=parent)
         raise
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """What the workspace held when a turn started (top level only: node_modules can be huge)."""
-
-    path: Path
-    entries: list[str]
-
-    @property
-    def restored(self) -> bool:
-        """True when there were files before this invocation (from earlier turns or sessions)."""
-        return bool(self.entries)
-
-    def describe(self, limit: int = 25) -> str:
-        """A short factual note for the model, so it notices earlier work even when not asked to look."""
-        if not self.entries:
-            return f"Workspace {self.path} is empty."
-        shown = ", ".join(self.entries[:limit])
-        more = f" and {len(self.entries) - limit} more" if len(self.entries) > limit else ""
-        return (
-            f"Workspace {self.path} already holds {len(self.entries)} entries from earlier work: "
-            f"{shown}{more}. Inspect them before changing anything."
-        )
-
-
-def snapshot(root: Path) -> Snapshot:
-    """List the workspace's top level, directories marked with a trailing slash."""
-    root.mkdir(parents=True, exist_ok=True)
-    with os.scandir(root) as it:
-        names = sorted(
-            e.name + ("/" if e.is_dir(follow_symlinks=False) else "") for e in it if e.name != HIDDEN
-        )
-    return Snapshot(path=root, entries=names)

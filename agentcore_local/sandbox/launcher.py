@@ -100,8 +100,6 @@ class Launcher(ABC):
             **spec.env,
             "PORT": str(spec.port),
             "WORKSPACE_DIR": self.workspace(spec),
-            "BYPASS_TOOL_CONSENT": "true",
-            "STRANDS_NON_INTERACTIVE": "true",
             "PYTHONUNBUFFERED": "1",
             "PYTHONDONTWRITEBYTECODE": "1",
             **self.code_path(spec),

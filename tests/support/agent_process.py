@@ -44,8 +44,6 @@ class AgentProcess:
             "PORT": str(self.port),
             "MODEL_PROVIDER": "scripted",
             "SCRIPTED_PLAN": str(plan),
-            "BYPASS_TOOL_CONSENT": "true",
-            "STRANDS_NON_INTERACTIVE": "true",
             **env,
         }
         self.env.pop("DOCKER_CONTAINER", None)

@@ -81,7 +81,9 @@ def test_a_new_compute_on_empty_storage_restores_files_and_conversation_from_the
         answer = first.invoke("make files", headers=HEADER, conversation_id="c1").json()
         assert answer["workspace"]["restored_from"] is None  # a first turn
         wait_for_backup(s3_endpoint, bucket)
+        deadline = time.monotonic() + 30
         while first.http.get("/ping").json()["status"] != "Healthy":  # the push holds HealthyBusy
+            assert time.monotonic() < deadline, "ping stayed HealthyBusy after the push"
             time.sleep(0.05)
     finally:
         first.stop()

@@ -81,7 +81,6 @@ def test_bwrap_drops_every_privilege_and_binds_only_this_sessions_storage(tmp_pa
     assert env == launcher.host_env and set(env) == {"PATH", "LANG"}  # bwrap itself: serve's own only
     agent = launcher.agent_environment(spec(tmp_path))
     assert agent["WORKSPACE_DIR"] == "/mnt/workspace" and agent["PORT"] == "18080" and agent["HOME"] == "/tmp"
-    assert agent["BYPASS_TOOL_CONSENT"] == agent["STRANDS_NON_INTERACTIVE"] == "true"
     assert agent["MODEL_PROVIDER"] == "scripted"
     assert "scripted" not in joined  # the agent's environment never goes on a command line
 

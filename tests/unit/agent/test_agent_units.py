@@ -15,8 +15,9 @@ from agent.model import providers
 from agent.model.providers import ModelConfigError, build_model
 from agent.model.scripted import BANNER, PlanError, ScriptedModel, load_plan
 from agent.service.settings import DEFAULT_MODEL_ID, Settings
+from agent.tools.snapshot import snapshot
 from agent.tools.toolset import make_tools
-from agent.tools.workspace import Workspace, snapshot
+from agent.tools.workspace import Workspace
 from tests.support import REPO
 
 
@@ -274,17 +275,20 @@ def test_health_says_when_the_turn_loop_stops_running_callbacks():
 
     loop = asyncio.new_event_loop()
     threading.Thread(target=loop.run_forever, daemon=True).start()
-    health = Health(lambda after: [], stall_after=0.1)
+    now = [0.0]  # the clock health reads, moved by hand
+    health = Health(lambda after: [], stall_after=0.1, clock=lambda: now[0])
     health.watch(loop)
     assert health.problem() is None  # posts a heartbeat, which runs at once
     deadline = time.monotonic() + 5
-    while health._posted is not None:
+    while health.heartbeat_pending:
         assert time.monotonic() < deadline
         time.sleep(0.01)
     release = threading.Event()
     loop.call_soon_threadsafe(release.wait)  # a blocking call wedges the loop
-    health.problem()
-    time.sleep(0.2)
+    assert health.problem() is None  # posts a heartbeat behind the blocking call
+    now[0] += 0.05
+    assert health.problem() is None  # not stalled for long enough yet
+    now[0] += 0.2
     assert "has not run for" in (health.problem() or "")
     release.set()
     while health.problem() is not None:

@@ -17,6 +17,7 @@ from moto.server import ThreadedMotoServer
 from agent.backup import files as backup_files
 from agent.backup import s3 as backup
 from agent.backup.s3 import S3Backup
+from agent.backup.state import OBJECTS_FILE, STATE_FILE
 from agent.checkpoints.recorder import Recorder
 from agent.checkpoints.store import FULL_EVERY, CheckpointStore
 from tests.unit.agent.test_backup import S3, get, say, tree
@@ -125,7 +126,7 @@ def test_a_base_pruned_here_is_still_fetched_and_a_stale_or_long_chain_pushes_wh
     assert tree(fresh) == tree(ws)
 
     # A whole manifest older than the refresh age is never a base (the bucket's expiry could take it).
-    state_file = ws / ".sessions" / ".checkpoints" / backup.STATE_FILE
+    state_file = ws / ".sessions" / ".checkpoints" / STATE_FILE
     state = json.loads(state_file.read_text())
     state["chain"]["whole_time"] = 0
     state_file.write_text(json.dumps(state))
@@ -156,13 +157,13 @@ def test_what_was_uploaded_is_appended_per_push_and_a_cut_line_or_the_old_format
     turn(recorder, lambda: None)
     S3Backup(bucket, client=s3.client).push(ws, SESSION)
     root = ws / ".sessions" / ".checkpoints"
-    log = root / backup.OBJECTS_FILE
+    log = root / OBJECTS_FILE
     size = log.stat().st_size
     turn(recorder, lambda: (ws / "one.txt").write_text("one\n"))
     S3Backup(bucket, client=s3.client).push(ws, SESSION)
     added = log.read_bytes()[size:].decode()
     assert hashlib.sha256(b"one\n").hexdigest() in added and added.count("\n") == 2  # appended, not rewritten
-    assert "objects" not in json.loads((root / backup.STATE_FILE).read_text())
+    assert "objects" not in json.loads((root / STATE_FILE).read_text())
 
     with log.open("ab") as cut:  # a kill in the middle of an append
         cut.write(b'\n["' + b"a" * 64 + b'", [1')
@@ -172,12 +173,12 @@ def test_what_was_uploaded_is_appended_per_push_and_a_cut_line_or_the_old_format
     assert new_pack_holds(s3, bucket, recorder.store.seqs()[-1]) == [hashlib.sha256(b"two\n").hexdigest()]
 
     # backup.json from before the log (objects inline): still honoured, then moved to the log.
-    state = json.loads((root / backup.STATE_FILE).read_text())
+    state = json.loads((root / STATE_FILE).read_text())
     state["objects"] = backup_files.read_log(log)[0]  # the cut line skipped
-    (root / backup.STATE_FILE).write_text(json.dumps(state))
+    (root / STATE_FILE).write_text(json.dumps(state))
     log.unlink()
     s3.puts.clear()
     turn(recorder, lambda: (ws / "three.txt").write_text("three\n"))
     S3Backup(bucket, client=s3.client).push(ws, SESSION)
     assert new_pack_holds(s3, bucket, recorder.store.seqs()[-1]) == [hashlib.sha256(b"three\n").hexdigest()]
-    assert log.is_file() and "objects" not in json.loads((root / backup.STATE_FILE).read_text())
+    assert log.is_file() and "objects" not in json.loads((root / STATE_FILE).read_text())

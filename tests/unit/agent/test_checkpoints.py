@@ -17,7 +17,7 @@ import pytest
 
 from agent.checkpoints import undo
 from agent.checkpoints.history_bytes import HistoryBytes
-from agent.checkpoints.recorder import Recorder
+from agent.checkpoints.recorder import Recorder, Restore
 from agent.checkpoints.store import FULL_EVERY, CheckpointStore, missing_paths
 from agent.checkpoints.walk import content, walk
 from agent.conversation import protocol
@@ -349,8 +349,7 @@ def test_the_first_turn_on_new_compute_reports_what_is_missing_or_changed(tmp_pa
     (tmp_path / "b.txt").write_text("bb")
     restarted = Recorder(tmp_path, keep=20, max_bytes=10**9, quota_bytes=10**9)
     asked = []
-    restarted.restore_missing = lambda store, missing: asked.append(missing) or False
-    start = restarted.begin("c")
+    start = restarted.begin("c", Restore(missing=lambda store, missing: asked.append(missing) or False))
     assert start.verified == {"missing": ["a.txt"], "changed": ["b.txt"]} and asked == [["a.txt"]]
     assert start.restored_from == "storage"
     restarted.end(start, "c", "turn", "answered")
@@ -436,8 +435,7 @@ def test_an_empty_storage_asks_the_backup_hook_and_the_answer_says_backup(tmp_pa
         shutil.copy2(source / "kept.txt", fresh / "kept.txt")
         return True
 
-    recorder.restore_empty = restore_empty
-    start = recorder.begin("c")
+    start = recorder.begin("c", Restore(empty=restore_empty))
     assert start.restored_from == "backup" and start.verified is True
     assert recorder.end(start, "c", "next", "answered").restored_from == "backup"
 

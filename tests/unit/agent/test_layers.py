@@ -5,11 +5,12 @@ import ast
 from pathlib import Path
 
 import agent
+from tests.support.import_graph import first_cycle
 
 ROOT = Path(agent.__file__).parent
-# Lowest first: a package may import the ones before it, never the ones after. `rehearsal` is a
-# leaf module that model/ and backup/ share.
-LAYERS = ("rehearsal", "model", "tools", "conversation", "checkpoints", "backup", "service")
+# Lowest first: a package may import the ones before it, never the ones after. Two leaf modules
+# come first: session_files (FileSessionManager's layout) and rehearsal (shared by model/, backup/).
+LAYERS = ("session_files", "rehearsal", "model", "tools", "conversation", "checkpoints", "backup", "service")
 
 
 def module_name(path: Path) -> str:
@@ -44,19 +45,7 @@ def test_every_module_belongs_to_a_layer() -> None:
 
 
 def test_there_is_no_import_cycle() -> None:
-    done: set[str] = set()
-
-    def visit(name: str, trail: list[str]) -> None:
-        if name in trail:
-            raise AssertionError(" -> ".join([*trail[trail.index(name) :], name]))
-        if name in done:
-            return
-        for target in sorted(GRAPH[name]):
-            visit(target, [*trail, name])
-        done.add(name)
-
-    for name in sorted(GRAPH):
-        visit(name, [])
+    assert first_cycle(GRAPH) is None
 
 
 def test_dependencies_point_down_the_layers_only() -> None:
@@ -72,7 +61,8 @@ def test_dependencies_point_down_the_layers_only() -> None:
     assert upward == []
 
 
-def test_the_graph_is_read_from_the_source() -> None:
-    """Guards the test itself: it does see the imports the layers rest on."""
+def test_the_graph_is_read_from_the_source_and_a_cycle_would_be_found() -> None:
+    """Guards the test itself: it sees the imports the layers rest on, and it finds a cycle."""
+    assert first_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert "agent.checkpoints.store" in GRAPH["agent.backup.files"]
     assert "agent.rehearsal" in GRAPH["agent.model.providers"]  # an import inside a function

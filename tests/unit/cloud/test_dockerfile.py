@@ -87,7 +87,6 @@ def test_runs_the_agent_on_port_8080_in_container_mode() -> None:
     assert json.loads(args_of("CMD")[0]) == ["python", "coding_agent.py"]
     assert args_of("EXPOSE") == ["8080"]
     assert env()["DOCKER_CONTAINER"] == "1"
-    assert env()["BYPASS_TOOL_CONSENT"] == env()["STRANDS_NON_INTERACTIVE"] == "true"
 
 
 def test_the_mount_path_is_created_and_agrees_with_deploy_and_the_agent() -> None:
