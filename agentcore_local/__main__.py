@@ -131,7 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="print the export lines that point boto3 (and client.py) here",
         description="Print shell export lines: the endpoint variables (boto3's and the starter toolkit's), "
         "a region, dummy credentials, "
-        "and AGENT_ARN when the state dir belongs to a running server. "
+        "and AGENT_ARN (the server's live coding_agent runtime) when the state dir belongs to a running "
+        "server. "
         'Use: eval "$(python -m agentcore_local env)"',
     )
     env.add_argument(
@@ -172,7 +173,8 @@ def env_lines(url: str, arn: str | None, region: str, record: Path | None = None
 
 
 def read_endpoint(state_dir: Path, wait: float) -> dict | None:
-    """The endpoint file a running `serve` wrote, polled for up to `wait` seconds."""
+    """The running `serve` of `state_dir` (its endpoint file names it), polled for up to `wait`
+    seconds: its url, and the live default runtime's agentRuntimeArn from the server itself."""
     import urllib.request
 
     from .server import ENDPOINT_FILE
@@ -182,8 +184,9 @@ def read_endpoint(state_dir: Path, wait: float) -> dict | None:
     while True:
         try:
             endpoint = json.loads((state_dir / ENDPOINT_FILE).read_text())
-            with urllib.request.urlopen(endpoint["url"] + "/_local/health", timeout=2):
-                return endpoint
+            with urllib.request.urlopen(endpoint["url"] + "/_local/health", timeout=2) as answer:
+                health = json.loads(answer.read())
+            return {**endpoint, "agentRuntimeArn": health.get("agentRuntimeArn"), "health": health}
         except (OSError, ValueError, KeyError):
             pass
         if time.monotonic() >= deadline:
@@ -208,6 +211,13 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
             url, arn = endpoint["url"], endpoint.get("agentRuntimeArn")
             record = args.state_dir / RUNTIME_FILE
+            if arn is None and endpoint["health"].get("defaultRuntime"):
+                name = endpoint["health"]["defaultRuntime"]
+                print(
+                    f"agentcore_local: no runtime named {name} now (deleted?): no AGENT_ARN; "
+                    "re-create it with `python deploy.py ensure`",
+                    file=sys.stderr,
+                )
         print("\n".join(env_lines(url, arn, settings.region, record)))
         return 0
     logging.basicConfig(
@@ -223,6 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     from .sandbox import SandboxUnavailable
     from .server import serve
     from .services import backend_from_spec
+    from .state_lock import StateDirInUse
 
     settings = Settings.from_env(
         passthrough=model_variables(),
@@ -248,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         serve(settings)
-    except SandboxUnavailable as error:
+    except (SandboxUnavailable, StateDirInUse) as error:
         print(f"agentcore_local: {error}", file=sys.stderr)
         return 1
     return 0

@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import durable
 
+from . import state_lock
 from .api import OwnHostOnly, render_error, routes, unknown_operation
 from .connection_limits import raise_open_files_limit
 from .control import RuntimeRegistry, agent_request
@@ -260,13 +261,17 @@ class Server(uvicorn.Server):
                 signal.signal(sig, handler)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            (self._app.state.settings.state_dir / ENDPOINT_FILE).unlink()
+        endpoint = self._app.state.settings.state_dir / ENDPOINT_FILE
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            if json.loads(endpoint.read_text())["pid"] == os.getpid():  # only the file this serve wrote
+                endpoint.unlink()
         await super().shutdown(sockets)
 
 
 def serve(settings: Settings) -> None:
-    """Run until SIGINT/SIGTERM; then stop every session's compute cleanly."""
+    """Run until SIGINT/SIGTERM; then stop every session's compute cleanly. Raises StateDirInUse
+    (before touching anything) when another serve holds the state dir."""
+    lock = state_lock.hold(settings.state_dir, ENDPOINT_FILE)  # noqa: F841 (held until serve returns)
     app = create_app(settings)
     sock = bind(settings.host, settings.port)
     url = f"http://{settings.host}:{sock.getsockname()[1]}"

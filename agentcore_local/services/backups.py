@@ -29,18 +29,20 @@ def session_prefix(scope: str, session_id: str) -> str:
     return f"{KEY_VERSION}/{scope}/{digest}"
 
 
-def delete_scope(s3, bucket: str, scope: str) -> int:
+def delete_scope(s3, bucket: str, scope: str, batch: int = DELETE_BATCH) -> int:
     """Delete every object under the scope's prefix (ListObjectsV2, DeleteObjects); how many went."""
     deleted = 0
     pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{KEY_VERSION}/{scope}/")
     for page in pages:
         keys = [item["Key"] for item in page.get("Contents", [])]
-        for start in range(0, len(keys), DELETE_BATCH):
-            batch = [{"Key": key} for key in keys[start : start + DELETE_BATCH]]
-            answer = s3.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
+        for start in range(0, len(keys), batch):
+            objects = [{"Key": key} for key in keys[start : start + batch]]
+            answer = s3.delete_objects(Bucket=bucket, Delete={"Objects": objects, "Quiet": True})
             if answer.get("Errors"):
                 first = answer["Errors"][0]
-                raise OSError(f"S3 kept {len(answer['Errors'])} backup objects ({first.get('Code')}: "
-                              f"{first.get('Key')})")
-            deleted += len(batch)
+                raise OSError(
+                    f"S3 kept {len(answer['Errors'])} backup objects ({first.get('Code')}: "
+                    f"{first.get('Key')})"
+                )
+            deleted += len(objects)
     return deleted

@@ -193,7 +193,11 @@ def create_app(
             return _denied("this sandbox serves no session yet: it has no backups to reach")
         try:
             wanted = authorise_s3(
-                backup_bucket, request.method, request.scope["raw_path"], request.scope["query_string"], allowed
+                backup_bucket,
+                request.method,
+                request.scope["raw_path"],
+                request.scope["query_string"],
+                allowed,
             )
         except Refused as refused:
             return _denied(

@@ -100,7 +100,9 @@ class SessionBackend(SessionChanges):
         bucket = self.settings.backup_bucket
         if not bucket or self.s3_url is None:  # backups off, or serve's S3 not started (tests)
             return
-        scopes = {scope_of(runtime.id, v["config"].get("environmentVariables") or {}) for v in runtime.versions}
+        scopes = {
+            scope_of(runtime.id, v["config"].get("environmentVariables") or {}) for v in runtime.versions
+        }
         s3 = s3_client(self.s3_url)
         for scope in sorted(scopes):
             gone = delete_scope(s3, bucket, scope)

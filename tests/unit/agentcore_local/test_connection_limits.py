@@ -95,7 +95,9 @@ def test_a_session_past_its_connection_cap_is_refused_at_once_while_another_is_s
         refused = exchange(a_path, get(f"/{BUCKET}/{session_prefix('scope', a)}/x"))
         assert refused.startswith(b"HTTP/1.1 503"), refused
         assert b"SlowDown" in refused
-        assert exchange(b_path, get(f"/{BUCKET}/{session_prefix('scope', b)}/missing")).startswith(b"HTTP/1.1 404")  # B reaches moto
+        assert exchange(b_path, get(f"/{BUCKET}/{session_prefix('scope', b)}/missing")).startswith(
+            b"HTTP/1.1 404"
+        )  # B reaches moto
     finally:
         for sock in held:
             sock.close()
@@ -109,7 +111,9 @@ def test_a_half_sent_request_is_ended_after_the_header_timeout_and_counted(
 ) -> None:
     a, a_path = next(iter(sockets.items()))
     with connect(a_path) as sock:
-        sock.sendall(f"PUT /limits-backups/{session_prefix('scope', a)}/x HTTP/1.1\r\nHost: 127.0.0.1".encode())
+        sock.sendall(
+            f"PUT /limits-backups/{session_prefix('scope', a)}/x HTTP/1.1\r\nHost: 127.0.0.1".encode()
+        )
         answer = sock.recv(65536)
     assert answer.startswith(b"HTTP/1.1 408"), answer
     assert "header took over" in of(services, a)["lastRefusal"]
@@ -133,7 +137,8 @@ def test_slow_uploads_use_only_their_sessions_share_of_the_upstream(
 ) -> None:
     (a, a_path), (b, b_path) = sockets.items()
     put = (
-        f"PUT /{BUCKET}/{session_prefix('scope', a)}/slow HTTP/1.1\r\nHost: 127.0.0.1:8788\r\nAuthorization: {S3_SCOPE}\r\n"
+        f"PUT /{BUCKET}/{session_prefix('scope', a)}/slow HTTP/1.1\r\n"
+        f"Host: 127.0.0.1:8788\r\nAuthorization: {S3_SCOPE}\r\n"
         "Content-Length: 1000000\r\nConnection: close\r\n\r\n"
     ).encode()
     slow = [connect(a_path) for _ in range(CAPS.upstream)]
