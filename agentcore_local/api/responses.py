@@ -344,6 +344,7 @@ async def local_health(request: Request) -> Response:
     launcher, name = state.sessions.launcher, state.settings.default_runtime
     live = registry(request).find_by_name(name) if name else None
     answer = {"status": "ok", "sandbox": launcher.name, "isolated": launcher.isolated, "pid": os.getpid()}
+    answer |= {"account": state.settings.account, "region": state.settings.region}
     return JSONResponse({**answer, "defaultRuntime": name, "agentRuntimeArn": live.arn if live else None})
 
 
