@@ -221,8 +221,7 @@ def test_a_runtime_created_by_boto3_alone_backs_up_under_its_id_and_its_delete_d
     shell(data, arn, session, "echo precious > keep.txt")
     invoke(data, arn, session, "write the note")
     data.stop_runtime_session(agentRuntimeArn=arn, runtimeSessionId=session)  # waits for the upload
-    keys = backup_keys(local, runtime_id)
-    assert f"{session_prefix(runtime_id, session)}/latest.json" in keys
+    backed_up = backup_keys(local, runtime_id)
 
     control.delete_agent_runtime(agentRuntimeId=runtime_id)
     wait_for(lambda: not backup_keys(local, runtime_id), 60, "the deleted runtime's backups to go")
@@ -231,3 +230,5 @@ def test_a_runtime_created_by_boto3_alone_backs_up_under_its_id_and_its_delete_d
     answer = invoke(data, again["agentRuntimeArn"], session, "read the note")
     assert answer["history"]["messages_before"] == 0 and answer["workspace"]["restored_from"] is None, answer
     assert shell(data, again["agentRuntimeArn"], session, "ls -A | grep -v '^\\.' || true") == ""
+    # It was backed up under the runtime's id, and those backups went with the delete.
+    assert f"{session_prefix(runtime_id, session)}/latest.json" in backed_up
