@@ -26,7 +26,7 @@ from cloud.errors import DeployError, error_code
 # check they agree.
 DEFAULT_MOUNT_PATH = "/mnt/workspace"
 DEFAULT_NETWORK_MODE = "PUBLIC"
-# A runtime's own backup prefix (agent/backup.py prefix): set at create, kept by every update.
+# A runtime's own backup prefix (agent/backup/s3.py prefix): set at create, kept by every update.
 SCOPE_VARIABLE = "BACKUP_SCOPE"
 NAME_PATTERN = re.compile(r"[a-zA-Z][a-zA-Z0-9_]{0,47}")
 MOUNT_PATTERN = re.compile(r"/mnt/[a-zA-Z0-9._-]+/?")

@@ -1,7 +1,7 @@
 """Whose backups are whose in the agent-facing S3: each runtime's sessions key their checkpoints
 under `v2/<BACKUP_SCOPE>/<digest of the session id>/` (docs/CONTRACT.md §6), so a runtime's
 backups are one prefix, deleted with the runtime (docs/lifecycle.md). The agent's own spelling is
-agent/backup.py `prefix`; this package never imports agent/, so the formula is restated here and
+agent/backup/s3.py `prefix`; this package never imports agent/, so the formula is restated here and
 tests/unit/agentcore_local/test_backup_scope.py checks they agree."""
 
 from __future__ import annotations
@@ -11,7 +11,9 @@ import re
 from collections.abc import Mapping
 
 SCOPE_VARIABLE = "BACKUP_SCOPE"
-SCOPE_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,128}")  # one key segment; agent/settings.py checks the same
+SCOPE_PATTERN = re.compile(
+    r"[A-Za-z0-9_-]{1,128}"
+)  # one key segment; agent/service/settings.py checks the same
 KEY_VERSION = "v2"
 DELETE_BATCH = 1000  # DeleteObjects takes at most 1,000 keys
 

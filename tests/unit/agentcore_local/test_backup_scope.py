@@ -8,8 +8,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from agent.backup import prefix
-from agent.settings import Settings
+from agent.backup.s3 import prefix
+from agent.service.settings import Settings
 from agentcore_local.services.backups import delete_scope, scope_of, session_prefix
 
 SESSION = "session-" + "0" * 30
