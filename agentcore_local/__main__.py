@@ -224,6 +224,13 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s | %(message)s",
     )
+    from .state_lock import StateDirInUse, hold
+
+    try:  # first: a second serve on a state dir in use refuses before the heavy imports (~2 s)
+        held = hold(args.state_dir)
+    except StateDirInUse as error:
+        print(f"agentcore_local: {error}", file=sys.stderr)
+        return 1
     # The edge, and the one place that knows which agent this emulator hosts (Settings.agent_script):
     # that agent's provider registry names the variables its models read. A lazy import of plain
     # data (no strands): the library modules of agentcore_local still never import agent/.
@@ -258,8 +265,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"agentcore_local: {error}", file=sys.stderr)
         return 2
     try:
-        serve(settings)
-    except (SandboxUnavailable, StateDirInUse) as error:
+        serve(settings, held)
+    except SandboxUnavailable as error:
         print(f"agentcore_local: {error}", file=sys.stderr)
         return 1
     return 0

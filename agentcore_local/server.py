@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import IO
 
 import uvicorn
 from starlette.applications import Starlette
@@ -33,11 +34,11 @@ from .sandbox import Launcher, choose, s3_client
 from .services import backend_from_spec, start_agent_services
 from .sessions import SessionBackend
 from .settings import DEFAULT_MOUNT_PATH, Settings
+from .state_lock import ENDPOINT_FILE
 
 log = logging.getLogger("agentcore_local")
 logging.getLogger("httpx").setLevel(logging.WARNING)
 Clock = Callable[[], float]
-ENDPOINT_FILE = "endpoint.json"
 RUNTIME_FILE = "runtime.json"
 
 
@@ -268,10 +269,11 @@ class Server(uvicorn.Server):
         await super().shutdown(sockets)
 
 
-def serve(settings: Settings) -> None:
-    """Run until SIGINT/SIGTERM; then stop every session's compute cleanly. Raises StateDirInUse
-    (before touching anything) when another serve holds the state dir."""
-    lock = state_lock.hold(settings.state_dir, ENDPOINT_FILE)  # noqa: F841 (held until serve returns)
+def serve(settings: Settings, held: IO[str] | None = None) -> None:
+    """Run until SIGINT/SIGTERM; then stop every session's compute cleanly. `held`: the state dir's
+    lock, taken by the caller; else taken here, and StateDirInUse (before touching anything) when
+    another serve holds the state dir."""
+    held = held or state_lock.hold(settings.state_dir)  # held until serve returns
     app = create_app(settings)
     sock = bind(settings.host, settings.port)
     url = f"http://{settings.host}:{sock.getsockname()[1]}"

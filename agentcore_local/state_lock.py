@@ -12,13 +12,14 @@ from pathlib import Path
 from typing import IO
 
 LOCK_FILE = "serve.lock"
+ENDPOINT_FILE = "endpoint.json"  # the running serve's url, default runtime and pid (server.py writes it)
 
 
 class StateDirInUse(Exception):
     """Another serve holds the state dir; the message names it (pid, url) and says what to do."""
 
 
-def hold(state_dir: Path, endpoint_file: str) -> IO[str]:
+def hold(state_dir: Path) -> IO[str]:
     """Lock `state_dir` for this process, or raise StateDirInUse. Keep the returned file open: the
     lock lasts as long as it does. The file is not inherited by the sandboxes (O_CLOEXEC)."""
     state_dir.mkdir(parents=True, exist_ok=True)
@@ -30,7 +31,7 @@ def hold(state_dir: Path, endpoint_file: str) -> IO[str]:
         holder = lock.read().strip() or "unknown"
         lock.close()
         raise StateDirInUse(
-            f"state dir {state_dir} is in use by serve pid {holder} at {_url(state_dir / endpoint_file)}: "
+            f"state dir {state_dir} is in use by serve pid {holder} at {_url(state_dir / ENDPOINT_FILE)}: "
             "stop that one, or pass another --state-dir"
         ) from None
     lock.truncate(0)
