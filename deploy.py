@@ -34,7 +34,7 @@ def cmd_ensure(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def cmd_create(args: argparse.Namespace, ctx: Context) -> int:
-    changes = _changes(args)
+    changes = _changes(args, ctx, creating=True)
     request = rt.create_request(args.name, changes, ctx.new_token())
     _check_image(args, ctx, request["agentRuntimeArtifact"]["containerConfiguration"]["containerUri"])
     _ensure_backup_bucket(args, ctx)
@@ -60,8 +60,16 @@ def cmd_update(args: argparse.Namespace, ctx: Context, runtime_id: str | None = 
         )
     _ensure_backup_bucket(args, ctx)
     fields = rt.updatable_fields(ctx.control)
-    request = rt.update_request(current, _changes(args), fields)
+    request = rt.update_request(current, _changes(args, ctx), fields)
     changed = rt.changed_fields(rt.current_config(current, fields), request)
+    env = request.get("environmentVariables") or {}
+    if changed and rt.SCOPE_VARIABLE not in env and rt.SCOPE_VARIABLE not in args.unset_env:
+        # A runtime from before backup scopes: the update resets every session anyway.
+        request["environmentVariables"] = {**env, rt.SCOPE_VARIABLE: ctx.new_scope()}
+        changed = rt.changed_fields(rt.current_config(current, fields), request)
+        ctx.say(
+            "  the runtime gets its own BACKUP_SCOPE: backups from before it (under v1/) are not restored"
+        )
     if not changed:
         if status != "READY":
             reason = " ".join(str(current.get("failureReason") or "no reason given").split())
@@ -98,13 +106,20 @@ def cmd_status(args: argparse.Namespace, ctx: Context) -> int:
 
 def cmd_delete(args: argparse.Namespace, ctx: Context) -> int:
     runtime_id = args.runtime_id or _id_by_name(ctx, args.name)
-    arn = ctx.control.get_agent_runtime(agentRuntimeId=runtime_id)["agentRuntimeArn"]
+    runtime = ctx.control.get_agent_runtime(agentRuntimeId=runtime_id)
+    arn, env = runtime["agentRuntimeArn"], runtime.get("environmentVariables") or {}
+    bucket, scope = env.get("BACKUP_BUCKET"), env.get(rt.SCOPE_VARIABLE)
     ctx.say(f"warning: deleting runtime {runtime_id} ends its sessions and deletes every session's storage")
+    if line := _backups_on_delete(args, ctx, bucket, scope):
+        ctx.say(f"  {line}")
     if not args.yes and not ctx.confirm("delete the runtime?"):
         raise DeployError("delete cancelled; nothing was changed")
     ctx.control.delete_agent_runtime(agentRuntimeId=runtime_id)
-    if args.wait:
+    if args.wait:  # first: a session that is stopping may still push its last backup
         rt.wait_for(ctx.control, runtime_id, "DELETED", **_waiting(args, ctx))
+    if bucket and scope and not args.keep_backups and ctx.local is None:
+        gone = backup_bucket.delete_scope(ctx.client("s3", ctx.region), bucket, scope)
+        ctx.say(f"deleted its backups: {gone} objects (every version) under s3://{bucket}/v2/{scope}/")
     if runtime_record.forget_record(arn, ctx.record_path):
         ctx.say(f"removed {ctx.record_path}")
     ctx.say(f"deleted runtime {runtime_id}" if args.wait else f"deleting runtime {runtime_id}")
@@ -112,6 +127,11 @@ def cmd_delete(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def cmd_role(args: argparse.Namespace, ctx: Context) -> int:
+    if ctx.local is not None:
+        raise DeployError(
+            "`deploy.py role` makes an IAM role in AWS; agentcore_local needs none: "
+            "`python deploy.py ensure` creates the local runtime as it is"
+        )
     account = args.account or ctx.client("sts", ctx.region).get_caller_identity()["Account"]
     values = {"account_id": account, "region": ctx.region, "repository": args.repository}
     trust = execution_role.render(execution_role.IAM_DIR / "trust-policy.json", **values)
@@ -128,21 +148,53 @@ def cmd_role(args: argparse.Namespace, ctx: Context) -> int:
 # --- helpers -----------------------------------------------------------------------------------------
 
 
-def _changes(args: argparse.Namespace) -> rt.Changes:
+def _changes(args: argparse.Namespace, ctx: Context, creating: bool = False) -> rt.Changes:
+    env = dict(args.env)
+    if args.backup_bucket and ctx.local is None:  # agentcore_local serves its own bucket
+        env["BACKUP_BUCKET"] = args.backup_bucket
+    if creating and rt.SCOPE_VARIABLE not in env:  # this runtime's life: a re-created one gets another
+        env[rt.SCOPE_VARIABLE] = ctx.new_scope()
+    image, role_arn = args.image, args.role_arn
+    if creating and ctx.local is not None:
+        local_image, local_role = rt.local_defaults(args.name, ctx.local)
+        image, role_arn = image or local_image, role_arn or local_role
     return rt.Changes(
-        image=args.image,
-        role_arn=args.role_arn,
+        image=image,
+        role_arn=role_arn,
         mount_path=args.mount_path,
         network_mode=args.network_mode,
-        env=dict(args.env) | ({"BACKUP_BUCKET": args.backup_bucket} if args.backup_bucket else {}),
+        env=env,
         unset_env=tuple(args.unset_env),
         idle_timeout=args.idle_timeout,
         max_lifetime=args.max_lifetime,
     )
 
 
+def _backups_on_delete(args: argparse.Namespace, ctx: Context, bucket: str | None, scope: str | None) -> str:
+    """What the delete does to the runtime's backups, for its warning."""
+    if ctx.local is not None:
+        kept = " (--keep-backups keeps nothing locally)" if args.keep_backups else ""
+        return f"and its backups: agentcore_local deletes them with the runtime{kept}"
+    if not bucket:
+        return ""
+    if not scope:
+        return (
+            f"its backups in s3://{bucket}/v1/ are keyed by session id alone and are NOT deleted: "
+            "they expire by the bucket's rule"
+        )
+    where = f"s3://{bucket}/v2/{scope}/"
+    if args.keep_backups:
+        return f"its backups under {where} are kept (--keep-backups) until the bucket's expiry rule ends them"
+    return f"and its backups: every object under {where} (keep them with --keep-backups)"
+
+
 def _ensure_backup_bucket(args: argparse.Namespace, ctx: Context) -> None:
     if not args.backup_bucket:
+        return
+    if ctx.local is not None:
+        ctx.say(
+            "--backup-bucket is not used locally: agentcore_local serves the backups (serve --backup-bucket)"
+        )
         return
     s3 = ctx.client("s3", ctx.region)
     changed = backup_bucket.ensure_bucket(s3, args.backup_bucket, ctx.region, args.backup_expiry_days)
@@ -167,7 +219,7 @@ def _check_image(args: argparse.Namespace, ctx: Context, uri: str) -> None:
         ctx.say("architecture check skipped (--skip-arch-check)")
         return
     endpoint = ctx.control.meta.endpoint_url
-    if ".amazonaws.com" not in endpoint:  # agentcore_local: it never pulls from ECR, so do not ask real ECR
+    if ctx.local is not None or ".amazonaws.com" not in endpoint:  # agentcore_local never pulls from ECR
         ctx.say(f"architecture check skipped: the control plane at {endpoint} is not AWS")
         return
     ctx.say(image_arch.check_arm64(uri, lambda region: ctx.client("ecr", region), ctx.fetch))

@@ -166,7 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="print the export lines that point boto3 (and client.py) here",
         description="Print shell export lines: the endpoint variables (boto3's and the starter toolkit's), "
         "a region, dummy credentials, "
-        "and AGENT_ARN when the state dir belongs to a running server. "
+        "and AGENT_ARN (the server's live coding_agent runtime) when the state dir belongs to a running "
+        "server. "
         'Use: eval "$(python -m agentcore_local env)"',
     )
     env.add_argument(
@@ -215,7 +216,8 @@ def env_lines(
 
 
 def read_endpoint(state_dir: Path, wait: float) -> dict | None:
-    """The endpoint file a running `serve` wrote, polled for up to `wait` seconds."""
+    """The running `serve` of `state_dir` (its endpoint file names it), polled for up to `wait`
+    seconds: its url, and the live default runtime's agentRuntimeArn from the server itself."""
     import urllib.request
 
     from .server import ENDPOINT_FILE
@@ -225,8 +227,9 @@ def read_endpoint(state_dir: Path, wait: float) -> dict | None:
     while True:
         try:
             endpoint = json.loads((state_dir / ENDPOINT_FILE).read_text())
-            with urllib.request.urlopen(endpoint["url"] + "/_local/health", timeout=2):
-                return endpoint
+            with urllib.request.urlopen(endpoint["url"] + "/_local/health", timeout=2) as answer:
+                health = json.loads(answer.read())
+            return {**endpoint, "agentRuntimeArn": health.get("agentRuntimeArn"), "health": health}
         except (OSError, ValueError, KeyError):
             pass
         if time.monotonic() >= deadline:
@@ -251,12 +254,26 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
             url, arn, aws_url = endpoint["url"], endpoint.get("agentRuntimeArn"), endpoint.get("awsUrl")
             record = args.state_dir / RUNTIME_FILE
+            if arn is None and endpoint["health"].get("defaultRuntime"):
+                name = endpoint["health"]["defaultRuntime"]
+                print(
+                    f"agentcore_local: no runtime named {name} now (deleted?): no AGENT_ARN; "
+                    "re-create it with `python deploy.py ensure`",
+                    file=sys.stderr,
+                )
         print("\n".join(env_lines(url, arn, settings.region, record, aws_url)))
         return 0
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s | %(message)s",
     )
+    from .state_lock import StateDirInUse, hold
+
+    try:  # first: a second serve on a state dir in use refuses before the heavy imports (~2 s)
+        held = hold(args.state_dir)
+    except StateDirInUse as error:
+        print(f"agentcore_local: {error}", file=sys.stderr)
+        return 1
     # The edge, and the one place that knows which agent this emulator hosts (Settings.agent_script):
     # that agent's provider registry names the variables its models read. A lazy import of plain
     # data (no strands): the library modules of agentcore_local still never import agent/.
@@ -266,6 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     from .sandbox import SandboxUnavailable
     from .server import serve
     from .services import backend_from_spec
+    from .state_lock import StateDirInUse
 
     try:  # a bad spec, plan, --agent or --session-* figure is one line now, not a failed start later
         settings = Settings.from_env(
@@ -293,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"agentcore_local: {error}", file=sys.stderr)
         return 2
     try:
-        serve(settings)
+        serve(settings, held)
     except SandboxUnavailable as error:
         print(f"agentcore_local: {error}", file=sys.stderr)
         return 1

@@ -57,19 +57,29 @@ class ConnectionLimits:
         self._owner: dict[str, str] = {}  # compute name -> session id
         self._tallies: dict[str, Tally] = {}  # session id (or compute name) -> its tally
         self._ports: dict[int, str] = {}  # the forwarder's loopback source port -> compute name
+        self._backups: dict[str, str] = {}  # compute name -> the one backup key prefix its session may use
 
     def _tally(self, compute: str) -> tuple[str, Tally]:
         who = self._owner.get(compute, compute)
         return who, self._tallies.setdefault(who, Tally())
 
-    def attribute(self, compute: str, session_id: str) -> None:
-        """`compute` serves `session_id` from now on (what it did before stays with its old name)."""
+    def attribute(self, compute: str, session_id: str, backup_prefix: str | None = None) -> None:
+        """`compute` serves `session_id` from now on (what it did before stays with its old name),
+        and may reach the backup objects under `backup_prefix` only (the listener's S3 gate)."""
         with self._lock:
             self._owner[compute] = session_id
+            if backup_prefix is not None:
+                self._backups[compute] = backup_prefix
 
     def forget(self, compute: str) -> None:
         with self._lock:
             self._owner.pop(compute, None)
+            self._backups.pop(compute, None)
+
+    def backup_prefix(self, compute: str) -> str | None:
+        """The backup key prefix `compute`'s session may use; None: it serves no session yet."""
+        with self._lock:
+            return self._backups.get(compute)
 
     def admit(self, compute: str) -> bool:
         """One more connection for `compute`'s session, or False (counted, logged) past its cap."""

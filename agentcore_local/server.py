@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import IO
 
 import uvicorn
 from starlette.applications import Starlette
@@ -24,6 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import durable
 
+from . import state_lock
 from .api import OwnHostOnly, render_error, routes, unknown_operation
 from .connection_limits import raise_open_files_limit
 from .control import RuntimeRegistry, agent_request
@@ -32,11 +34,11 @@ from .sandbox import Launcher, choose, ecr_uri, s3_client
 from .services import backend_from_spec, start_agent_services
 from .sessions import SessionBackend
 from .settings import DEFAULT_MOUNT_PATH, Settings
+from .state_lock import ENDPOINT_FILE
 
 log = logging.getLogger("agentcore_local")
 logging.getLogger("httpx").setLevel(logging.WARNING)
 Clock = Callable[[], float]
-ENDPOINT_FILE = "endpoint.json"
 RUNTIME_FILE = "runtime.json"
 
 
@@ -271,13 +273,18 @@ class Server(uvicorn.Server):
                 signal.signal(sig, handler)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            (self._app.state.settings.state_dir / ENDPOINT_FILE).unlink()
+        endpoint = self._app.state.settings.state_dir / ENDPOINT_FILE
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            if json.loads(endpoint.read_text())["pid"] == os.getpid():  # only the file this serve wrote
+                endpoint.unlink()
         await super().shutdown(sockets)
 
 
-def serve(settings: Settings) -> None:
-    """Run until SIGINT/SIGTERM; then stop every session's compute cleanly."""
+def serve(settings: Settings, held: IO[str] | None = None) -> None:
+    """Run until SIGINT/SIGTERM; then stop every session's compute cleanly. `held`: the state dir's
+    lock, taken by the caller; else taken here, and StateDirInUse (before touching anything) when
+    another serve holds the state dir."""
+    held = held or state_lock.hold(settings.state_dir)  # held until serve returns
     app = create_app(settings)
     sock = bind(settings.host, settings.port)
     url = f"http://{settings.host}:{sock.getsockname()[1]}"

@@ -26,6 +26,8 @@ from cloud.errors import DeployError, error_code
 # check they agree.
 DEFAULT_MOUNT_PATH = "/mnt/workspace"
 DEFAULT_NETWORK_MODE = "PUBLIC"
+# A runtime's own backup prefix (agent/backup/s3.py prefix): set at create, kept by every update.
+SCOPE_VARIABLE = "BACKUP_SCOPE"
 NAME_PATTERN = re.compile(r"[a-zA-Z][a-zA-Z0-9_]{0,47}")
 MOUNT_PATTERN = re.compile(r"/mnt/[a-zA-Z0-9._-]+/?")
 # AWS documents 60 s to 8 h for microVM runtimes; the API model alone would allow 14 days.
@@ -87,6 +89,16 @@ def create_request(name: str, changes: Changes, client_token: str) -> Runtime:
     }
     request = _apply(base, changes)
     return {"agentRuntimeName": name, **request, "clientToken": client_token}
+
+
+def local_defaults(name: str, local: dict[str, Any]) -> tuple[str, str]:
+    """The image and role a create sends to agentcore_local when none is given: it runs this
+    checkout's agent whatever the image says, and assumes no role (the account is its own)."""
+    account, region = local.get("account", "123456789012"), local.get("region", "us-west-2")
+    return (
+        f"{account}.dkr.ecr.{region}.amazonaws.com/coding-agent:latest",
+        f"arn:aws:iam::{account}:role/AgentCoreRuntime-{name}",
+    )
 
 
 def update_request(runtime: Runtime, changes: Changes, fields: set[str]) -> Runtime:

@@ -2,8 +2,8 @@
 
 Versioning (an overwritten or expired object stays recoverable for NONCURRENT_DAYS), default
 encryption (SSE-S3; a KMS key the bucket already uses is kept), public access blocked, TLS
-required, and an expiry rule under `v1/`. The agent re-uploads objects it still uses every
-30 days (agent/backup/s3.py REFRESH_AFTER_DAYS), so a backup outlives its session's last
+required, and an expiry rule under `v1/` and `v2/`. The agent re-uploads objects it still uses
+every 30 days (agent/backup/s3.py REFRESH_AFTER_DAYS), so a backup outlives its session's last
 invocation by at least expiry - 30 days.
 """
 
@@ -21,7 +21,15 @@ EXPIRY_DAYS = 90
 # agent/backup/s3.py REFRESH_AFTER_DAYS (30) + AgentCore's 14 days without an invocation + a day.
 MIN_EXPIRY_DAYS = 45
 NONCURRENT_DAYS = 7
-RULE_IDS = ("agentcore-backup-expiry", "agentcore-backup-delete-markers")
+# The expiry rules, per key layout: v1/ (keyed by session id only, before runtime scopes) and v2/
+# (v2/<the runtime's BACKUP_SCOPE>/...): (prefix, expiry rule id, delete-marker rule id).
+RULES = (
+    ("v1/", "agentcore-backup-expiry", "agentcore-backup-delete-markers"),
+    ("v2/", "agentcore-backup-expiry-v2", "agentcore-backup-delete-markers-v2"),
+)
+RULE_IDS = tuple(rule for _, *ids in RULES for rule in ids)
+SCOPED = "v2"  # agent/backup/s3.py prefix: v2/<scope>/<digest of the session id>
+DELETE_BATCH = 1000  # DeleteObjects takes at most 1,000 keys
 TLS_SID = "AgentCoreBackupsOnlyOverTLS"
 PUBLIC_ACCESS_BLOCK = {
     "BlockPublicAcls": True,
@@ -42,22 +50,54 @@ def check_name(name: str) -> str:
 
 
 def lifecycle_rules(expiry_days: int) -> list[dict[str, Any]]:
-    return [
-        {
-            "ID": RULE_IDS[0],
-            "Filter": {"Prefix": "v1/"},
-            "Status": "Enabled",
-            "Expiration": {"Days": expiry_days},
-            "NoncurrentVersionExpiration": {"NoncurrentDays": NONCURRENT_DAYS},
-            "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
-        },
-        {  # a delete marker left alone once its versions expired
-            "ID": RULE_IDS[1],
-            "Filter": {"Prefix": "v1/"},
-            "Status": "Enabled",
-            "Expiration": {"ExpiredObjectDeleteMarker": True},
-        },
-    ]
+    rules: list[dict[str, Any]] = []
+    for prefix, expiry, markers in RULES:
+        rules.append(
+            {
+                "ID": expiry,
+                "Filter": {"Prefix": prefix},
+                "Status": "Enabled",
+                "Expiration": {"Days": expiry_days},
+                "NoncurrentVersionExpiration": {"NoncurrentDays": NONCURRENT_DAYS},
+                "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
+            }
+        )
+        # a delete marker left alone once its versions expired
+        rules.append(
+            {
+                "ID": markers,
+                "Filter": {"Prefix": prefix},
+                "Status": "Enabled",
+                "Expiration": {"ExpiredObjectDeleteMarker": True},
+            }
+        )
+    return rules
+
+
+def scope_prefix(scope: str) -> str:
+    """Where every backup of the runtime whose BACKUP_SCOPE is `scope` lives."""
+    return f"{SCOPED}/{scope}/"
+
+
+def delete_scope(s3: Any, bucket: str, scope: str, batch: int = DELETE_BATCH) -> int:
+    """Delete every version and delete marker under the scope's prefix (the bucket is versioned:
+    a plain delete would leave the old versions restorable for NONCURRENT_DAYS); how many went."""
+    deleted = 0
+    pages = s3.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=scope_prefix(scope))
+    for page in pages:
+        found = [*page.get("Versions", []), *page.get("DeleteMarkers", [])]
+        objects = [{"Key": item["Key"], "VersionId": item["VersionId"]} for item in found]
+        for start in range(0, len(objects), batch):
+            part = objects[start : start + batch]
+            answer = s3.delete_objects(Bucket=bucket, Delete={"Objects": part, "Quiet": True})
+            if answer.get("Errors"):
+                first = answer["Errors"][0]
+                raise DeployError(
+                    f"S3 kept {len(answer['Errors'])} backup objects of s3://{bucket}/{scope_prefix(scope)} "
+                    f"({first.get('Code')}: {first.get('Message')}); run the delete again"
+                )
+            deleted += len(part)
+    return deleted
 
 
 def tls_statement(bucket: str) -> dict[str, Any]:

@@ -24,6 +24,24 @@ def resolve_region(explicit: str | None = None, env: Mapping[str, str] = os.envi
     return explicit or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
 
 
+def agentcore_local(env: Mapping[str, str] = os.environ) -> dict | None:
+    """What agentcore_local says of itself (`/_local/health`: account, region, ...) when
+    AWS_ENDPOINT_URL_BEDROCK_AGENTCORE_CONTROL points at it, else None (AWS, or nothing answers)."""
+    import json
+    import urllib.parse
+    import urllib.request
+
+    url = env.get("AWS_ENDPOINT_URL_BEDROCK_AGENTCORE_CONTROL", "").strip().rstrip("/")
+    if not url or urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+        return None
+    try:
+        with urllib.request.urlopen(f"{url}/_local/health", timeout=3) as answer:
+            health = json.loads(answer.read())
+    except (OSError, ValueError):
+        return None
+    return health if isinstance(health, dict) and health.get("status") == "ok" else None
+
+
 def data_plane(region: str, read_timeout: int = 300):
     """A bedrock-agentcore client that never re-sends a request.
 

@@ -4,6 +4,7 @@ one object, so tests hand in stubbed clients and a fake clock."""
 from __future__ import annotations
 
 import os
+import secrets
 import sys
 import time
 import uuid
@@ -38,12 +39,21 @@ class Context:
     fetch: Callable[[str], bytes] = image_arch.download
     record_path: Path = runtime_record.DEFAULT_PATH
     new_token: Callable[[], str] = lambda: str(uuid.uuid4())
+    new_scope: Callable[[], str] = lambda: secrets.token_hex(16)  # a runtime's BACKUP_SCOPE, at create
+    # agentcore_local's /_local/health when the control plane is agentcore_local, else None (AWS).
+    local: dict[str, Any] | None = None
 
     @classmethod
     def from_env(cls, region: str | None, env: Mapping[str, str] = os.environ) -> Context:
-        """The real context: the environment read once (region, where the runtime record goes)."""
+        """The real context: the environment read once (region, where the runtime record goes,
+        whether AWS_ENDPOINT_URL_BEDROCK_AGENTCORE_CONTROL points at agentcore_local)."""
         region = clients.resolve_region(region, env)
-        return cls(region, clients.control_plane(region), record_path=runtime_record.record_path(env))
+        return cls(
+            region,
+            clients.control_plane(region),
+            record_path=runtime_record.record_path(env),
+            local=clients.agentcore_local(env),
+        )
 
     def say(self, line: str) -> None:
         print(line, file=self.out, flush=True)

@@ -121,6 +121,11 @@ def build_parser(handlers: Mapping[str, Callable]) -> argparse.ArgumentParser:
     )
     add("status", "show the runtime's configuration and status", [common], True)
     add("delete", "delete the runtime and every session's storage", [common, confirm], True)
+    commands.choices["delete"].add_argument(
+        "--keep-backups",
+        action="store_true",
+        help="keep the runtime's backups in S3 (they expire by the bucket's rule; no runtime restores them)",
+    )
     role_help = "create or update the execution role from iam/ (idempotent)"
     role = commands.add_parser("role", parents=[common], help=role_help, description=role_help)
     role.add_argument("--role-name", help="IAM role name (default: AgentCoreRuntime-NAME)")
@@ -132,7 +137,7 @@ def build_parser(handlers: Mapping[str, Callable]) -> argparse.ArgumentParser:
         "--backup-bucket",
         type=_bucket_name,
         metavar="NAME",
-        help="also allow s3:GetObject and s3:PutObject on NAME/v1/* (backups)",
+        help="also allow s3:GetObject and s3:PutObject on NAME/v2/* (backups)",
     )
     role.set_defaults(func=handlers["role"])
     return parser

@@ -25,7 +25,8 @@ def render(template: Path, *, account_id: str, region: str, repository: str) -> 
 
 def with_backup_bucket(permissions: dict[str, Any], bucket: str) -> dict[str, Any]:
     """The permissions plus iam/backup-policy-statement.json for `bucket`: GetObject and PutObject
-    under v1/ only (no ListBucket: a session cannot enumerate others' prefixes; no DeleteObject)."""
+    under v2/ only, where runtimes keep their backups (v2/<BACKUP_SCOPE>/...; not the older v1/
+    layout). No ListBucket: a session cannot enumerate others' prefixes; no DeleteObject."""
     template = (IAM_DIR / "backup-policy-statement.json").read_text()
     statement = json.loads(string.Template(template).substitute(BACKUP_BUCKET=bucket))
     return {**permissions, "Statement": [*permissions["Statement"], statement]}

@@ -43,16 +43,21 @@ SAVE_EVERY_S = 2.0  # during a long upload, what is uploaded is saved this often
 PUSH_EVERY_S = 1.0
 
 
-def prefix(session_id: str) -> str:
-    """The key prefix of a session's backups: derivable only from its runtime session id."""
-    return f"{KEY_VERSION}/{hashlib.sha256(f'agentcore-backup:{session_id}'.encode()).hexdigest()}"
+def prefix(session_id: str, scope: str | None = None) -> str:
+    """The key prefix of a session's backups: `v2/<scope>/<digest of the session id>` under the
+    runtime's BACKUP_SCOPE (one per runtime's life: a re-created runtime of the same name has
+    another, so it never restores a deleted one's backups); `v1/<digest>` without one."""
+    digest = hashlib.sha256(f"agentcore-backup:{session_id}".encode()).hexdigest()
+    return f"v2/{scope}/{digest}" if scope else f"{KEY_VERSION}/{digest}"
 
 
 class S3Backup:
     """A session's checkpoints in one bucket. One per process; the boto3 client is made on first use."""
 
-    def __init__(self, bucket: str, client: Any = None, region: str | None = None) -> None:
-        self.bucket = bucket
+    def __init__(
+        self, bucket: str, client: Any = None, region: str | None = None, scope: str | None = None
+    ) -> None:
+        self.bucket, self.scope = bucket, scope
         self._client, self._region = client, region
         self._guard = threading.Lock()
         self._running = self._again = False
@@ -62,9 +67,11 @@ class S3Backup:
         self._pushed = PushedState(bucket)
 
     @classmethod
-    def from_bucket(cls, bucket: str | None, region: str | None = None) -> S3Backup | None:
+    def from_bucket(
+        cls, bucket: str | None, region: str | None = None, scope: str | None = None
+    ) -> S3Backup | None:
         """None when no bucket is set (BACKUP_BUCKET unset): checkpoints then stay in session storage."""
-        return cls(bucket, region=region) if bucket else None
+        return cls(bucket, region=region, scope=scope) if bucket else None
 
     def client(self) -> Any:
         """The boto3 client, made once: by the warm-up (agent/service/warmup.py) before the first call,
@@ -75,7 +82,7 @@ class S3Backup:
         return self._client
 
     def _transfer(self, session_id: str) -> Transfer:
-        return Transfer(self.client(), self.bucket, prefix(session_id))
+        return Transfer(self.client(), self.bucket, prefix(session_id, self.scope))
 
     # --- push ---------------------------------------------------------------------------------------
 
@@ -92,7 +99,7 @@ class S3Backup:
             self._running = True
             self._idle.clear()
         task = app.add_async_task("backup", {"bucket": self.bucket})
-        tag = prefix(session_id)[-8:]
+        tag = prefix(session_id, self.scope)[-8:]
 
         def run() -> None:
             try:
@@ -258,7 +265,7 @@ class S3Backup:
             shas = files.check_manifest(chosen, {})
             absent = [sha for sha in shas if not store.object_path(sha).exists()]
             if absent and session_id:
-                known = self._pushed.load(store, prefix(session_id))["objects"]
+                known = self._pushed.load(store, prefix(session_id, self.scope))["objects"]
                 wanted = {sha: known[sha][1] for sha in absent if sha in known}  # what was pushed, and where
                 self._transfer(session_id).download(store, wanted, whole_packs=False, missing_ok=True)
             present = [

@@ -56,7 +56,8 @@ class Service:
             settings.workspace, settings.checkpoint_keep, settings.checkpoint_max_bytes,
             settings.storage_quota_bytes,
         )  # fmt: skip
-        self.backups = S3Backup.from_bucket(settings.backup_bucket)  # None without BACKUP_BUCKET
+        # None without BACKUP_BUCKET; keyed under the runtime's BACKUP_SCOPE (agent/backup/s3.py prefix)
+        self.backups = S3Backup.from_bucket(settings.backup_bucket, scope=settings.backup_scope)
         backups = self.backups
         # What every session's first turn needs, built once the first /ping is answered (warmup.py).
         self.warm_up = WarmUp(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +44,7 @@ class Settings:
     max_tool_output_chars: int = 20_000
     max_warm_conversations: int = 32
     backup_bucket: str | None = None  # S3 bucket for backups (agent/backup/s3.py); None: no backups
+    backup_scope: str | None = None  # BACKUP_SCOPE: the runtime's own key prefix (agent/backup/s3.py prefix)
     backup_wait_seconds: float = 8.0  # at a stop, how long a running backup may still take (< the grace)
     stall_seconds: float = 30.0  # a restore or a stuck turn loop this long makes /ping Unhealthy (503)
     # Checkpoints and the turn budget (README "Checkpoints, undo and storage").
@@ -74,6 +76,7 @@ class Settings:
             provider_env={name: env[name] for name in provider_variables() if env.get(name)},
             shell_timeout=int(env.get("SHELL_TIMEOUT", cls.shell_timeout)),
             backup_bucket=env.get("BACKUP_BUCKET", "").strip() or None,
+            backup_scope=_backup_scope(env),
             stall_seconds=float(env.get("STALL_SECONDS", cls.stall_seconds)),
             checkpoint_keep=_at_least(env, "CHECKPOINT_KEEP", cls.checkpoint_keep, 2),
             checkpoint_max_bytes=_at_least(env, "CHECKPOINT_MAX_BYTES", cls.checkpoint_max_bytes, 0),
@@ -89,6 +92,14 @@ def tool_environment(env: Mapping[str, str]) -> dict[str, str]:
     extra = (name.strip() for name in env.get("TOOL_ENV", "").split(","))
     names = {*TOOL_VARIABLES, *(name for name in extra if name)}
     return {name: env[name] for name in sorted(names) if name in env}
+
+
+def _backup_scope(env: Mapping[str, str]) -> str | None:
+    """BACKUP_SCOPE as one key segment (letters, digits, '_', '-'), or a ValueError that names it."""
+    scope = env.get("BACKUP_SCOPE", "").strip()
+    if scope and not re.fullmatch(r"[A-Za-z0-9_-]{1,128}", scope):
+        raise ValueError(f"BACKUP_SCOPE must be 1-128 letters, digits, '_' or '-', not {scope!r}")
+    return scope or None
 
 
 def _at_least(env: Mapping[str, str], name: str, default: float, minimum: int) -> int:

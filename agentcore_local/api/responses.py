@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -346,8 +347,14 @@ async def list_tags_for_resource(request: Request, params: dict[str, Any]) -> Re
 
 
 async def local_health(request: Request) -> Response:
-    launcher = request.app.state.sessions.launcher
-    return JSONResponse({"status": "ok", "sandbox": launcher.name, "isolated": launcher.isolated})
+    """Liveness, and the runtime `env` exports as AGENT_ARN: the one now named as serve's default
+    (a delete and re-create gives it a new ARN; none while it is deleted)."""
+    state = request.app.state
+    launcher, name = state.sessions.launcher, state.settings.default_runtime
+    live = registry(request).find_by_name(name) if name else None
+    answer = {"status": "ok", "sandbox": launcher.name, "isolated": launcher.isolated, "pid": os.getpid()}
+    answer |= {"account": state.settings.account, "region": state.settings.region}
+    return JSONResponse({**answer, "defaultRuntime": name, "agentRuntimeArn": live.arn if live else None})
 
 
 async def local_sessions(request: Request) -> Response:

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import socket
 import tempfile
 import threading
@@ -34,7 +35,8 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from ..connection_limits import ConnectionCaps, ConnectionLimits
+from ..connection_limits import UNATTRIBUTED, ConnectionCaps, ConnectionLimits
+from .backups import KEY_VERSION, SCOPE_PATTERN
 from .bedrock_runtime import BedrockRuntime, ModelBackend, ScriptedBackend
 from .forwarder import Forwarder
 from .listener_attribution import AttributedRequests
@@ -105,6 +107,7 @@ def _denied(message: str) -> Response:
 _OBJECT_QUERY = {"partNumber", "uploadId", "uploads", "x-id", "versionId"}
 # What a presigned URL carries besides: dropped, since the listener signs nothing and moto checks nothing.
 _SIGNING_QUERY = ("X-Amz-", "AWSAccessKeyId", "Signature", "Expires")
+_DIGEST = re.compile(r"[0-9a-f]{64}")  # a session id's sha256 (backups.py session_prefix)
 # An object key's bytes as the forward spells them: only what needs no escaping survives unescaped.
 _KEY_SAFE = "/-_.~!$&'()*+,;=:@"
 
@@ -128,11 +131,15 @@ class ObjectRequest:
         return path + ("?" + urllib.parse.urlencode(self.query) if self.query else "")
 
 
-def authorise_s3(bucket: str, method: str, raw_path: bytes, raw_query: bytes) -> ObjectRequest:
+def authorise_s3(
+    bucket: str, method: str, raw_path: bytes, raw_query: bytes, allowed: str | None = None
+) -> ObjectRequest:
     """What iam/backup-policy-statement.json grants, checked on the request the listener forwards:
-    s3:GetObject and s3:PutObject on BUCKET/v1/*, path-style, as a session's role on AWS. No
-    ListBucket, no DeleteObject, no other bucket, no moto API. The key is read once, decoded,
-    and refused if any segment is empty, `.` or `..` (an upstream would normalise those away)."""
+    s3:GetObject and s3:PutObject on BUCKET/v2/*, path-style, as a session's role on AWS, and
+    stricter: only keys under `allowed` (the session's own `v2/<scope>/<digest>`, backups.py) when
+    the request came through its compute's socket, else keys of that shape. No ListBucket, no
+    DeleteObject, no other bucket, no moto API. The key is read once, decoded, and refused if any
+    segment is empty, `.` or `..` (an upstream would normalise those away)."""
     try:
         path = urllib.parse.unquote(raw_path.decode("ascii"), errors="strict")
         pairs = urllib.parse.parse_qsl(raw_query.decode("ascii"), keep_blank_values=True, errors="strict")
@@ -143,8 +150,14 @@ def authorise_s3(bucket: str, method: str, raw_path: bytes, raw_query: bytes) ->
     if not path.startswith("/") or name != bucket or not slash:
         raise Refused(f"only objects of the backup bucket {bucket} are served, path-style")
     segments = key.split("/")
-    if segments[0] != "v1" or len(segments) < 2 or any(s in ("", ".", "..") for s in segments):
-        raise Refused(f"only object keys under {bucket}/v1/ with no empty, '.' or '..' segment are served")
+    if any(s in ("", ".", "..") for s in segments):
+        raise Refused("an object key with an empty, '.' or '..' segment is not served")
+    if allowed is not None and not key.startswith(allowed + "/"):
+        raise Refused(f"only this session's own backup objects ({bucket}/{allowed}/*) are served")
+    if len(segments) < 4 or segments[0] != KEY_VERSION or not SCOPE_PATTERN.fullmatch(segments[1]):
+        raise Refused(f"only object keys {bucket}/{KEY_VERSION}/SCOPE/SESSION-DIGEST/NAME are served")
+    if not _DIGEST.fullmatch(segments[2]):
+        raise Refused(f"only object keys {bucket}/{KEY_VERSION}/SCOPE/SESSION-DIGEST/NAME are served")
     if any(ord(c) < 0x20 or c in "\\\x7f" for c in key):
         raise Refused("an object key with a control character or a backslash is not served")
     query = tuple((k, v) for k, v in pairs if not k.startswith(_SIGNING_QUERY))
@@ -156,9 +169,15 @@ def authorise_s3(bucket: str, method: str, raw_path: bytes, raw_query: bytes) ->
     return ObjectRequest(method, name, key, query)
 
 
-def create_app(s3_url: str, backend: ModelBackend | None, backup_bucket: str | None = None) -> Starlette:
+def create_app(
+    s3_url: str,
+    backend: ModelBackend | None,
+    backup_bucket: str | None = None,
+    limits: ConnectionLimits | None = None,
+) -> Starlette:
     """The listener's ASGI app: bedrock-runtime when a backend is given, and S3 (proxied to `s3_url`)
-    for `backup_bucket` only, as a session's execution role may use it (`authorise_s3`)."""
+    for `backup_bucket` only, as a session's execution role may use it (`authorise_s3`); `limits`
+    says which session a forwarded request is from, so it reaches that session's backups only."""
     state: dict[str, httpx.AsyncClient] = {}
 
     async def s3(request: Request) -> Response:
@@ -168,14 +187,22 @@ def create_app(s3_url: str, backend: ModelBackend | None, backup_bucket: str | N
             return _denied(f"this listener serves S3 and bedrock-runtime only; the request is {what}")
         if not backup_bucket:
             return _denied("backups are off (serve --backup-bucket ''): this listener serves no S3")
+        compute = limits.compute_at(request.scope.get("client")) if limits else UNATTRIBUTED
+        allowed = limits.backup_prefix(compute) if limits and compute != UNATTRIBUTED else None
+        if compute != UNATTRIBUTED and allowed is None:
+            return _denied("this sandbox serves no session yet: it has no backups to reach")
         try:
             wanted = authorise_s3(
-                backup_bucket, request.method, request.scope["raw_path"], request.scope["query_string"]
+                backup_bucket,
+                request.method,
+                request.scope["raw_path"],
+                request.scope["query_string"],
+                allowed,
             )
         except Refused as refused:
             return _denied(
                 f"{refused}: the execution role allows only s3:GetObject and s3:PutObject on "
-                f"{backup_bucket}/v1/* (iam/backup-policy-statement.json)"
+                f"{backup_bucket}/{KEY_VERSION}/* (iam/backup-policy-statement.json)"
             )
         # Only what S3 reads of an object request goes on; the Host and the signature are the
         # listener's own, so moto routes by nothing the caller chose (it dispatches on both).
@@ -305,7 +332,7 @@ def start_agent_services(
     if backup_bucket:
         make_bucket(s3_url, backup_bucket, region)
     limits = ConnectionLimits(caps or ConnectionCaps())
-    app = AttributedRequests(create_app(s3_url, backend, backup_bucket), limits)
+    app = AttributedRequests(create_app(s3_url, backend, backup_bucket, limits), limits)
     config = uvicorn.Config(app, log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
     loop = asyncio.new_event_loop()  # the forwarder's too

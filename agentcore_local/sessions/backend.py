@@ -25,8 +25,8 @@ from ..errors import (
     RuntimeClientError,
     ServiceQuotaExceededException,
 )
-from ..sandbox import CodeArtifacts, Compute, Launcher, LaunchSpec, free_port, protocol_of
-from ..services import Forwarder
+from ..sandbox import CodeArtifacts, Compute, Launcher, LaunchSpec, free_port, protocol_of, s3_client
+from ..services import SCOPE_VARIABLE, Forwarder, delete_scope, scope_of, session_prefix
 from ..settings import DEFAULT_MOUNT_PATH, Settings
 from ..storage import SessionStorage
 from . import agent_proxy
@@ -96,6 +96,18 @@ class SessionBackend(SessionChanges):
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def _delete_backups(self, runtime: Runtime) -> None:
+        bucket = self.settings.backup_bucket
+        if not bucket or self.s3_url is None:  # backups off, or serve's S3 not started (tests)
+            return
+        scopes = {
+            scope_of(runtime.id, v["config"].get("environmentVariables") or {}) for v in runtime.versions
+        }
+        s3 = s3_client(self.s3_url)
+        for scope in sorted(scopes):
+            gone = delete_scope(s3, bucket, scope)
+            log.info("runtime_id=<%s>, scope=<%s> | %d backup objects deleted", runtime.id, scope, gone)
+
     def active(self) -> int:
         """Sessions holding compute (starting, running or stopping): what --max-sessions caps."""
         return sum(1 for s in self.sessions.values() if s.lifecycle.state is not State.STOPPED)
@@ -121,7 +133,12 @@ class SessionBackend(SessionChanges):
             mount_path=runtime.session_storage_mount() or DEFAULT_MOUNT_PATH,
             # Its own network: the protocol's port, as on AWS; a shared one: any free port (PORT says which).
             port=protocol.port if self.launcher.agent_port() else free_port(),
-            env={**self.settings.agent_env, **runtime.environment()},
+            # BACKUP_SCOPE: the runtime's, or its id when its create set none (services/backups.py).
+            env={
+                **self.settings.agent_env,
+                **runtime.environment(),
+                SCOPE_VARIABLE: scope_of(runtime.id, runtime.environment()),
+            },
             scratch_dir=scratch,
             forwards=self.settings.forwards,
             slot_dir=slot if later else None,
@@ -180,7 +197,8 @@ class SessionBackend(SessionChanges):
             await compute.stop(grace=1.0)
             raise
         if self.forwarder is not None:  # its connections are this session's from now on
-            self.forwarder.limits.attribute(compute.spec.name, session.session_id)
+            backups = session_prefix(compute.spec.env[SCOPE_VARIABLE], session.session_id)
+            self.forwarder.limits.attribute(compute.spec.name, session.session_id, backups)
         session.compute, session.compute_version = compute, runtime.version
         # The reaper holds the compute to its own version's limits.
         session.policy = LifecyclePolicy.of(runtime.lifecycle())

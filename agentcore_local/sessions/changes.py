@@ -47,6 +47,10 @@ class SessionChanges(ABC):
     def _spawn(self, coroutine: Coroutine[Any, Any, Any]) -> None:
         """Run `coroutine` in the background, kept until it ends."""
 
+    @abstractmethod
+    def _delete_backups(self, runtime: Runtime) -> None:
+        """Delete every backup of the runtime's sessions (all its versions' scopes)."""
+
     # --- time ----------------------------------------------------------------------------
 
     def _reset_reason(self, session: Session, runtime: Runtime, now: float) -> str | None:
@@ -93,8 +97,20 @@ class SessionChanges(ABC):
             affected = [
                 s for s in self._all_sessions_of(runtime.id) if endpoint is None or s.endpoint == endpoint
             ]
-        for session in affected:
-            self._spawn(self._retire(session, runtime, change))
+        retiring = [self._retire(session, runtime, change) for session in affected]
+        if change is Change.DELETED:  # once every compute has stopped (a stop pushes a last backup)
+            self._spawn(self._forget(runtime, retiring))
+            return
+        for retire in retiring:
+            self._spawn(retire)
+
+    async def _forget(self, runtime: Runtime, retiring: list[Coroutine[Any, Any, None]]) -> None:
+        """A deleted runtime: its sessions stopped and their storage deleted, then its backups."""
+        await asyncio.gather(*retiring)
+        try:
+            await asyncio.to_thread(self._delete_backups, runtime)
+        except Exception:  # the bucket's expiry rule (cloud/backup_bucket.py) still ends them
+            log.exception("runtime_id=<%s> | its backups could not all be deleted", runtime.id)
 
     def _all_sessions_of(self, runtime_id: str) -> list[Session]:
         """Every session of the runtime: those in memory and those only meta.json remembers."""

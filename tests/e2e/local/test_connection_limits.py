@@ -23,6 +23,7 @@ from botocore.config import Config
 
 from agentcore_local.connection_limits import ConnectionCaps
 from agentcore_local.sandbox.bwrap import RUN_INSIDE, bwrap_works, find_tool
+from agentcore_local.services.backups import session_prefix
 from agentcore_local.services.listener import IN_SANDBOX_PORT
 from agentcore_local.settings import REPO
 from tests.support.local_runtime import LocalRuntime, invoke, local_runtime, run, shell, wait_for
@@ -122,7 +123,8 @@ def test_a_flooding_session_is_refused_past_its_cap_while_another_session_and_th
         wait_for(lambda: counted(local, a)["openConnections"] >= CAP, 60, "A to hold its cap")
         wait_for(lambda: counted(local, a)["limitsHit"] >= 2 * CAP, 60, "A's refusals")
         # Meanwhile B and the control plane answer.
-        answer = shell(data, arn, b, f"{request} /agentcore-local-backups/v1/missing")
+        own = session_prefix(local.app.state.default_runtime.id, b)
+        answer = shell(data, arn, b, f"{request} /agentcore-local-backups/{own}/missing")
         assert answer.startswith("HTTP/1.1 404"), answer  # B reaches moto
         assert invoke(data, arn, b, "hello")["response"].endswith("(0 messages of history)")  # B's turn
         assert local.control().list_agent_runtimes()["agentRuntimes"]
@@ -147,7 +149,7 @@ def test_the_gates_refusals_are_charged_to_the_session_that_sent_them(local: Loc
     assert shell(data, arn, a, f"{request} {target}").startswith("HTTP/1.1 403")
     mine = counted(local, a)
     assert mine["refusals"] == before + 1 and mine["limitsHit"] == 0
-    assert "moto-api" in mine["lastRefusal"] and "only object keys" in mine["lastRefusal"]
+    assert "moto-api" in mine["lastRefusal"] and "'..' segment" in mine["lastRefusal"]
 
 
 def test_the_api_refuses_a_host_that_is_not_its_own(local: LocalRuntime) -> None:

@@ -240,4 +240,4 @@ def test_successive_members_warm_up_before_their_session_and_each_session_sees_o
         bucket = local.app.state.settings.backup_bucket
         keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
         for session in sessions.values():  # (moto is shared by this process's servers: other tests' keys too)
-            assert f"{prefix(session)}/latest.json" in keys
+            assert f"{prefix(session, local.app.state.default_runtime.id)}/latest.json" in keys

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from agentcore_local.services.backups import session_prefix
 from tests.support.local_runtime import LocalRuntime, invoke, local_runtime, shell
 
 SHA = "0" * 64
@@ -29,11 +30,10 @@ POISONS = {
     "unknown type": {"f": {"type": "fifo", "mode": 0o644}},
 }
 PLANT = """
-import boto3, hashlib, json, sys
-session, body = sys.argv[1], sys.argv[2]
+import boto3, json, sys
+key, body = sys.argv[1], sys.argv[2]  # the session's own prefix (the gate serves no other)
 if body == "DEEP":  # nested past any JSON parser's recursion limit (too long for a command line)
     body = '{"seq": 1, "files": ' + "[" * 100_000 + "]" * 100_000 + "}"
-key = "v1/" + hashlib.sha256(("agentcore-backup:" + session).encode()).hexdigest()
 s3 = boto3.client("s3")
 s3.put_object(Bucket="agentcore-local-backups", Key=key + "/manifests/000001.json", Body=body.encode())
 s3.put_object(Bucket="agentcore-local-backups", Key=key + "/latest.json", Body=b'{"seq": 1, "seqs": [1]}')
@@ -64,7 +64,8 @@ def test_a_crafted_backup_is_refused_set_aside_and_the_session_goes_on(
     cases = {f"test-{uuid.uuid4().hex}": name for name in [*POISONS, "100k-deep"]}
     for session, name in cases.items():
         body = manifest_body(POISONS.get(name))
-        script = f"cat > /tmp/plant.py <<'PY'\n{PLANT}\nPY\n{sys.executable} /tmp/plant.py {session} '{body}'"
+        key = session_prefix(created["agentRuntimeId"], session)
+        script = f"cat > /tmp/plant.py <<'PY'\n{PLANT}\nPY\n{sys.executable} /tmp/plant.py {key} '{body}'"
         assert shell(data, arn, session, script) == "planted\n", name
         data.stop_runtime_session(agentRuntimeArn=arn, runtimeSessionId=session)
     request = created["request"]

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from agentcore_local.connection_limits import ConnectionCaps, raise_open_files_limit
+from agentcore_local.services.backups import session_prefix
 from agentcore_local.services.listener import AgentServices, start_agent_services
 from tests.support.local_runtime import wait_for
 
@@ -43,7 +44,7 @@ def sockets(services: AgentServices, tmp_path_factory: pytest.TempPathFactory) -
         directory = Path(tempfile.mkdtemp(prefix=f"fw-{name}-", dir="/tmp"))
         compute, session = f"compute-{name}-{time.monotonic_ns()}", f"session-{name}-{time.monotonic_ns()}"
         made[session] = (compute, services.forwarder.open(compute, directory))
-        services.forwarder.limits.attribute(compute, session)
+        services.forwarder.limits.attribute(compute, session, session_prefix("scope", session))
     yield {session: path for session, (_, path) in made.items()}
     for compute, path in made.values():
         services.forwarder.close(compute)
@@ -91,10 +92,12 @@ def test_a_session_past_its_connection_cap_is_refused_at_once_while_another_is_s
     try:
         for sock in held:
             sock.sendall(b"GET /")  # half-sent: the header never ends
-        refused = exchange(a_path, get(f"/{BUCKET}/v1/x"))
+        refused = exchange(a_path, get(f"/{BUCKET}/{session_prefix('scope', a)}/x"))
         assert refused.startswith(b"HTTP/1.1 503"), refused
         assert b"SlowDown" in refused
-        assert exchange(b_path, get(f"/{BUCKET}/v1/missing")).startswith(b"HTTP/1.1 404")  # B reaches moto
+        assert exchange(b_path, get(f"/{BUCKET}/{session_prefix('scope', b)}/missing")).startswith(
+            b"HTTP/1.1 404"
+        )  # B reaches moto
     finally:
         for sock in held:
             sock.close()
@@ -108,7 +111,9 @@ def test_a_half_sent_request_is_ended_after_the_header_timeout_and_counted(
 ) -> None:
     a, a_path = next(iter(sockets.items()))
     with connect(a_path) as sock:
-        sock.sendall(b"PUT /limits-backups/v1/x HTTP/1.1\r\nHost: 127.0.0.1")
+        sock.sendall(
+            f"PUT /limits-backups/{session_prefix('scope', a)}/x HTTP/1.1\r\nHost: 127.0.0.1".encode()
+        )
         answer = sock.recv(65536)
     assert answer.startswith(b"HTTP/1.1 408"), answer
     assert "header took over" in of(services, a)["lastRefusal"]
@@ -119,20 +124,21 @@ def test_the_gates_refusal_is_charged_to_the_session_that_sent_it(
     services: AgentServices, sockets: dict[str, Path]
 ) -> None:
     (a, a_path), (b, _) = sockets.items()
-    answer = exchange(a_path, get(f"/{BUCKET}/v1/../../moto-api/data.json"))
+    answer = exchange(a_path, get(f"/{BUCKET}/{session_prefix('scope', a)}/../../moto-api/data.json"))
     assert answer.startswith(b"HTTP/1.1 403"), answer
     seen = of(services, a)
     assert seen["refusals"] == 1 and seen["limitsHit"] == 0
-    assert "moto-api" in seen["lastRefusal"] and "only object keys" in seen["lastRefusal"]
+    assert "moto-api" in seen["lastRefusal"] and "'..' segment" in seen["lastRefusal"]
     assert of(services, b)["refusals"] == 0
 
 
 def test_slow_uploads_use_only_their_sessions_share_of_the_upstream(
     services: AgentServices, sockets: dict[str, Path]
 ) -> None:
-    (a, a_path), (_, b_path) = sockets.items()
+    (a, a_path), (b, b_path) = sockets.items()
     put = (
-        f"PUT /{BUCKET}/v1/slow HTTP/1.1\r\nHost: 127.0.0.1:8788\r\nAuthorization: {S3_SCOPE}\r\n"
+        f"PUT /{BUCKET}/{session_prefix('scope', a)}/slow HTTP/1.1\r\n"
+        f"Host: 127.0.0.1:8788\r\nAuthorization: {S3_SCOPE}\r\n"
         "Content-Length: 1000000\r\nConnection: close\r\n\r\n"
     ).encode()
     slow = [connect(a_path) for _ in range(CAPS.upstream)]
@@ -147,7 +153,8 @@ def test_slow_uploads_use_only_their_sessions_share_of_the_upstream(
         assert third.startswith(b"HTTP/1.1 503") and b"SlowDown" in third, third
         assert "requests at once" in of(services, a)["lastRefusal"]
         body = b"done"
-        ok = exchange(b_path, put.replace(b"1000000", b"4").replace(b"slow", b"fast") + body)
+        mine = put.replace(session_prefix("scope", a).encode(), session_prefix("scope", b).encode())
+        ok = exchange(b_path, mine.replace(b"1000000", b"4").replace(b"slow", b"fast") + body)
         assert ok.startswith(b"HTTP/1.1 200"), ok
     finally:
         for sock in slow:

@@ -19,11 +19,17 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from agentcore_local.services.backups import session_prefix
 from agentcore_local.services.listener import AgentServices, Refused, authorise_s3, start_agent_services
 
 BUCKET = "gate-backups"
 CREDENTIAL = "AWS4-HMAC-SHA256 Credential=AKID/20261201/{}/aws4_request"
 S3_SCOPE = CREDENTIAL.format("us-west-2/s3") + ", SignedHeaders=host, Signature=0"
+P = session_prefix("runtime_a-0123456789", "session-a")  # a session's own prefix: v2/SCOPE/DIGEST
+
+
+def fresh_prefix() -> str:
+    return session_prefix(f"scope-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex)
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +44,7 @@ def services() -> Iterator[AgentServices]:
 @pytest.fixture
 def planted(services: AgentServices) -> str:
     """An object of another session, put through moto directly (the host side)."""
-    key = f"v1/{uuid.uuid4().hex}/latest.json"
+    key = f"{fresh_prefix()}/latest.json"
     host_side(services).put_object(Bucket=BUCKET, Key=key, Body=b'{"seq": 7}')
     return key
 
@@ -81,8 +87,8 @@ def raw(services: AgentServices, method: str, target: str, **headers: str) -> An
         connection.close()
 
 
-def test_a_session_reads_and_writes_objects_under_v1_through_boto3(services: AgentServices) -> None:
-    s3, key = session_s3(services), f"v1/{uuid.uuid4().hex}/objects/a b+c%.bin"
+def test_a_session_reads_and_writes_objects_under_its_prefix_through_boto3(services: AgentServices) -> None:
+    s3, key = session_s3(services), f"{fresh_prefix()}/objects/a b+c%.bin"
     s3.put_object(Bucket=BUCKET, Key=key, Body=b"\x00\x01payload")
     assert s3.get_object(Bucket=BUCKET, Key=key)["Body"].read() == b"\x00\x01payload"
     assert host_side(services).head_object(Bucket=BUCKET, Key=key)["ContentLength"] == 9  # the same key
@@ -90,39 +96,43 @@ def test_a_session_reads_and_writes_objects_under_v1_through_boto3(services: Age
     presigned = s3.generate_presigned_url("get_object", Params={"Bucket": BUCKET, "Key": key})
     assert httpx.get(presigned).content == b"\x00\x01payload"
     with pytest.raises(ClientError, match="NoSuchKey"):
-        s3.get_object(Bucket=BUCKET, Key="v1/missing")
+        s3.get_object(Bucket=BUCKET, Key=f"{P}/missing")
 
 
 @pytest.mark.parametrize(
     ("method", "target"),
     [
-        ("GET", f"/{BUCKET}/v1/.."),  # ListObjects of the whole bucket, once normalised
-        ("GET", f"/{BUCKET}/v1/%2e%2e"),
-        ("GET", f"/{BUCKET}/v1/%2E%2E/"),
-        ("GET", f"/{BUCKET}/v1/x/../.."),
-        ("GET", f"/{BUCKET}/v1/./x"),
-        ("GET", f"/{BUCKET}/v1//x"),
-        ("GET", f"/{BUCKET}/v1/x%2f..%2f..%2fy"),
-        ("GET", f"/{BUCKET}/v1/../../moto-api/data.json"),
-        ("POST", f"/{BUCKET}/v1/../../moto-api/reset?uploads"),
-        ("POST", f"/{BUCKET}/v1/%2e%2e/%2e%2e/moto-api/reset?uploads"),
-        ("GET", f"/{BUCKET}/v1/..%5c..%5cmoto-api/data.json"),
+        ("GET", f"/{BUCKET}/{P}/.."),  # ListObjects of the whole bucket, once normalised
+        ("GET", f"/{BUCKET}/{P}/%2e%2e"),
+        ("GET", f"/{BUCKET}/{P}/%2E%2E/"),
+        ("GET", f"/{BUCKET}/{P}/x/../.."),
+        ("GET", f"/{BUCKET}/{P}/./x"),
+        ("GET", f"/{BUCKET}/{P}//x"),
+        ("GET", f"/{BUCKET}/{P}/x%2f..%2f..%2fy"),
+        ("GET", f"/{BUCKET}/{P}/../../moto-api/data.json"),
+        ("POST", f"/{BUCKET}/{P}/../../moto-api/reset?uploads"),
+        ("POST", f"/{BUCKET}/{P}/%2e%2e/%2e%2e/moto-api/reset?uploads"),
+        ("GET", f"/{BUCKET}/{P}/..%5c..%5cmoto-api/data.json"),
         ("GET", "/moto-api/data.json"),
         ("GET", "/latest/meta-data/iam/security-credentials/"),
-        ("GET", f"/{BUCKET}/v1"),
-        ("GET", f"/{BUCKET}/v1/"),
-        ("GET", f"/{BUCKET}?list-type=2&prefix=v1/"),
+        ("GET", f"/{BUCKET}/{P}"),
+        ("GET", f"/{BUCKET}/{P}/"),
+        ("GET", f"/{BUCKET}?list-type=2&prefix=v2/"),
         ("GET", f"/other-{BUCKET}/v1/x"),
         ("PUT", f"/{BUCKET}/loot"),
-        ("DELETE", f"/{BUCKET}/v1/x/latest.json"),
-        ("GET", f"/{BUCKET}/v1/x?acl"),
-        ("GET", f"/{BUCKET}/v1/x?tagging"),
-        ("GET", f"/{BUCKET}/v1/x?versions"),
-        ("POST", f"/{BUCKET}/v1/x?delete"),
-        ("GET", f"/{BUCKET}/v1/%ff"),
+        ("DELETE", f"/{BUCKET}/{P}/x/latest.json"),
+        ("GET", f"/{BUCKET}/{P}/x?acl"),
+        ("GET", f"/{BUCKET}/{P}/x?tagging"),
+        ("GET", f"/{BUCKET}/{P}/x?versions"),
+        ("POST", f"/{BUCKET}/{P}/x?delete"),
+        ("GET", f"/{BUCKET}/{P}/%ff"),
+        ("GET", f"/{BUCKET}/v1/{'0' * 64}/latest.json"),  # the layout before runtime scopes
+        ("GET", f"/{BUCKET}/v2/{'0' * 64}/latest.json"),  # no scope segment
+        ("GET", f"/{BUCKET}/v2/a%20b/{'0' * 64}/latest.json"),  # a scope that is not one plain segment
+        ("GET", f"/{BUCKET}/v2/scope/not-a-digest/latest.json"),
     ],
 )
-def test_a_path_that_is_not_one_object_under_v1_is_refused_however_it_is_spelled(
+def test_a_path_that_is_not_one_object_of_a_session_prefix_is_refused_however_it_is_spelled(
     services: AgentServices, planted: str, method: str, target: str
 ) -> None:
     answer = raw(services, method, target)
@@ -135,7 +145,7 @@ def test_a_path_that_is_not_one_object_under_v1_is_refused_however_it_is_spelled
 
 def test_the_callers_host_header_does_not_pick_another_bucket(services: AgentServices) -> None:
     """moto takes a virtual-hosted bucket from Host: the forward sends its own Host, path-style."""
-    key = f"v1/{uuid.uuid4().hex}/x"
+    key = f"{fresh_prefix()}/x"
     answer = raw(services, "PUT", f"/{BUCKET}/{key}", Host=f"{BUCKET}-other.s3.amazonaws.com")
     assert answer.status_code == 200, answer.text
     assert host_side(services).get_object(Bucket=BUCKET, Key=key)["Body"].read() == b""
@@ -178,11 +188,13 @@ def test_sts_is_unreachable_even_with_a_valid_s3_object_path(services: AgentServ
 
 
 def test_the_gate_rebuilds_the_path_it_forwards_from_the_checked_key() -> None:
-    wanted = authorise_s3(BUCKET, "GET", f"/{BUCKET}/v1/ab/c%20d".encode(), b"partNumber=1&X-Amz-Date=1")
-    assert wanted.key == "v1/ab/c d"
-    assert wanted.target() == f"/{BUCKET}/v1/ab/c%20d?partNumber=1"  # the signing parameters dropped
+    wanted = authorise_s3(BUCKET, "GET", f"/{BUCKET}/{P}/ab/c%20d".encode(), b"partNumber=1&X-Amz-Date=1")
+    assert wanted.key == f"{P}/ab/c d"
+    assert wanted.target() == f"/{BUCKET}/{P}/ab/c%20d?partNumber=1"  # the signing parameters dropped
     with pytest.raises(Refused, match=re.escape("'..'")):
-        authorise_s3(BUCKET, "GET", f"/{BUCKET}/v1/%2E%2e".encode(), b"")
+        authorise_s3(BUCKET, "GET", f"/{BUCKET}/{P}/%2E%2e".encode(), b"")
+    with pytest.raises(Refused, match="own backup objects"):  # a session's gate: its prefix only
+        authorise_s3(BUCKET, "GET", f"/{BUCKET}/{fresh_prefix()}/latest.json".encode(), b"", P)
 
 
 def test_without_a_backup_bucket_no_s3_is_served(tmp_path: Path) -> None:
@@ -191,5 +203,82 @@ def test_without_a_backup_bucket_no_s3_is_served(tmp_path: Path) -> None:
     from agentcore_local.services.listener import create_app
 
     with TestClient(create_app("http://127.0.0.1:1", None, None)) as http:
-        answer = http.get("/any/v1/x", headers={"Authorization": S3_SCOPE})
+        answer = http.get(f"/any/{P}/x", headers={"Authorization": S3_SCOPE})
     assert answer.status_code == 403 and "backups are off" in answer.text
+
+
+def through(socket_path: Path, method: str, target: str, body: bytes = b"") -> Answer:
+    """One request on a compute's own socket (forwarder.py), as its sandbox's agent sends it."""
+    import socket
+
+    head = (
+        f"{method} {target} HTTP/1.1\r\nHost: 127.0.0.1:8788\r\nAuthorization: {S3_SCOPE}\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    )
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(10)
+        sock.connect(str(socket_path))
+        sock.sendall(head.encode() + body)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    status, _, rest = answer.partition(b"\r\n\r\n")
+    return Answer(int(status.split()[1]), rest)
+
+
+@pytest.fixture
+def two_runtimes(services: AgentServices) -> Iterator[dict[str, tuple[Path, str]]]:
+    """A session of runtime A and one of runtime B, each on its compute's socket: name -> (socket, prefix)."""
+    assert services.forwarder is not None
+    made: dict[str, tuple[Path, str]] = {}
+    for name in ("a", "b"):
+        compute, session = f"runtime_{name}-{uuid.uuid4().hex[:10]}", f"session-{uuid.uuid4().hex}"
+        directory = Path(tempfile.mkdtemp(prefix=f"gate-{name}-", dir="/tmp"))
+        path = services.forwarder.open(compute, directory)
+        prefix = session_prefix(compute.split("-")[0] + uuid.uuid4().hex[:8], session)
+        services.forwarder.limits.attribute(compute, session, prefix)
+        made[name] = (path, prefix)
+        made[f"compute-{name}"] = (path, compute)
+    yield made
+    for name in ("a", "b"):
+        path, compute = made[f"compute-{name}"]
+        services.forwarder.close(compute)
+        shutil.rmtree(path.parent, ignore_errors=True)
+
+
+def test_a_session_of_one_runtime_never_reaches_another_runtimes_backups(
+    services: AgentServices, two_runtimes: dict[str, tuple[Path, str]]
+) -> None:
+    (a_socket, mine), (_, theirs) = two_runtimes["a"], two_runtimes["b"]
+    host_side(services).put_object(Bucket=BUCKET, Key=f"{theirs}/latest.json", Body=b'{"seq": 3}')
+    assert through(a_socket, "PUT", f"/{BUCKET}/{mine}/latest.json", b'{"seq": 1}').status_code == 200
+    assert through(a_socket, "GET", f"/{BUCKET}/{mine}/latest.json").content == b'{"seq": 1}'
+    scope, digest = theirs.split("/")[1:]
+    for method, target in [
+        ("GET", f"/{BUCKET}/{theirs}/latest.json"),  # knowing the other runtime's whole prefix
+        ("HEAD", f"/{BUCKET}/{theirs}/latest.json"),
+        ("PUT", f"/{BUCKET}/{theirs}/latest.json"),  # overwriting it
+        ("POST", f"/{BUCKET}/{theirs}/latest.json?uploads"),
+        ("GET", f"/{BUCKET}/{mine}/../../{scope}/{digest}/latest.json"),  # climbing out of its own
+        ("GET", f"/{BUCKET}/{mine}%2f..%2f..%2f{scope}%2f{digest}/latest.json"),
+        ("GET", f"/{BUCKET}/{mine.rsplit('/', 1)[0]}/{digest}/latest.json"),  # its scope, their digest
+        ("GET", f"/{BUCKET}/{mine}"),  # its prefix itself, as a listing would name it
+    ]:
+        answer = through(a_socket, method, target, b"x" if method == "PUT" else b"")
+        assert answer.status_code == 403, (method, target, answer.text)
+    kept = host_side(services).get_object(Bucket=BUCKET, Key=f"{theirs}/latest.json")["Body"].read()
+    assert kept == b'{"seq": 3}'
+
+
+def test_a_compute_that_serves_no_session_yet_reaches_no_backup(services: AgentServices) -> None:
+    """A warm pool member: its socket is open, no session has taken it."""
+    assert services.forwarder is not None
+    compute = f"pool-{uuid.uuid4().hex[:10]}"
+    directory = Path(tempfile.mkdtemp(prefix="gate-pool-", dir="/tmp"))
+    try:
+        path = services.forwarder.open(compute, directory)
+        answer = through(path, "GET", f"/{BUCKET}/{P}/latest.json")
+        assert answer.status_code == 403 and "no session yet" in answer.text
+    finally:
+        services.forwarder.close(compute)
+        shutil.rmtree(directory, ignore_errors=True)

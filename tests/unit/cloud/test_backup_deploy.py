@@ -19,7 +19,7 @@ import deploy
 from agent.backup import s3 as backup
 from cloud import backup_bucket, clients
 from cloud.execution_role import POLICY_NAME
-from tests.unit.cloud.test_deploy import ARN, IMAGE, NAME, NOW, REGION, ROLE, RUNTIME_ID, TOKEN
+from tests.unit.cloud.test_deploy import ARN, IMAGE, NAME, NOW, REGION, ROLE, RUNTIME_ID, SCOPE, SCOPED, TOKEN
 from tests.unit.cloud.test_deploy import runtime as deployed
 
 BUCKET = "my-agent-backups"
@@ -39,7 +39,7 @@ TLS_POLICY = {"Version": "2012-10-17", "Statement": [backup_bucket.tls_statement
 
 def runtime(version: str = "1", env: dict | None = None) -> dict[str, Any]:
     """test_deploy's GetAgentRuntime answer, with environment variables when given."""
-    return deployed(version=version, **({"environmentVariables": env} if env else {}))
+    return deployed(version=version, environmentVariables={**SCOPED, **(env or {})})
 
 
 def error(code: str, status: int) -> dict[str, Any]:
@@ -61,6 +61,7 @@ class Harness:
             clock=lambda: 0.0,
             record_path=tmp_path / "runtime.json",
             new_token=lambda: TOKEN,
+            new_scope=lambda: SCOPE,
         )
 
     def run(self, *argv: str) -> int:
@@ -118,7 +119,7 @@ def test_ensure_with_a_backup_bucket_creates_it_protected_and_passes_it_to_the_r
         "networkConfiguration": {"networkMode": "PUBLIC"},
         "protocolConfiguration": {"serverProtocol": "HTTP"},
         "filesystemConfigurations": [{"sessionStorage": {"mountPath": "/mnt/workspace"}}],
-        "environmentVariables": {"BACKUP_BUCKET": BUCKET},
+        "environmentVariables": {"BACKUP_BUCKET": BUCKET, **SCOPED},
         "clientToken": TOKEN,
     }
     answer = {
@@ -147,7 +148,7 @@ def test_update_with_a_bucket_that_is_set_up_warns_of_the_reset_and_the_restore(
     expected = {
         "agentRuntimeId": RUNTIME_ID,
         **{k: v for k, v in runtime().items() if k in deploy.rt.updatable_fields(aws.ctx.control)},
-        "environmentVariables": {"BACKUP_BUCKET": BUCKET},
+        "environmentVariables": {"BACKUP_BUCKET": BUCKET, **SCOPED},
     }
     aws.control.add_response("update_agent_runtime", UPDATED, expected)
     aws.control.add_response("get_agent_runtime", runtime("2"), {"agentRuntimeId": RUNTIME_ID})
@@ -240,7 +241,7 @@ def test_the_bucket_outlives_the_agents_refresh_and_an_idle_session() -> None:
     assert backup_bucket.EXPIRY_DAYS >= backup_bucket.MIN_EXPIRY_DAYS
 
 
-# --- the execution role: only GetObject and PutObject, only under v1/ -------------------------------
+# --- the execution role: only GetObject and PutObject, only under v2/ -------------------------------
 
 
 @pytest.fixture
@@ -255,13 +256,13 @@ def backup_statements(iam: Any) -> list[dict]:
     return [s for s in document["Statement"] if "s3" in json.dumps(s)]
 
 
-def test_role_with_a_backup_bucket_may_get_and_put_objects_under_v1_and_nothing_else(iam: Any) -> None:
+def test_role_with_a_backup_bucket_may_get_and_put_objects_under_v2_and_nothing_else(iam: Any) -> None:
     assert deploy.main(["role", "--backup-bucket", BUCKET]) == 0
 
     (statement,) = backup_statements(iam)
     assert statement["Effect"] == "Allow"
     assert sorted(statement["Action"]) == ["s3:GetObject", "s3:PutObject"]  # no ListBucket, no DeleteObject
-    assert statement["Resource"] == f"arn:aws:s3:::{BUCKET}/v1/*"
+    assert statement["Resource"] == f"arn:aws:s3:::{BUCKET}/v2/*"  # runtimes' scopes, not the old v1/
 
 
 def test_role_without_a_backup_bucket_has_no_s3_permission(iam: Any) -> None:
@@ -286,16 +287,19 @@ def test_with_the_roles_policy_a_session_can_read_a_key_it_names_but_never_list_
         aws_access_key_id=key["AccessKeyId"],
         aws_secret_access_key=key["SecretAccessKey"],
     )
-    mine = f"{backup.prefix('session-a-' + '0' * 30)}/latest.json"
+    mine = f"{backup.prefix('session-a-' + '0' * 30, SCOPE)}/latest.json"
+    unscoped = f"{backup.prefix('session-a-' + '0' * 30)}/latest.json"  # the layout before scopes
 
     with enable_iam_authentication():
         shell.put_object(Bucket=BUCKET, Key=mine, Body=b'{"seq": 1}')
         assert shell.get_object(Bucket=BUCKET, Key=mine)["Body"].read() == b'{"seq": 1}'
         for call in (
             lambda: shell.list_objects_v2(Bucket=BUCKET),
-            lambda: shell.list_objects_v2(Bucket=BUCKET, Prefix="v1/"),
+            lambda: shell.list_objects_v2(Bucket=BUCKET, Prefix="v2/"),
+            lambda: shell.list_objects_v2(Bucket=BUCKET, Prefix=f"v2/{SCOPE}/"),
+            lambda: shell.put_object(Bucket=BUCKET, Key=unscoped, Body=b"x"),
             lambda: shell.delete_object(Bucket=BUCKET, Key=mine),
-            lambda: shell.put_object(Bucket=BUCKET, Key="outside-v1", Body=b"x"),
+            lambda: shell.put_object(Bucket=BUCKET, Key="outside-v2", Body=b"x"),
         ):
             with pytest.raises(ClientError) as denied:
                 call()

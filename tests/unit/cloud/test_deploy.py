@@ -28,6 +28,8 @@ ROLE = f"arn:aws:iam::{ACCOUNT}:role/AgentCoreRuntime-coding_agent"
 TOKEN = "deploy-0123456789abcdef0123456789abcdef"
 NOW = datetime(2026, 11, 24, tzinfo=UTC)
 SESSION_STORAGE = [{"sessionStorage": {"mountPath": "/mnt/workspace"}}]
+SCOPE = "0f" * 16  # the BACKUP_SCOPE a create made (Context.new_scope)
+SCOPED = {"BACKUP_SCOPE": SCOPE}
 
 
 def runtime(status: str = "READY", version: str = "1", **config: Any) -> dict[str, Any]:
@@ -46,6 +48,7 @@ def runtime(status: str = "READY", version: str = "1", **config: Any) -> dict[st
         "protocolConfiguration": {"serverProtocol": "HTTP"},
         "lifecycleConfiguration": {"idleRuntimeSessionTimeout": 900, "maxLifetime": 28800},
         "filesystemConfigurations": SESSION_STORAGE,
+        "environmentVariables": SCOPED,
     }
     return {**base, **config}
 
@@ -84,6 +87,7 @@ CREATE_REQUEST = {
     "networkConfiguration": {"networkMode": "PUBLIC"},
     "protocolConfiguration": {"serverProtocol": "HTTP"},
     "filesystemConfigurations": SESSION_STORAGE,
+    "environmentVariables": SCOPED,
     "clientToken": TOKEN,
 }
 
@@ -142,6 +146,7 @@ def aws(tmp_path: Path):
         fetch=blobs.__getitem__,
         record_path=tmp_path / ".agentcore" / "runtime.json",
         new_token=lambda: TOKEN,
+        new_scope=lambda: SCOPE,
     )
     with control, ecr:
         yield Harness(ctx, control, ecr, clock, out, blobs, confirmations)
@@ -172,7 +177,7 @@ def test_create_with_another_mount_path_points_workspace_dir_at_it(aws: Harness)
     request = {
         **CREATE_REQUEST,
         "filesystemConfigurations": [{"sessionStorage": {"mountPath": "/mnt/data"}}],
-        "environmentVariables": {"WORKSPACE_DIR": "/mnt/data"},
+        "environmentVariables": {"WORKSPACE_DIR": "/mnt/data", **SCOPED},
         "lifecycleConfiguration": {"idleRuntimeSessionTimeout": 600, "maxLifetime": 3600},
     }
     aws.control.add_response("create_agent_runtime", created(), request)
@@ -210,7 +215,7 @@ def test_create_without_image_says_which_option_is_missing(
 
 def test_update_keeps_environment_and_lifecycle_it_was_not_asked_to_change(aws: Harness) -> None:
     current = runtime(
-        environmentVariables={"MODEL_PROVIDER": "bedrock", "LOG_LEVEL": "info"},
+        environmentVariables={"MODEL_PROVIDER": "bedrock", "LOG_LEVEL": "info", **SCOPED},
         lifecycleConfiguration={"idleRuntimeSessionTimeout": 600, "maxLifetime": 3600},
         description="the coding agent",
     )
@@ -222,7 +227,7 @@ def test_update_keeps_environment_and_lifecycle_it_was_not_asked_to_change(aws: 
         "networkConfiguration": {"networkMode": "PUBLIC"},
         "protocolConfiguration": {"serverProtocol": "HTTP"},
         "filesystemConfigurations": SESSION_STORAGE,
-        "environmentVariables": {"MODEL_PROVIDER": "bedrock", "LOG_LEVEL": "debug"},
+        "environmentVariables": {"MODEL_PROVIDER": "bedrock", "LOG_LEVEL": "debug", **SCOPED},
         "lifecycleConfiguration": {"idleRuntimeSessionTimeout": 600, "maxLifetime": 3600},
         "description": "the coding agent",
     }
