@@ -241,7 +241,7 @@ def test_the_local_runtime_passes_every_providers_variables_to_the_agent(
     from agentcore_local.__main__ import main as serve_main
 
     served: list = []
-    monkeypatch.setattr(agentcore_local.server, "serve", served.append)
+    monkeypatch.setattr(agentcore_local.server, "serve", lambda settings, *_: served.append(settings))
     declared = {name: f"value-of-{name}" for name in providers.model_variables()}
     for name, value in {**declared, "UNRELATED_SECRET": "x"}.items():
         monkeypatch.setenv(name, value)
