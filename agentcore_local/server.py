@@ -32,6 +32,7 @@ from .sandbox import Launcher, choose, s3_client
 from .services import backend_from_spec, start_agent_services
 from .sessions import SessionBackend
 from .settings import DEFAULT_MOUNT_PATH, Settings
+from .storage import Volumes, unmount_under
 
 log = logging.getLogger("agentcore_local")
 logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -109,6 +110,25 @@ def register_own_agent(settings: Settings, sessions: SessionBackend, registry: R
     return registry.update(known.id, request)
 
 
+def storage_volumes(settings: Settings) -> Volumes | None:
+    """A filesystem per session where serve may mount, after unmounting what a killed serve left."""
+    if stale := unmount_under(settings.state_dir / "sessions"):
+        log.warning("unmounted %d session filesystem(s) a previous serve left mounted", stale)
+    if not settings.storage_volume:
+        log.info("session storage: no filesystem per session (--no-storage-volume); the quota is measured")
+        return None
+    volumes, why = Volumes.probe(settings.storage_quota_bytes, settings.state_dir / "volume-probe")
+    if volumes is None:
+        log.warning(
+            "session storage: no filesystem per session (%s): the quota is measured after each call, so "
+            "a session can write past it during one call",
+            why,
+        )
+    else:
+        log.info("session storage: %s", why)
+    return volumes
+
+
 def create_app(settings: Settings, clock: Clock = time.time, launcher: Launcher | None = None) -> Starlette:
     """The ASGI app. Tests pass their own clock; `launcher` defaults to the --sandbox choice."""
     state_dir = settings.state_dir.resolve()
@@ -125,7 +145,7 @@ def create_app(settings: Settings, clock: Clock = time.time, launcher: Launcher 
         settings.region, settings.account, clock, settings.provision_seconds, state_dir / "runtimes.json"
     )
     registry.load()
-    sessions = SessionBackend(settings_abs, registry, launcher, clock)
+    sessions = SessionBackend(settings_abs, registry, launcher, clock, storage_volumes(settings_abs))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -173,6 +193,7 @@ def create_app(settings: Settings, clock: Clock = time.time, launcher: Launcher 
             with contextlib.suppress(asyncio.CancelledError):
                 await reaper
             await sessions.shutdown()
+            unmount_under(state_dir / "sessions")  # whatever a failed stop left: nothing stays mounted
             services.close()
             log.info("all sessions stopped")
 

@@ -156,7 +156,9 @@ class BwrapLauncher(Launcher):
 
     def command(self, spec: LaunchSpec) -> tuple[list[str], dict[str, str], str]:
         # The private /tmp first: a checkout cloned into /tmp (CI) is then bound into it, not covered.
-        argv = [self.bwrap, "--tmpfs", "/tmp", *self.view(), "--dev", "/dev", "--proc", "/proc"]
+        # Its size capped: a tmpfs is host RAM (serve --tmp-size).
+        size = ["--size", str(spec.tmp_bytes)] if spec.tmp_bytes else []
+        argv = [self.bwrap, *size, "--tmpfs", "/tmp", *self.view(), "--dev", "/dev", "--proc", "/proc"]
         if spec.slot_dir is not None:  # the storage is mounted on the slot's entry at the first call
             argv += ["--ro-bind", str(spec.slot_dir), str(Path(spec.mount_path).parent)]
         else:

@@ -112,4 +112,5 @@ class Session:
             "fromPool": self.from_pool if self.compute else None,
             "computeStartedAt": self.compute.started_at if self.compute else None,
             "storageWarning": self.storage_warning,
+            "storageBytes": self.usage,  # at the last measure: after each call
         }
