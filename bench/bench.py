@@ -13,6 +13,8 @@ everything around the LLM: server, agent loop, tools, storage, agentcore_local, 
   5 scale               bench/load.py      1/5/10/20 concurrent sessions under bwrap
   6 workspace size      bench/load.py      stop/resume with 10,000 files, every hash checked
   7 checkpoints         bench/checkpoints.py  after a 10-file turn in 10,000 files, after npm install, undo
+  8 connections         bench/connections.py  session B and the control plane while A floods its forward
+  9 disk                bench/disk.py      a new session's first exec with a filesystem per session vs without
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench import checkpoints, connections, load, runtime, service  # noqa: E402
+from bench import checkpoints, connections, disk, load, runtime, service  # noqa: E402
 from bench.measure import machine  # noqa: E402
 
 
@@ -88,6 +90,7 @@ def run(sizes: Sizes, sandbox: str) -> dict:
         results["connections"] = connections.under_flood(local)
     finally:
         local.close()
+    results["disk"] = disk.start_cost(sizes.resume_repeats)
     results["checkpoints"] = checkpoints.ours(
         Path(tempfile.mkdtemp(prefix="bench-checkpoints-")), sizes.files, sizes.samples, sizes.npm_demo
     )
@@ -271,7 +274,8 @@ def render(r: dict) -> str:
         ),
     ]
     flood = connections.rows(r["connections"], row) if "connections" in r else []
-    return "\n".join(lines + checkpoints.rows(r["checkpoints"], row) + flood)
+    volume = disk.rows(r["disk"], row) if "disk" in r else []
+    return "\n".join(lines + checkpoints.rows(r["checkpoints"], row) + flood + volume)
 
 
 if __name__ == "__main__":

@@ -63,7 +63,11 @@ def measured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRuntime]
 
 def agent_runtime(local: LocalRuntime) -> str:
     """A runtime whose scripted model runs 'sh ...' prompts in its shell tool; no runtime quota of its own."""
-    env = {"MODEL_PROVIDER": "scripted", "SCRIPTED_PLAN": str(PLANS / "checkpoints.json"), "BACKUP_BUCKET": ""}
+    env = {
+        "MODEL_PROVIDER": "scripted",
+        "SCRIPTED_PLAN": str(PLANS / "checkpoints.json"),
+        "BACKUP_BUCKET": "",
+    }
     created = local.create_runtime(f"disk_{uuid.uuid4().hex[:8]}", environmentVariables=env)
     return created["agentRuntimeArn"]
 
@@ -73,7 +77,9 @@ def new_id() -> str:
 
 
 def act(data, arn: str, session: str, **body) -> dict:
-    answer = data.invoke_agent_runtime(agentRuntimeArn=arn, runtimeSessionId=session, payload=json.dumps(body))
+    answer = data.invoke_agent_runtime(
+        agentRuntimeArn=arn, runtimeSessionId=session, payload=json.dumps(body)
+    )
     return json.loads(answer["response"].read())
 
 
@@ -91,7 +97,7 @@ def test_a_disk_fill_stops_at_enospc_inside_the_call_and_the_host_holds_at_most_
     data, arn = local.data(), agent_runtime(local)
     filler, other = new_id(), new_id()
     assert invoke(data, arn, other, "hello")  # another session, answering before the fill ...
-    code, status, out, err = run(data, arn, filler, FILL)
+    _, status, out, err = run(data, arn, filler, FILL)
     assert status == "COMPLETED"
     assert "No space left on device" in err and "exit=1" in out
     written = int(out.split()[-1])
@@ -144,7 +150,9 @@ def test_status_and_undo_answer_on_a_full_filesystem_with_unrecorded_changes(
 def test_a_sparse_file_costs_the_host_only_its_written_blocks_on_the_volume(local: LocalRuntime) -> None:
     data, arn = local.data(), agent_runtime(local)
     session = new_id()
-    out = shell(data, arn, session, "truncate -s 700M sparse.bin && du -k sparse.bin && stat -c %s sparse.bin")
+    out = shell(
+        data, arn, session, "truncate -s 700M sparse.bin && du -k sparse.bin && stat -c %s sparse.bin"
+    )
     assert int(out.split()[0]) < 1024 and int(out.split()[-1]) == 700 * 2**20
     assert allocated(image_of(local, arn, session)) <= QUOTA
     assert run(data, arn, session, "rm sparse.bin")[:2] == (0, "COMPLETED")
@@ -173,7 +181,9 @@ def test_the_filesystem_is_unmounted_at_stop_and_mounted_again_at_resume_with_th
 
 def test_a_private_tmp_is_capped_at_the_tmp_size(local: LocalRuntime) -> None:
     data, arn = local.data(), agent_runtime(local)
-    _, _, out, err = run(data, arn, new_id(), "head -c 64M /dev/zero > /tmp/fill; echo exit=$?; wc -c < /tmp/fill")
+    _, _, out, err = run(
+        data, arn, new_id(), "head -c 64M /dev/zero > /tmp/fill; echo exit=$?; wc -c < /tmp/fill"
+    )
     assert "exit=1" in out and "No space left on device" in err
     assert int(out.split()[-1]) <= TMP_SIZE
 
