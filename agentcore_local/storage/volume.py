@@ -43,12 +43,12 @@ def _tool(name: str) -> str | None:
     return shutil.which(name, path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin:/usr/bin:/bin")
 
 
-def _run(argv: list[str]) -> None:
+def _run(argv: list[str], fine: tuple[int, ...] = (0,)) -> None:
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired) as error:
         raise VolumeError(f"{argv[0]}: {error}") from error
-    if done.returncode != 0:
+    if done.returncode not in fine:
         detail = (done.stderr or done.stdout).strip().splitlines()
         raise VolumeError(f"{Path(argv[0]).name} failed: {detail[-1] if detail else done.returncode}")
 
@@ -135,11 +135,33 @@ class Volumes:
                 if next(entries, None) is not None:
                     return False
             self.make(image, size)
+        elif image.stat().st_size != (size or self.size):
+            self.resize(image, size or self.size)
         _run([self.mount_tool, "-t", "ext4", "-o", MOUNT_OPTIONS, str(image), str(files)])
         if fresh:  # mkfs's lost+found is no file of the session's (e2fsck makes one if ever needed)
             with contextlib.suppress(OSError):
                 (files / "lost+found").rmdir()
         return True
+
+    def resize(self, image: Path, size: int) -> None:
+        """An image made under another --storage-quota, grown or shrunk to `size` (unmounted). A
+        shrink below what the session holds fails: the image keeps its size (logged)."""
+        e2fsck, resize2fs = _tool("e2fsck"), _tool("resize2fs")
+        if not e2fsck or not resize2fs:
+            log.warning("image=<%s> | kept at its size: e2fsck or resize2fs is missing", image)
+            return
+        old = image.stat().st_size
+        try:
+            if size > old:
+                os.truncate(image, size)
+            _run([e2fsck, "-f", "-p", str(image)], fine=(0, 1))  # 1: errors found and corrected
+            _run([resize2fs, str(image), f"{size // 1024}K"])
+            if size < old:
+                os.truncate(image, size)
+        except OSError as error:
+            if size > old:
+                os.truncate(image, old)
+            log.warning("image=<%s> | kept at %d bytes, not resized to %d: %s", image, old, size, error)
 
     def detach(self, files: Path) -> None:
         """Unmount a session's filesystem (nothing when it is not mounted)."""

@@ -149,3 +149,23 @@ def test_the_measure_counts_a_sparse_file_at_its_apparent_size(tmp_path: Path) -
         sparse.truncate(700 * 2**20)
     assert (tmp_path / "sparse.bin").stat().st_blocks * 512 < 2**20
     assert usage(tmp_path).bytes >= 700 * 2**20
+
+
+def test_an_image_made_under_another_quota_is_resized_and_a_shrink_below_its_files_keeps_it(
+    volumes: Volumes, tmp_path: Path
+) -> None:
+    root = tmp_path / "session"
+    files = root / "storage"
+    volumes.mount(root, files)
+    (files / "five").write_bytes(os.urandom(5 * 2**20))
+    volumes.detach(files)
+    bigger = Volumes(2 * SIZE, volumes.mkfs, volumes.mount_tool)
+    bigger.mount(root, files)
+    assert (root / "storage.img").stat().st_size == 2 * SIZE
+    assert os.statvfs(files).f_blocks * os.statvfs(files).f_frsize > 1.5 * SIZE
+    assert (files / "five").stat().st_size == 5 * 2**20
+    volumes.detach(files)
+    smaller = Volumes(4 * 2**20, volumes.mkfs, volumes.mount_tool)
+    smaller.mount(root, files)  # 5 MiB of files cannot fit in 4: kept as it was
+    assert (root / "storage.img").stat().st_size == 2 * SIZE
+    assert (files / "five").stat().st_size == 5 * 2**20
