@@ -110,10 +110,14 @@ def register_own_agent(settings: Settings, sessions: SessionBackend, registry: R
     return registry.update(known.id, request)
 
 
+# Where serve mounts under its state dir: session filesystems and slots, the warm pool's slots.
+MOUNTED_PARTS = ("sessions", "pool")
+
+
 def storage_volumes(settings: Settings) -> Volumes | None:
     """A filesystem per session where serve may mount, after unmounting what a killed serve left."""
-    if stale := unmount_under(settings.state_dir / "sessions"):
-        log.warning("unmounted %d session filesystem(s) a previous serve left mounted", stale)
+    if stale := sum(unmount_under(settings.state_dir / part) for part in MOUNTED_PARTS):
+        log.warning("unmounted %d filesystem(s) and slot(s) a previous serve left mounted", stale)
     if not settings.storage_volume:
         log.info("session storage: no filesystem per session (--no-storage-volume); the quota is measured")
         return None
@@ -193,7 +197,8 @@ def create_app(settings: Settings, clock: Clock = time.time, launcher: Launcher 
             with contextlib.suppress(asyncio.CancelledError):
                 await reaper
             await sessions.shutdown()
-            unmount_under(state_dir / "sessions")  # whatever a failed stop left: nothing stays mounted
+            for part in MOUNTED_PARTS:  # whatever a failed stop left: nothing stays mounted
+                unmount_under(state_dir / part)
             services.close()
             log.info("all sessions stopped")
 

@@ -218,7 +218,7 @@ class SessionBackend(SessionChanges):
         await asyncio.to_thread(self._flush, session)
         async with session.lock:  # unless a new call has started new compute on it meanwhile
             if session.lifecycle.state is State.STOPPED and session.compute is None:
-                self.storage.detach(session.root)
+                await asyncio.to_thread(self.storage.detach, session.root)
 
     def _on_compute_exit(self, session: Session) -> Callable[[Compute], None]:
         def exited(compute: Compute) -> None:
@@ -384,7 +384,8 @@ class SessionBackend(SessionChanges):
                 session.stop_task = None
                 session.lifecycle.fire(Event.STOPPED, self.clock())
                 self._save(session)
-                self.storage.detach(session.root)  # flushed above; remounted at the next start
+                # Flushed above; off the loop all the same (an unmount writes what is still dirty).
+                await asyncio.to_thread(self.storage.detach, session.root)
             log.info("session_id=<%s> | stopped (%s)", session.session_id, reason)
 
     async def shutdown(self) -> None:

@@ -179,6 +179,23 @@ def test_the_filesystem_is_unmounted_at_stop_and_mounted_again_at_resume_with_th
     assert os.path.ismount(storage)
 
 
+def test_a_session_cannot_reach_its_image_a_loop_device_or_lift_its_cap(local: LocalRuntime) -> None:
+    data, arn = local.data(), agent_runtime(local)
+    session, other = new_id(), new_id()
+    shell(data, arn, other, "echo theirs > theirs.txt")
+    found = shell(
+        data,
+        arn,
+        session,
+        "ls /dev | grep -c loop; find / -name storage.img 2>/dev/null | wc -l; "
+        "find / -name theirs.txt 2>/dev/null | wc -l; grep -c ext4 /proc/self/mounts",
+    ).split()
+    assert found == ["0", "0", "0", "1"]  # no loop device, no image, no other session: its own mount
+    for attempt in ("mount -o remount,rw,size=10G /mnt/workspace", "umount -l /mnt/workspace"):
+        assert run(data, arn, session, attempt)[0] != 0, attempt
+    assert int(shell(data, arn, session, "df -B1 --output=size . | tail -1")) <= QUOTA
+
+
 def test_a_private_tmp_is_capped_at_the_tmp_size(local: LocalRuntime) -> None:
     data, arn = local.data(), agent_runtime(local)
     _, _, out, err = run(
