@@ -103,6 +103,8 @@ class Volumes:
                 with contextlib.suppress(OSError):
                     unmount(point)
             shutil.rmtree(probe, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                scratch.rmdir()
         return volumes, f"each session gets an ext4 filesystem of its quota (mkfs + mount {cost:.0f} ms)"
 
     def make(self, image: Path, size: int | None = None) -> None:

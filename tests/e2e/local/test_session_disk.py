@@ -286,10 +286,13 @@ def test_a_serve_started_after_a_kill_9_finds_no_stale_mount(
         first.send_signal(signal.SIGKILL)
         first.wait(30)
         assert mounts_under(sessions)  # left behind by the kill
+        (image,) = sessions.glob("*/*/storage.img")
         second = start_serve(state, port)
         try:
             wait_for(lambda: answers(url), 60, "the second serve to answer")
             assert mounts_under(sessions) == []
+            # ... and its loop device was released with the mount (autoclear).
+            wait_for(lambda: not loop_devices_of(image), 10, "the loop device to be released")
         finally:
             second.terminate()
             second.wait(30)
@@ -299,6 +302,10 @@ def test_a_serve_started_after_a_kill_9_finds_no_stale_mount(
             first.kill()
         for point in mounts_under(sessions):  # never leave the test machine with a mount
             subprocess.run(["umount", "-l", str(point)], check=False)
+
+
+def loop_devices_of(image: Path) -> str:
+    return subprocess.run(["losetup", "-j", str(image)], capture_output=True, text=True).stdout.strip()
 
 
 def read_json(path: Path) -> dict | None:
