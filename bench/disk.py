@@ -2,6 +2,8 @@
 first exec (a cold bwrap sandbox, no warm pool) on a serve with a volume per session against one
 with --no-storage-volume, interleaved call by call; and the volume's own parts, in this process:
 making a 1 GiB image (mkfs + mount) at a session's first start, and mounting it again at a resume.
+And what a disk fill costs the others: session B's exec, idle and while session A fills its
+64 MiB filesystem over and over, side by side.
 
 Run: python -m bench.disk [REPEATS]   (prints one JSON object)
 """
@@ -12,10 +14,12 @@ import json
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 from agentcore_local.storage import Volumes, unmount_under
+from bench.measure import distribution_ms, timed
 from bench.runtime import LocalRuntime, new_session
 
 GIB = 2**30
@@ -59,6 +63,32 @@ def first_exec(rt: LocalRuntime, client) -> float:
     return elapsed
 
 
+# Inside A until `stop` appears: fill the filesystem to ENOSPC, delete, again.
+FILL = "while [ ! -e stop ]; do head -c 100M /dev/zero > fill 2>/dev/null; rm -f fill; done; echo done"
+
+
+def under_fill(scratch: Path, samples: int) -> dict:
+    """Session B's exec p50, idle and while session A fills its filesystem, on a 64 MiB quota."""
+    rt = LocalRuntime(scratch, pool=0, extra=("--storage-quota", "64M"))
+    try:
+        client, a, b = rt.client(), new_session("fill-a"), new_session("fill-b")
+        rt.command(client, b, "true")
+        rt.command(client, a, "true")
+        idle = [timed(lambda: rt.command(client, b, "true")) for _ in range(samples)]
+        filler = threading.Thread(target=rt.command, args=(rt.client(), a, FILL))
+        filler.start()
+        deadline = time.monotonic() + 30  # the fill under way before B is measured
+        while rt.command(client, a, "test -e fill")[0] != 0 and time.monotonic() < deadline:
+            pass
+        during = [timed(lambda: rt.command(client, b, "true")) for _ in range(samples)]
+        rt.command(client, a, "touch stop")
+        filler.join(120)
+    finally:
+        rt.close()
+    idle_ms, during_ms = distribution_ms(idle), distribution_ms(during)
+    return {"idle": idle_ms, "during": during_ms, "ratio": during_ms["p50_ms"] / idle_ms["p50_ms"]}
+
+
 def start_cost(repeats: int = 5) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench-disk-") as tmp:
         parts = volume_parts(repeats, Path(tmp, "parts"))
@@ -77,7 +107,9 @@ def start_cost(repeats: int = 5) -> dict:
         finally:
             with_volume.close()
             without.close()
+        fill = under_fill(Path(tmp, "fill"), max(10, 4 * repeats))
     return {
+        "under_fill": fill,
         "repeats": repeats,
         "volume": parts,
         "first_exec_with_volume_s": statistics.median(on),
@@ -88,8 +120,8 @@ def start_cost(repeats: int = 5) -> dict:
 
 def rows(d: dict, row) -> list[str]:
     """Section 9 of make bench's table (`row` is bench.py's formatter)."""
-    parts = d["volume"]
-    if not parts["available"]:
+    parts, fill = d["volume"], d.get("under_fill")
+    if not parts["available"] or fill is None:
         return [row(9, "a filesystem per session", f"not measured: {parts['why']}")]
     return [
         row(
@@ -103,6 +135,14 @@ def rows(d: dict, row) -> list[str]:
             "the volume's part: mkfs + mount of a 1 GiB image at a first start, mount at a resume",
             f"{parts['make_and_mount_ms']:.0f} ms, {parts['remount_ms']:.0f} ms "
             f"({parts['image_on_host_bytes'] / 2**20:.1f} MiB on the host)",
+        ),
+        row(
+            9,
+            "session B's exec p50, idle vs while A fills its 64 MiB filesystem to ENOSPC, again and again",
+            f"{fill['idle']['p50_ms']:.1f} ms vs {fill['during']['p50_ms']:.1f} ms = "
+            f"**{fill['ratio']:.2f} x**",
+            "<= 2 x",
+            fill["ratio"] <= 2,
         ),
     ]
 
