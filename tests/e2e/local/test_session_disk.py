@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -17,10 +16,11 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from botocore.exceptions import ClientError
 
-from agentcore_local.settings import Settings
+from agentcore_local.sandbox import free_port
 from agentcore_local.storage import Volumes
 from agentcore_local.storage.volume import mounts_under
 from tests.support import PLANS
@@ -47,7 +47,7 @@ def no_volumes(tmp_path_factory: pytest.TempPathFactory) -> str | None:
 def local(tmp_path_factory: pytest.TempPathFactory, no_volumes: str | None) -> Iterator[LocalRuntime]:
     if no_volumes:
         pytest.skip(f"no filesystem per session here: {no_volumes}")
-    if Settings().sandbox == "auto" and os.environ.get("AGENTCORE_LOCAL_TEST_SANDBOX") == "process":
+    if os.environ.get("AGENTCORE_LOCAL_TEST_SANDBOX") == "process":
         pytest.skip("the bwrap sandbox is off (AGENTCORE_LOCAL_TEST_SANDBOX=process)")
     state = tmp_path_factory.mktemp("disk")
     with local_runtime(state, storage_quota_bytes=QUOTA, tmp_size_bytes=TMP_SIZE) as runtime:
@@ -107,6 +107,24 @@ def test_a_disk_fill_stops_at_enospc_inside_the_call_and_the_host_holds_at_most_
     assert invoke(data, arn, other, "hello again")["history"]["messages_before"] == 2  # ... and after it
     df = shell(data, arn, filler, "df -B1 --output=size,avail . | tail -1").split()
     assert int(df[0]) <= QUOTA and int(df[1]) < 2**20
+
+
+def test_two_sessions_filling_at_once_each_stop_at_their_own_quota(local: LocalRuntime) -> None:
+    data, arn = local.data(), agent_runtime(local)
+    ids = [new_id(), new_id()]
+    results: dict[str, tuple] = {}
+
+    def fill(session: str) -> None:
+        results[session] = run(data, arn, session, FILL)
+
+    threads = [threading.Thread(target=fill, args=(s,)) for s in ids]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    for session in ids:
+        assert "No space left on device" in results[session][3]
+        assert int(results[session][2].split()[-1]) < QUOTA
 
 
 def test_a_full_session_can_still_delete_undo_and_ask_for_status_and_then_works_again(
@@ -256,12 +274,6 @@ def refused_turn(data, arn: str, session: str) -> bool:
 # --- a serve killed with SIGKILL -------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def start_serve(state: Path, port: int) -> subprocess.Popen:
     argv = [sys.executable, "-m", "agentcore_local", "serve", "--state-dir", str(state), "--port", str(port)]
     argv += ["--storage-quota", "8M", "--pool", "0", "--model-backend", "scripted"]
@@ -280,7 +292,8 @@ def test_a_serve_started_after_a_kill_9_finds_no_stale_mount(
     monkeypatch.setenv("AWS_ENDPOINT_URL_BEDROCK_AGENTCORE_CONTROL", url)
     first = start_serve(state, port)
     try:
-        record = wait_for(lambda: read_json(state / "runtime.json"), 60, "serve to start")
+        wait_for(lambda: answers(url), 60, "serve to answer")
+        record = json.loads((state / "runtime.json").read_text())
         local = LocalRuntime(url, None, None, state)  # type: ignore[arg-type]
         data = local.data()
         shell(data, record["agentRuntimeArn"], new_id(), "echo x > x.txt")
@@ -310,35 +323,8 @@ def loop_devices_of(image: Path) -> str:
     return subprocess.run(["losetup", "-j", str(image)], capture_output=True, text=True).stdout.strip()
 
 
-def read_json(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
 def answers(url: str) -> bool:
-    import httpx
-
     try:
         return httpx.get(f"{url}/_local/sessions", timeout=2).status_code == 200
     except httpx.HTTPError:
         return False
-
-
-def test_two_sessions_filling_at_once_each_stop_at_their_own_quota(local: LocalRuntime) -> None:
-    data, arn = local.data(), agent_runtime(local)
-    ids = [new_id(), new_id()]
-    results: dict[str, tuple] = {}
-
-    def fill(session: str) -> None:
-        results[session] = run(data, arn, session, FILL)
-
-    threads = [threading.Thread(target=fill, args=(s,)) for s in ids]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(120)
-    for session in ids:
-        assert "No space left on device" in results[session][3]
-        assert int(results[session][2].split()[-1]) < QUOTA
