@@ -44,14 +44,15 @@ lock: uv  ## re-resolve uv.lock from pyproject.toml and export requirements*.txt
 	$(EXPORT) --only-group uv >requirements-uv.txt
 
 # bubblewrap isolates local sessions (agentcore_local --sandbox bwrap); slirp4netns gives each
-# session its own network (outbound only: no route to the host's 127.0.0.1).
+# session its own network (outbound only: no route to the host's 127.0.0.1); e2fsprogs' mkfs.ext4
+# makes each session's filesystem of its quota (docs/disk.md).
 sandbox-tools:
-	@{ command -v bwrap && command -v slirp4netns; } >/dev/null 2>&1 || { \
+	@{ command -v bwrap && command -v slirp4netns && PATH=$$PATH:/usr/sbin:/sbin command -v mkfs.ext4; } >/dev/null 2>&1 || { \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo "sudo -n" ); \
-	  echo "installing bubblewrap and slirp4netns (Debian packages) for session sandboxes"; \
-	  { $$SUDO apt-get install -y -q bubblewrap slirp4netns >/dev/null 2>&1 || \
-	    { $$SUDO apt-get update -q >/dev/null 2>&1 && $$SUDO apt-get install -y -q bubblewrap slirp4netns >/dev/null 2>&1; }; } || \
-	  echo "warning: could not install bubblewrap/slirp4netns; the local runtime will fall back to --sandbox process (not isolated) or a shared network"; }
+	  echo "installing bubblewrap, slirp4netns and e2fsprogs (Debian packages) for session sandboxes"; \
+	  { $$SUDO apt-get install -y -q bubblewrap slirp4netns e2fsprogs >/dev/null 2>&1 || \
+	    { $$SUDO apt-get update -q >/dev/null 2>&1 && $$SUDO apt-get install -y -q bubblewrap slirp4netns e2fsprogs >/dev/null 2>&1; }; } || \
+	  echo "warning: could not install bubblewrap/slirp4netns/e2fsprogs; the local runtime will fall back to --sandbox process (not isolated), a shared network, or a measured storage quota"; }
 
 # --- checks ------------------------------------------------------------------
 

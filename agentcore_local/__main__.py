@@ -83,6 +83,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="session storage per session, e.g. 1G or 500M (default: 1G; AWS's figure is unconfirmed)",
     )
     serve.add_argument(
+        "--no-storage-volume",
+        dest="storage_volume",
+        action="store_false",
+        default=None,
+        help="measure the quota after each call instead of giving each session a filesystem of its "
+        "size (which needs root and loop devices)",
+    )
+    serve.add_argument(
+        "--tmp-size",
+        type=parse_size,
+        metavar="SIZE",
+        default=None,
+        help="the size of each session's private /tmp, a tmpfs of host RAM (default: 512M)",
+    )
+    serve.add_argument(
         "--docker-image",
         metavar="IMAGE",
         default=None,
@@ -300,6 +315,8 @@ def main(argv: list[str] | None = None) -> int:
             max_sessions=args.max_sessions,
             pool=args.pool,
             agent_dir=args.agent,
+            storage_volume=args.storage_volume,
+            tmp_size_bytes=args.tmp_size,
             session_memory_bytes=args.session_memory,
             session_pids=args.session_pids,
             session_cpus=args.session_cpus,

@@ -35,6 +35,7 @@ from .services import backend_from_spec, start_agent_services
 from .sessions import SessionBackend
 from .settings import DEFAULT_MOUNT_PATH, Settings
 from .state_lock import ENDPOINT_FILE
+from .storage import Volumes, unmount_under
 
 log = logging.getLogger("agentcore_local")
 logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -111,6 +112,29 @@ def register_own_agent(settings: Settings, sessions: SessionBackend, registry: R
     return registry.update(known.id, request)
 
 
+# Where serve mounts under its state dir: session filesystems and slots, the warm pool's slots.
+MOUNTED_PARTS = ("sessions", "pool")
+
+
+def storage_volumes(settings: Settings) -> Volumes | None:
+    """A filesystem per session where serve may mount, after unmounting what a killed serve left."""
+    if stale := sum(unmount_under(settings.state_dir / part) for part in MOUNTED_PARTS):
+        log.warning("unmounted %d filesystem(s) and slot(s) a previous serve left mounted", stale)
+    if not settings.storage_volume:
+        log.info("session storage: no filesystem per session (--no-storage-volume); the quota is measured")
+        return None
+    volumes, why = Volumes.probe(settings.storage_quota_bytes, settings.state_dir / "volume-probe")
+    if volumes is None:
+        log.warning(
+            "session storage: no filesystem per session (%s): the quota is measured after each call, so "
+            "a session can write past it during one call",
+            why,
+        )
+    else:
+        log.info("session storage: %s", why)
+    return volumes
+
+
 def create_app(settings: Settings, clock: Clock = time.time, launcher: Launcher | None = None) -> Starlette:
     """The ASGI app. Tests pass their own clock; `launcher` defaults to the --sandbox choice."""
     state_dir = settings.state_dir.resolve()
@@ -132,7 +156,7 @@ def create_app(settings: Settings, clock: Clock = time.time, launcher: Launcher 
         settings.region, settings.account, clock, settings.provision_seconds, state_dir / "runtimes.json"
     )
     registry.load()
-    sessions = SessionBackend(settings_abs, registry, launcher, clock)
+    sessions = SessionBackend(settings_abs, registry, launcher, clock, storage_volumes(settings_abs))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -181,6 +205,8 @@ def create_app(settings: Settings, clock: Clock = time.time, launcher: Launcher 
                 await reaper
             await sessions.shutdown()
             sessions.launcher.close()  # the computes' cgroups' parent
+            for part in MOUNTED_PARTS:  # whatever a failed stop left: nothing stays mounted
+                unmount_under(state_dir / part)
             services.close()
             log.info("all sessions stopped")
 

@@ -82,6 +82,8 @@ class Settings:
     python: str = "python3"  # the interpreter that runs the agent (serve's own by default)
     docker_image: str = "coding-agent:latest"
     storage_quota_bytes: int = GIB  # AWS reports about 1 GB per session (unconfirmed)
+    storage_volume: bool = True  # a filesystem of the quota's size per session where serve may mount
+    tmp_size_bytes: int = 512 * 2**20  # a bwrap session's private /tmp (tmpfs, host RAM): serve --tmp-size
     start_timeout: float = 60.0  # seconds for a new compute to answer /ping (docker: DOCKER_START_TIMEOUT)
     stop_grace: float = 10.0  # seconds between SIGTERM and SIGKILL
     provision_seconds: float = 1.0  # CREATING/UPDATING -> READY

@@ -16,6 +16,7 @@ everything around the LLM: server, agent loop, tools, storage, agentcore_local, 
   8 connections         bench/connections.py  B and the control plane while A floods its forward
   9 session limits      bench/limits.py    B and the control plane while A forks, hogs memory, burns
                                            every core; a compute's cgroup per start
+  10 disk               bench/disk.py      a new session's first exec with a filesystem per session vs without
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench import checkpoints, connections, limits, load, runtime, service  # noqa: E402
+from bench import checkpoints, connections, disk, limits, load, runtime, service  # noqa: E402
 from bench.measure import machine  # noqa: E402
 
 
@@ -96,6 +97,7 @@ def run(sizes: Sizes, sandbox: str) -> dict:
     finally:
         local.close()
     results["limits"] = limits.under_exhaustion(sandbox, sizes.limit_samples)
+    results["disk"] = disk.start_cost(sizes.resume_repeats)
     results["checkpoints"] = checkpoints.ours(
         Path(tempfile.mkdtemp(prefix="bench-checkpoints-")), sizes.files, sizes.samples, sizes.npm_demo
     )
@@ -280,7 +282,8 @@ def render(r: dict) -> str:
     ]
     flood = connections.rows(r["connections"], row) if "connections" in r else []
     bounded = limits.rows(r["limits"], row) if "limits" in r else []
-    return "\n".join(lines + checkpoints.rows(r["checkpoints"], row) + flood + bounded)
+    volume = disk.rows(r["disk"], row) if "disk" in r else []
+    return "\n".join(lines + checkpoints.rows(r["checkpoints"], row) + flood + bounded + volume)
 
 
 if __name__ == "__main__":

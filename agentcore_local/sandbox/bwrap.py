@@ -157,8 +157,11 @@ class BwrapLauncher(Launcher):
 
     def command(self, spec: LaunchSpec) -> tuple[list[str], dict[str, str], str]:
         # The private /tmp first: a checkout cloned into /tmp (CI) is then bound into it, not covered.
-        # /tmp no larger than the compute's memory, in which its pages are charged (cgroups.py).
-        size = ["--size", str(self.limits.memory_bytes)] if self.limits and self.sized_tmp else []
+        # Its size capped: a tmpfs is host RAM (serve --tmp-size), and no larger than the compute's
+        # memory, in which its pages are charged (cgroups.py). --size needs bubblewrap 0.7.
+        caps = [spec.tmp_bytes, self.limits.memory_bytes if self.limits else None]
+        cap = min((c for c in caps if c), default=None)
+        size = ["--size", str(cap)] if cap and self.sized_tmp else []
         argv = [self.bwrap, *size, "--tmpfs", "/tmp", *self.view(), "--dev", "/dev", "--proc", "/proc"]
         if spec.slot_dir is not None:  # the storage is mounted on the slot's entry at the first call
             argv += ["--ro-bind", str(spec.slot_dir), str(Path(spec.mount_path).parent)]

@@ -44,6 +44,7 @@ class LaunchSpec:
     # listens on each port and forwards every connection to the socket, bound into the sandbox.
     forwards: tuple[tuple[int, Path], ...] = ()
     run_dir: Path | None = None  # host directory, private to this compute, for its sockets
+    tmp_bytes: int | None = None  # the size of a private /tmp (a tmpfs of host RAM); None: no cap
     info_fd: int | None = None  # where bwrap writes its child's pid (set by compute.py)
     # Host directory bound read-only at the mount path's parent; the storage is mounted on its entry
     # at the first call (Launcher.attach), as on AWS. None: the storage is bound from the start.

@@ -28,7 +28,7 @@ from ..errors import (
 from ..sandbox import CodeArtifacts, Compute, Launcher, LaunchSpec, free_port, protocol_of, s3_client
 from ..services import SCOPE_VARIABLE, Forwarder, delete_scope, scope_of, session_prefix
 from ..settings import DEFAULT_MOUNT_PATH, Settings
-from ..storage import SessionStorage
+from ..storage import SessionStorage, Volumes, frees_or_reads
 from . import agent_proxy
 from .agent_proxy import SESSION_HEADER
 from .changes import SessionChanges
@@ -52,13 +52,19 @@ class SessionBackend(SessionChanges):
     what a new version or a deletion does."""
 
     def __init__(
-        self, settings: Settings, registry: RuntimeRegistry, launcher: Launcher, clock: Clock
+        self,
+        settings: Settings,
+        registry: RuntimeRegistry,
+        launcher: Launcher,
+        clock: Clock,
+        volumes: Volumes | None = None,
     ) -> None:
         self.settings = settings
         self.registry = registry
         self.launcher = launcher
         self.clock = clock
-        self.storage = SessionStorage(settings.state_dir, settings.storage_quota_bytes)
+        # With `volumes` the kernel enforces the quota (a filesystem per session); else it is measured.
+        self.storage = SessionStorage(settings.state_dir, settings.storage_quota_bytes, volumes)
         self.artifacts = CodeArtifacts(settings.state_dir / "code", lambda: self.s3_url, launcher.find_image)
         self.s3_url: str | None = None  # the moto server's URL once serve has started it (server.py)
         self.sessions: dict[tuple[str, str], Session] = {}
@@ -133,14 +139,17 @@ class SessionBackend(SessionChanges):
             mount_path=runtime.session_storage_mount() or DEFAULT_MOUNT_PATH,
             # Its own network: the protocol's port, as on AWS; a shared one: any free port (PORT says which).
             port=protocol.port if self.launcher.agent_port() else free_port(),
-            # BACKUP_SCOPE: the runtime's, or its id when its create set none (services/backups.py).
+            # BACKUP_SCOPE: the runtime's, or its id when its create set none (services/backups.py);
+            # STORAGE_QUOTA_BYTES: the quota serve holds the session to (a runtime may set its own).
             env={
+                "STORAGE_QUOTA_BYTES": str(self.settings.storage_quota_bytes),
                 **self.settings.agent_env,
                 **runtime.environment(),
                 SCOPE_VARIABLE: scope_of(runtime.id, runtime.environment()),
             },
             scratch_dir=scratch,
             forwards=self.settings.forwards,
+            tmp_bytes=self.settings.tmp_size_bytes,
             slot_dir=slot if later else None,
             agent=self.artifacts.command(runtime.config),
             readiness=protocol.readiness,
@@ -217,7 +226,7 @@ class SessionBackend(SessionChanges):
             self._report_limits(session, compute)
             session.compute, session.lost = None, compute.lost
             session.lifecycle.fire(Event.EXITED, self.clock())
-            self._spawn(asyncio.to_thread(self._flush, session))
+            self._spawn(self._flush_and_detach(session))
 
     def _report_limits(self, session: Session, compute: Compute) -> None:
         """Each kernel limit the compute hit since the last look: logged with the session id and
@@ -234,6 +243,12 @@ class SessionBackend(SessionChanges):
         session.storage_warning = self.storage.settle(session.root)
         if session.storage_warning:
             log.warning("session_id=<%s> | storage holds %s", session.session_id, session.storage_warning)
+
+    async def _flush_and_detach(self, session: Session) -> None:
+        await asyncio.to_thread(self._flush, session)
+        async with session.lock:  # unless a new call has started new compute on it meanwhile
+            if session.lifecycle.state is State.STOPPED and session.compute is None:
+                await asyncio.to_thread(self.storage.detach, session.root)
 
     def _on_compute_exit(self, session: Session) -> Callable[[Compute], None]:
         def exited(compute: Compute) -> None:
@@ -252,9 +267,10 @@ class SessionBackend(SessionChanges):
                 "(serve --max-sessions): stop a session (StopRuntimeSession), or retry later"
             )
 
-    async def acquire(self, runtime: Runtime, session_id: str) -> Session:
+    async def acquire(self, runtime: Runtime, session_id: str, frees: bool = False) -> Session:
         """Begin an invocation: a READY compute for the session (started if need be), counted in flight.
-        `runtime` is the version its endpoint serves (RuntimeRegistry.resolve)."""
+        `runtime` is the version its endpoint serves (RuntimeRegistry.resolve); `frees`: a call that
+        reads or frees storage (exec, undo, status), never refused by the measured quota."""
         if runtime.status(self.clock()) == "CREATING":
             raise RetryableConflictException(
                 f"Agent runtime {runtime.id} is still CREATING; retry when READY"
@@ -284,7 +300,8 @@ class SessionBackend(SessionChanges):
                 self._check_capacity(session)
                 # Off the event loop: a reset may delete, and the quota walks, a whole node_modules.
                 await asyncio.to_thread(self._prepare_storage, session, runtime, now)
-            self.storage.check_quota(session.usage)  # the last measure: a walk per call costs ~6 us a file
+            if not self.storage.enforced(session.root):  # the kernel enforces it, or the last measure
+                self.storage.check_quota(session.usage, frees)  # a walk per call costs ~6 us a file
             self._check_capacity(session)  # again: others may have started while the storage was walked
             action = session.lifecycle.begin_call(now)  # RetryableConflictException while STOPPING
             if action is Action.START:
@@ -323,7 +340,8 @@ class SessionBackend(SessionChanges):
         self, runtime: Runtime, session_id: str, payload: bytes, headers: dict[str, str]
     ) -> tuple[httpx.Response, AsyncIterator[bytes]]:
         """Forward one invocation to the session's agent; the answer streams through as it comes."""
-        session = await self.acquire(runtime, session_id)
+        frees = frees_or_reads(payload)
+        session = await self.acquire(runtime, session_id, frees)
         compute = session.compute
         assert compute is not None
         for attempt in (1, 2):
@@ -344,7 +362,7 @@ class SessionBackend(SessionChanges):
                     and await compute.wait_exited(5.0)
                     and compute.lost is None  # ended by its memory limit: it would only end again
                 ):
-                    session = await self.acquire(runtime, session_id)
+                    session = await self.acquire(runtime, session_id, frees)
                     compute = session.compute
                     assert compute is not None
                     continue
@@ -366,8 +384,9 @@ class SessionBackend(SessionChanges):
     async def run_command(
         self, runtime: Runtime, session_id: str, command: str, timeout: float
     ) -> AsyncIterator[dict[str, Any]]:
-        """InvokeAgentRuntimeCommand: start compute if needed, then stream the command's output."""
-        session = await self.acquire(runtime, session_id)
+        """InvokeAgentRuntimeCommand: start compute if needed, then stream the command's output; never
+        refused by the measured quota (a command is how files are deleted)."""
+        session = await self.acquire(runtime, session_id, frees=True)
         compute = session.compute
         assert compute is not None
 
@@ -414,6 +433,8 @@ class SessionBackend(SessionChanges):
                 session.stop_task = None
                 session.lifecycle.fire(Event.STOPPED, self.clock())
                 self._save(session)
+                # Flushed above; off the loop all the same (an unmount writes what is still dirty).
+                await asyncio.to_thread(self.storage.detach, session.root)
             log.info("session_id=<%s> | stopped (%s)", session.session_id, reason)
 
     async def shutdown(self) -> None:

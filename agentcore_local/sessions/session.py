@@ -116,4 +116,5 @@ class Session:
             "computeLost": self.lost,
             # Its cgroup's limits and what it holds of them (None: no compute, or no cgroups here).
             "limits": self.compute.confinement.now() if self.compute and self.compute.confinement else None,
+            "storageBytes": self.usage,  # at the last measure: after each call
         }

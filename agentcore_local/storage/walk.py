@@ -30,7 +30,8 @@ class WalkError(OSError):
 
 @dataclass(frozen=True)
 class Usage:
-    """What a tree holds: bytes allocated (st_blocks, as du counts) and entries by kind."""
+    """What a tree holds: bytes (a regular file at its apparent size when that is more than its
+    blocks: a sparse file becomes real in a backup and its restore) and entries by kind."""
 
     bytes: int = 0
     files: int = 0  # every entry that is not a directory: files, symlinks, FIFOs, ...
@@ -152,6 +153,12 @@ def _entries_of(stack: list[_Frame], device: int, remove: bool) -> Iterator[Entr
             os.unlink(name, dir_fd=frame.fd)
 
 
+def _counted(info: os.stat_result) -> int:
+    if stat.S_ISREG(info.st_mode):
+        return max(info.st_size, info.st_blocks * 512)
+    return info.st_blocks * 512
+
+
 def usage(root: Path) -> Usage:
     """Bytes and entries under `root` (0 when it does not exist)."""
     if not root.is_dir():
@@ -159,7 +166,7 @@ def usage(root: Path) -> Usage:
     size = os.lstat(root).st_blocks * 512
     files = dirs = 0
     for entry in walk(root):
-        size += entry.info.st_blocks * 512
+        size += _counted(entry.info)
         if stat.S_ISDIR(entry.info.st_mode):
             dirs += 1
         else:

@@ -20,6 +20,7 @@ SECTIONS = (
     "scale",
     "workspace_size",
     "checkpoints",
+    "disk",
 )
 
 
@@ -56,7 +57,7 @@ def test_quick_bench_figures_are_sane(smoke: dict) -> None:
 
 def test_the_table_renders_from_the_json_with_a_row_per_section(smoke: dict) -> None:
     rows = [line for line in render(smoke).splitlines() if line.startswith("| ") and "---" not in line]
-    assert {line.split("|")[1].strip() for line in rows[1:]} == {str(n) for n in range(1, 10)}
+    assert {line.split("|")[1].strip() for line in rows[1:]} == {str(n) for n in range(1, 11)}
 
 
 def test_the_checkpoint_section_measured_every_figure(smoke: dict) -> None:

@@ -125,7 +125,8 @@ def test_process_fallback_uses_the_storage_directory_itself(tmp_path: Path) -> N
 
 
 def test_the_process_sandbox_works_and_says_it_is_not_isolated(tmp_path: Path) -> None:
-    with local_runtime(tmp_path, sandbox="process", storage_quota_bytes=1024 * 1024) as local:
+    # The measured quota (as where serve may not mount); docs/disk.md, test_session_disk.py: the volume.
+    with local_runtime(tmp_path, sandbox="process", storage_quota_bytes=2**20, storage_volume=False) as local:
         assert httpx.get(f"{local.url}/_local/health").json()["isolated"] is False
         client, session = local.data(), f"test-{uuid.uuid4().hex}"
         code, _, out, _ = run(client, local.default_arn, session, "pwd; head -c 2000000 /dev/zero > big.bin")
