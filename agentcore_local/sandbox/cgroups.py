@@ -35,7 +35,7 @@ SH = shutil.which("sh", path="/usr/bin:/bin") or "/bin/sh"
 # $0 names the wrapper in ps; the cgroup.procs files come before "--", the sandbox's argv after.
 JOIN = (
     f"echo {SANDBOX_OOM_SCORE} > /proc/self/oom_score_adj || exit 125; "
-    'while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done; shift; exec "$@"'
+    'while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done; shift; unset PWD OLDPWD; exec "$@"'
 )
 
 
