@@ -50,13 +50,14 @@ def s3_form(
 
 
 def make_whole(
-    fetch: Callable[[str], dict | None], got: dict[Any, dict], seq: int, hops: int = 2 * FULL_EVERY
+    fetch: Callable[[int], dict | None], got: dict[Any, dict], seq: int, hops: int = 2 * FULL_EVERY
 ) -> bool:
     """Make the S3 manifest `got[seq]` whole in place: a delta gets its base's files and
-    locations (`fetch`-ed by key if not in `got` yet), its own on top. False if a base is missing."""
+    locations (`fetch`-ed by seq, on the same branch, if not in `got` yet), its own on top.
+    False if a base is missing."""
     m = got.get(seq)
     if m is None:
-        m = got[seq] = fetch(f"manifests/{seq:06d}.json") or {}
+        m = got[seq] = fetch(seq) or {}
     if "delta" not in m:
         return isinstance(m.get("files"), dict)
     base, delta = m.get("base"), m.get("delta")

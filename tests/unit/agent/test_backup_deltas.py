@@ -15,6 +15,7 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from agent import backup, backup_files
+from agent.backup_chain import Point, manifest_key
 from agent.backup import S3Backup
 from agent.checkpoints import FULL_EVERY, CheckpointStore
 from agent.recorder import Recorder
@@ -61,7 +62,9 @@ def turn(recorder: Recorder, change) -> None:
 
 
 def stored(s3: S3, bucket: str, seq: int) -> dict:
-    return json.loads(get(s3, bucket, f"{backup.prefix(SESSION)}/manifests/{seq:06d}.json"))
+    pre = backup.prefix(SESSION)
+    branch = json.loads(get(s3, bucket, f"{pre}/latest.json"))["branch"]  # one storage: one branch
+    return json.loads(get(s3, bucket, f"{pre}/{manifest_key(Point(branch, seq))}"))
 
 
 def test_a_turn_pushes_a_delta_and_a_restore_rebuilds_every_checkpoint(
@@ -116,7 +119,7 @@ def test_a_base_pruned_here_is_still_fetched_and_a_stale_or_long_chain_pushes_wh
     assert (
         "delta" in head
         and head["base"]
-        not in json.loads(get(s3, bucket, f"{backup.prefix(SESSION)}/latest.json"))["seqs"][:-2]
+        not in [s for _, s in json.loads(get(s3, bucket, f"{backup.prefix(SESSION)}/latest.json"))["kept"]][:-2]
     )
     fresh = tmp_path / "fresh"
     fresh.mkdir()
