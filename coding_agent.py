@@ -25,13 +25,15 @@ from strands.models.model import Model
 from strands.session.file_session_manager import FileSessionManager
 from strands.tools.decorator import DecoratedFunctionTool
 
-from agent import backup, history, protocol, workspace
+from agent import backup, backup_points, history, protocol, workspace
 from agent.backup_transfer import rehearse
+from agent.backup_types import BackupError
 from agent.budget import TurnBudget
 from agent.conversation_manager import SteppedWindowConversationManager
 from agent.conversations import Busy, Conversation, Conversations
 from agent.health import Health, UnhealthyPing
 from agent.hooks import OutputLimit
+from agent.mount_watch import MountWatch, SessionHeader
 from agent.providers import build_model, rehearse_model
 from agent.recorder import Busy as WorkspaceBusy
 from agent.recorder import Recorder
@@ -58,6 +60,7 @@ async def lifespan(_app: Any) -> AsyncIterator[None]:
     (a stop), give a running backup time to finish: AgentCore's stop waits for it no longer than its
     grace, so this stays below that."""
     warm_up.arm()
+    mount_watch.start(app)  # restores a reset storage the moment it is mounted (agent/mount_watch.py)
     yield
     if backups is not None and not await asyncio.to_thread(backups.wait, settings.backup_wait_seconds):
         log.warning("backup | still uploading at shutdown; the next turn's push sends what is missing")
@@ -119,6 +122,10 @@ recorder = Recorder(
     settings.workspace, settings.checkpoint_keep, settings.checkpoint_max_bytes, settings.storage_quota_bytes
 )
 backups = backup.S3Backup.from_bucket(settings.backup_bucket)  # None without BACKUP_BUCKET
+mount_watch = MountWatch(
+    settings.workspace, (lambda sid: backups.restore_if_empty(settings.workspace, sid)) if backups else None
+)
+app.add_middleware(SessionHeader, watch=mount_watch)  # the session id, from any request's header
 # What every session's first turn needs, built once the first /ping is answered (agent/warmup.py).
 warm_up = WarmUp(
     [
@@ -139,7 +146,7 @@ def use_backups(session_id: str | None, conversation_id: str) -> None:
         return
 
     def restore_empty(_store: Any) -> bool:
-        report = backups.restore_if_empty(settings.workspace, session_id)
+        report = mount_watch.ensure(session_id)  # the restore at the mount, waited for (or run now)
         if report is not None:
             restores[conversation_id] = report
         return report is not None and not report.refused
@@ -244,12 +251,16 @@ def _prune_in_background() -> None:
 
 
 async def act(request: protocol.ActionRequest, session_id: str | None = None) -> Any:
-    """The requests that run no turn: undo, checkpoints, status (README "Checkpoints, undo and storage")."""
+    """The requests that run no turn: undo, checkpoints, status, restore (docs/backups.md)."""
+    await asyncio.to_thread(mount_watch.ensure, session_id)  # a reset storage is restored first
+    if request.backup or request.action == "restore":
+        return await backup_action(request, session_id)
     if request.action == "checkpoints":
         return {"action": "checkpoints", "checkpoints": await asyncio.to_thread(recorder.checkpoints)}
     if request.action == "status":
         status = await asyncio.to_thread(recorder.status)
-        return {"action": "status", **status, "backup": {"enabled": settings.backup_bucket is not None}}
+        restore = mount_watch.timings()
+        return {"action": "status", **status, "backup": {"enabled": backups is not None, "restore": restore}}
     busy = app.add_async_task("undo")
     claimed: list[Conversation] = []
     try:
@@ -268,6 +279,31 @@ async def act(request: protocol.ActionRequest, session_id: str | None = None) ->
     return {"action": "undo", "conversation_id": request.conversation_id, **report}
 
 
+async def backup_action(request: protocol.ActionRequest, session_id: str | None) -> Any:
+    """`checkpoints --backup` and `restore CHECKPOINT` (agent/backup_points.py)."""
+    if backups is None or not session_id:
+        raise protocol.BadRequest("backups are off for this runtime (BACKUP_BUCKET is unset)")
+    if request.action == "checkpoints":
+        return {
+            "action": "checkpoints",
+            **await asyncio.to_thread(backup_points.listing, backups, session_id),
+        }
+    busy, claimed = app.add_async_task("restore"), conversations.begin(request.conversation_id)
+    try:
+        bring = backup_points.bring_back
+        report = await asyncio.to_thread(bring, backups, recorder, session_id, request.checkpoint or "")
+        Conversations.drop(claimed)  # its warm Agent must not keep the conversation replaced
+    except UndoError:  # an object expired: 409, as an undo that cannot be done
+        raise
+    except ValueError as error:  # no such checkpoint in the history
+        raise protocol.BadRequest(str(error), status=404) from None
+    finally:
+        Conversations.end(claimed)
+        backups.start_backup(app, settings.workspace, session_id)
+        app.complete_async_task(busy)
+    return {"action": "restore", **report}
+
+
 @app.entrypoint
 async def invoke(payload: Any, context: Any) -> Any:
     """POST /invocations: validate, claim the conversation, run one turn (as JSON or as SSE)."""
@@ -281,6 +317,8 @@ async def invoke(payload: Any, context: Any) -> Any:
         return JSONResponse({"error": str(error)}, status_code=error.status)
     except (Busy, WorkspaceBusy, UndoError) as error:
         return JSONResponse({"error": str(error)}, status_code=409)
+    except BackupError as error:  # S3 unreachable, or a backup no restore can use
+        return JSONResponse({"error": str(error)}, status_code=503)
     except OSError as error:  # an action hit the storage (full, read-only): say so, keep serving
         log.warning("action | failed: %s", error)
         return JSONResponse({"error": f"the request failed on the workspace: {error}"}, status_code=500)

@@ -157,7 +157,9 @@ class S3Backup:
 
         more = False
         try:
-            chain.ensure_branch(state, store.seqs(), lambda: self.get_json(transfer, "latest.json", True), now)
+            chain.ensure_branch(
+                state, store.seqs(), lambda: self.get_json(transfer, "latest.json", True), now
+            )
             branch, room = state["branch"], chain.MAX_LISTED - len(state["listed"])
             more, pending = len(pending) > room, pending[:room]  # the rest on a new branch, at once
             history, cache, blobs = files.history_files(workspace, state["history"], fresh)
@@ -178,7 +180,7 @@ class S3Backup:
                 if not last:  # the last is saved below: a kill before that only repeats a PUT
                     self._save(store, state)
             chain.put_head(transfer.put, state, store.seqs(), now)
-        except (OSError, *_errors()) as error:
+        except (OSError, BackupError, *_errors()) as error:
             state["last_error"] = f"{type(error).__name__}: {error}"
             self._save(store, state)
             raise BackupError(
@@ -248,7 +250,9 @@ class S3Backup:
             more, older_stamps = transfer.download(store, _absent(store, older_needs), missing_ok=True)
             # Never over what is there: an exec may have written it since the mount (a rerun's own
             # earlier placements are kept too: the same bytes).
-            written, kept_paths = placement.materialize(store, top["files"], list(top["files"]), dir_modes=True)
+            written, kept_paths = placement.materialize(
+                store, top["files"], list(top["files"]), dir_modes=True
+            )
             placement.materialize_history(store, history)
             complete = [(m, need) for m, need in needs if not _absent(store, need)]
             for m, _ in complete:
@@ -271,7 +275,7 @@ class S3Backup:
             marker.unlink(missing_ok=True)
             log.warning("backup | %s", reason)
             return RestoreReport("", 0, 0, 0, None, time.perf_counter() - started, refused=reason)
-        except (OSError, *_errors()) as error:
+        except (OSError, BackupError, *_errors()) as error:
             raise BackupError(
                 f"restore from s3://{self.bucket} stopped: {error}; the next call resumes it"
             ) from error
@@ -320,6 +324,8 @@ class S3Backup:
                 # Without s3:ListBucket S3 answers a missing key with 403, so 403 usually means "no backup"
                 log.info("backup | no %s (S3 said %s)", key, code)
                 return None
+            if code in NOT_THERE:
+                raise BackupError(f"{key} is not in the backup (S3 said {code})") from error
             raise
 
     # --- state --------------------------------------------------------------------------------------
@@ -390,3 +396,6 @@ def _errors() -> tuple[type[Exception], ...]:
     from botocore.exceptions import BotoCoreError, ClientError
 
     return (ClientError, BotoCoreError, DamagedBackup)
+
+
+s3_errors = _errors  # for the modules beside this one that call S3 through it

@@ -86,7 +86,12 @@ def latest_body(head: Point, kept: Iterable[Point], now: float) -> dict[str, Any
 
 
 def record_body(branch: str, parent: Point | None, entries: list[dict], now: float) -> dict[str, Any]:
-    return {"branch": branch, "parent": parent.to_json() if parent else None, "checkpoints": entries, "time": now}
+    return {
+        "branch": branch,
+        "parent": parent.to_json() if parent else None,
+        "checkpoints": entries,
+        "time": now,
+    }
 
 
 # --- read back -------------------------------------------------------------------------------------
@@ -231,9 +236,7 @@ def ensure_branch(state: dict, seqs: list[int], latest: Callable[[], dict | None
             parent = read_latest(found)[0] if found else None
         except DamagedBackup:  # nothing a restore could use: this branch starts a history of its own
             parent = None
-    state.update(
-        branch=new_branch(now), parent=parent.to_json() if parent else None, listed=[], chain=None
-    )
+    state.update(branch=new_branch(now), parent=parent.to_json() if parent else None, listed=[], chain=None)
 
 
 def put_head(put: Callable[[str, bytes], None], state: dict, seqs: list[int], now: float) -> None:
@@ -243,5 +246,7 @@ def put_head(put: Callable[[str, bytes], None], state: dict, seqs: list[int], no
     listed = list({e["seq"]: e for e in state["listed"]}.values())  # a rerun after a kill lists once
     state["listed"] = listed
     put(record_key(branch), json_bytes(record_body(branch, parent, listed, now)))
-    kept = [Point(origins[str(s)] if str(s) in origins else branch, s) for s in seqs if s <= state["pushed_seq"]]
+    kept = [
+        Point(origins.get(str(s), branch), s) for s in seqs if s <= state["pushed_seq"]
+    ]
     put("latest.json", json_bytes(latest_body(Point(branch, state["pushed_seq"]), kept, now)))

@@ -64,6 +64,7 @@ class Session:
     usage: int = 0  # bytes in storage at the last measure: at compute start, then after each call
     measuring: bool = False
     from_pool: bool = False  # the current compute was a warm pool member, started before the call
+    announced: Compute | None = None  # the compute that was told the session id before a command
 
     @classmethod
     def load(cls, runtime_id: str, session_id: str, root: Path, meta: dict[str, Any] | None) -> Session:

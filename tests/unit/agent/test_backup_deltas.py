@@ -15,8 +15,8 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from agent import backup, backup_files
-from agent.backup_chain import Point, manifest_key
 from agent.backup import S3Backup
+from agent.backup_chain import Point, manifest_key
 from agent.checkpoints import FULL_EVERY, CheckpointStore
 from agent.recorder import Recorder
 from tests.unit.agent.test_backup import S3, get, say, tree
@@ -119,7 +119,9 @@ def test_a_base_pruned_here_is_still_fetched_and_a_stale_or_long_chain_pushes_wh
     assert (
         "delta" in head
         and head["base"]
-        not in [s for _, s in json.loads(get(s3, bucket, f"{backup.prefix(SESSION)}/latest.json"))["kept"]][:-2]
+        not in [s for _, s in json.loads(get(s3, bucket, f"{backup.prefix(SESSION)}/latest.json"))["kept"]][
+            :-2
+        ]
     )
     fresh = tmp_path / "fresh"
     fresh.mkdir()
