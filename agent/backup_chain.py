@@ -246,7 +246,5 @@ def put_head(put: Callable[[str, bytes], None], state: dict, seqs: list[int], no
     listed = list({e["seq"]: e for e in state["listed"]}.values())  # a rerun after a kill lists once
     state["listed"] = listed
     put(record_key(branch), json_bytes(record_body(branch, parent, listed, now)))
-    kept = [
-        Point(origins.get(str(s), branch), s) for s in seqs if s <= state["pushed_seq"]
-    ]
+    kept = [Point(origins.get(str(s), branch), s) for s in seqs if s <= state["pushed_seq"]]
     put("latest.json", json_bytes(latest_body(Point(branch, state["pushed_seq"]), kept, now)))

@@ -6,29 +6,50 @@ bounded (loops, huge lists, names that climb out are refused or cut off, never f
 from __future__ import annotations
 
 import json
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from moto.server import ThreadedMotoServer
 
 from agent import backup, backup_chain
 from agent.backup_chain import MAX_BRANCHES, MAX_LISTED, Point
 from agent.backup_files import DamagedBackup
 from agent.recorder import Recorder
 from bench.backup import write_checkpoint
-from tests.unit.agent.test_backup import (  # noqa: F401 (fixtures)
-    S3,
-    SESSION_A,
-    backups,
-    bucket,
-    conversation,
-    endpoint,
-    get,
-    s3,
-    say,
-    session_a,
-    tree,
-)
+from tests.unit.agent.test_backup import S3, SESSION_A, backups, build_project, conversation, get, say, tree
 from tests.unit.agent.test_backup_deltas import project, turn
+
+
+@pytest.fixture(scope="module")
+def endpoint() -> Iterator[str]:
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3(endpoint: str) -> S3:
+    return S3(endpoint)
+
+
+@pytest.fixture
+def bucket(s3: S3) -> str:
+    name = f"chain-{uuid.uuid4().hex[:12]}"
+    s3.client.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": "us-west-2"})
+    return name
+
+
+@pytest.fixture
+def session_a(tmp_path: Path) -> Path:
+    ws = tmp_path / "a"
+    build_project(ws)
+    say(ws, "build a node project", "done")
+    write_checkpoint(ws, messages=2)
+    return ws
 
 
 def latest(s3: S3, bucket: str) -> dict:
