@@ -87,7 +87,8 @@ def test_a_turn_pushes_a_delta_and_a_restore_rebuilds_every_checkpoint(
     assert "files" in first and all("delta" in m and "files" not in m for m in rest)
     assert rest[-1]["delta"].keys() == {"new.txt"} and rest[-1]["base"] == seqs[-2]
     new = rest[-1]["delta"]["new.txt"]["sha256"]
-    assert new in rest[-1]["locations"] and len(rest[-1]["locations"]) <= 2  # the file and the history
+    history = {e["sha256"] for e in rest[-1]["history"].values() if e["type"] == "file"}
+    assert {new} | history <= set(rest[-1]["locations"])  # the new file, and the conversation's files
     assert rest[-2]["delta"]["run.sh"] is None
 
     fresh = tmp_path / "fresh"
