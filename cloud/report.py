@@ -123,4 +123,14 @@ def status_lines(answer: dict[str, Any]) -> list[str]:
         f"within {mib(kept.get('max_bytes', 0))}",
         "backup: "
         + ("on (BACKUP_BUCKET is set)" if backup.get("enabled") else "off (BACKUP_BUCKET is not set)"),
+        *_restore_line(backup.get("restore") or {}),
+    ]
+
+
+def _restore_line(restore: dict[str, Any]) -> list[str]:
+    if "restore_s" not in restore:
+        return []
+    return [
+        f"restore at the mount: started {restore.get('start_after_mount_s')} s after it, "
+        f"took {restore['restore_s']} s" + (f" (failed: {restore['error']})" if restore.get("error") else "")
     ]
