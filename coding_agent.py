@@ -144,6 +144,8 @@ def use_backups(session_id: str | None, conversation_id: str) -> None:
     """Point the recorder's restore hooks at this session's backups (one compute serves one session)."""
     if backups is None or not session_id:
         return
+    if report := mount_watch.ensure(session_id):  # the restore at the mount, waited for (or run now)
+        restores[conversation_id] = report
 
     def restore_empty(_store: Any) -> bool:
         report = mount_watch.ensure(session_id)  # the restore at the mount, waited for (or run now)
@@ -172,7 +174,7 @@ async def run_turn(
     outcome, failure = "failed", None
     try:
         try:
-            use_backups(session_id, conversation.id)
+            await asyncio.to_thread(use_backups, session_id, conversation.id)
             start = await asyncio.to_thread(recorder.begin, conversation.id)
             snapshot = workspace.snapshot(settings.workspace)
             # In a thread: restoring reads session storage, and the event loop serves every other turn.
@@ -209,7 +211,12 @@ async def run_turn(
             if recorder.needs_pruning():
                 _prune_in_background()
             if report := restores.pop(conversation.id, None):
-                record = dataclasses.replace(record, restore=report.fields()["restore"])
+                fields = report.fields()
+                record = dataclasses.replace(
+                    record,
+                    restore=fields["restore"],
+                    restored_from=fields["restored_from"] or record.restored_from,
+                )
         if failure:
             kept = f"; checkpoint {record.checkpoint} kept what it changed (client.py undo takes it back)"
             yield protocol.error_event(
@@ -252,7 +259,7 @@ def _prune_in_background() -> None:
 
 async def act(request: protocol.ActionRequest, session_id: str | None = None) -> Any:
     """The requests that run no turn: undo, checkpoints, status, restore (docs/backups.md)."""
-    await asyncio.to_thread(mount_watch.ensure, session_id)  # a reset storage is restored first
+    await asyncio.to_thread(mount_watch.ensure, session_id, False)  # a reset storage is restored first
     if request.backup or request.action == "restore":
         return await backup_action(request, session_id)
     if request.action == "checkpoints":

@@ -75,16 +75,18 @@ class MountWatch:
         if self._restore is not None and mounted(self.workspace):
             self._decided.wait(DECIDE_S)
 
-    def ensure(self, session_id: str | None) -> RestoreReport | None:
+    def ensure(self, session_id: str | None, take: bool = True) -> RestoreReport | None:
         """Before a request touches the workspace: the restore done (the watcher's, waited for, or
-        run here). Returns its report once: the first answer after it carries it."""
+        run here). Returns its report once (`take`): the next turn's answer carries it."""
         self.learn(session_id)
         if self._restore is not None and self.session_id:
             with self._lock:
                 report = self._restore(self.session_id)
                 if report is not None:
                     self._report = report
-        report, self._report = self._report, None
+        report = self._report
+        if take:
+            self._report = None
         return report
 
     def _watch(self, busy: BusyTracker | None) -> None:
