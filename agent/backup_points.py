@@ -19,6 +19,7 @@ from agent.backup_chain import Point
 from agent.backup_files import DamagedBackup, Store
 from agent.backup_manifests import make_whole
 from agent.backup_types import BackupError
+from agent.protocol import CONVERSATION_ID
 from agent.recorder import Recorder
 from agent.undo import UndoError, truncate_history
 
@@ -79,8 +80,8 @@ def bring_back(backups: S3Backup, recorder: Recorder, session_id: str, wanted: s
         if not isinstance(history, dict):
             history = _history_for(backups, session_id, point, entries)
         conversation = manifest.get("conversation_id")
-        if not isinstance(conversation, str) or "/" in conversation or conversation.startswith("."):
-            conversation = None
+        if not isinstance(conversation, str) or not CONVERSATION_ID.fullmatch(conversation):
+            conversation = None  # a forged one: the files come back, no conversation folder is touched
         mine = {
             p: e for p, e in history.items() if conversation and p.split("/")[0] == f"session_{conversation}"
         }

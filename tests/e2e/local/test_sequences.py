@@ -54,7 +54,7 @@ class Sequences(RuleBasedStateMachine):
         self.session = f"test-{uuid.uuid4().hex}"
         self.committed: dict[str, str] = {}
         self.current: dict[str, str] = {}
-        self.turns = 0
+        self.line: list[dict[str, str]] = []  # what each turn an undo can take back left, oldest first
         self.steps: list[str] = []
         self.answered: list[dict[str, str]] = []  # what each answered turn left, oldest first
         self.deleted = False
@@ -86,7 +86,7 @@ class Sequences(RuleBasedStateMachine):
         self.steps.append("turn")
         answer = invoke(self.data, self.arn, self.session, "hello")
         assert "response" in answer, answer
-        self.turns += 1
+        self.line.append(dict(self.current))
         self.committed = dict(self.current)
         self.answered.append(dict(self.current))
 
@@ -117,17 +117,19 @@ class Sequences(RuleBasedStateMachine):
         self.runtime.clock.advance(15 * DAY)
         self.reset_storage()
 
-    @precondition(lambda self: self.turns > 0)
+    @precondition(lambda self: bool(self.line))
     @rule()
     def undo(self) -> None:
-        # Turns here change no file (the scripted "hello" only answers): undo takes back the
-        # conversation's last turn and must leave every file as it is.
+        # Files back as they were before the last turn (docs: "added ones go"): turns here change no
+        # file (the scripted "hello" only answers), so that is what the turn itself left, and what an
+        # exec wrote since goes (it stays in the checkpoint the undo records first).
         self.steps.append("undo")
         answer = self.data.invoke_agent_runtime(
             agentRuntimeArn=self.arn, runtimeSessionId=self.session, payload=b'{"action": "undo"}'
         )
         assert answer["statusCode"] == 200
-        self.turns -= 1
+        self.current = self.line.pop()
+        self.committed = dict(self.current)
 
     @rule()
     def kill_mid_turn(self) -> None:
@@ -141,7 +143,7 @@ class Sequences(RuleBasedStateMachine):
         kill_compute(compute_pid(self.runtime, self.session))
         turn.join(60)
         if self.slow_answered:  # agentcore_local sent it once more, to new compute: a turn like any
-            self.turns += 1
+            self.line.append(dict(self.current))
             self.committed = dict(self.current)
             self.answered.append(dict(self.current))
 
@@ -164,7 +166,7 @@ class Sequences(RuleBasedStateMachine):
         self._act({"action": "restore", "checkpoint": turns[pick]["id"]})
         self.current = dict(self.answered[pick])
         self.committed = dict(self.current)
-        self.turns = 0  # an undo now would go back past the restore; after a new turn it is one turn
+        self.line = []  # an undo now would go back past the restore; after a new turn it is one turn
 
     def _act(self, body: dict) -> dict:
         answer = self.data.invoke_agent_runtime(
@@ -179,7 +181,7 @@ class Sequences(RuleBasedStateMachine):
         control.delete_agent_runtime(agentRuntimeId=self.created["agentRuntimeId"])
         self.runtime.clock.advance(5)
         self.created = self.runtime.create_runtime(self.name)  # the same name: a new runtime
-        self.committed, self.current, self.turns = {}, {}, 0
+        self.committed, self.current, self.line = {}, {}, []
         self.answered, self.deleted = [], True
 
     @invariant()
