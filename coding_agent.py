@@ -266,8 +266,8 @@ async def act(request: protocol.ActionRequest, session_id: str | None = None) ->
         return {"action": "checkpoints", "checkpoints": await asyncio.to_thread(recorder.checkpoints)}
     if request.action == "status":
         status = await asyncio.to_thread(recorder.status)
-        restore = mount_watch.timings()
-        return {"action": "status", **status, "backup": {"enabled": backups is not None, "restore": restore}}
+        restore = {"restore": mount_watch.timings()} if backups else {}  # how soon after the mount
+        return {"action": "status", **status, "backup": {"enabled": backups is not None, **restore}}
     busy = app.add_async_task("undo")
     claimed: list[Conversation] = []
     try:
