@@ -45,6 +45,7 @@ class Sequences(RuleBasedStateMachine):
     brings back `committed`, merged under whatever an exec wrote meanwhile; a delete forgets both."""
 
     runtime: LocalRuntime  # set by the test
+    checked = 0  # invariant checks run: one after every step (make soak reports it)
 
     @initialize()
     def create(self) -> None:
@@ -186,6 +187,7 @@ class Sequences(RuleBasedStateMachine):
 
     @invariant()
     def nothing_recoverable_is_lost(self) -> None:
+        Sequences.checked += 1
         if not hasattr(self, "session"):
             return
         listing = shell(self.data, self.arn, self.session, LIST)
@@ -214,4 +216,7 @@ def test_no_sequence_of_calls_loses_an_answered_turns_work(
         suppress_health_check=list(HealthCheck),
         database=None,
     )
-    run().runTest()
+    try:
+        run().runTest()
+    finally:
+        print(f"\nsequences: {SEQUENCES} asked, {Sequences.checked} steps checked")
