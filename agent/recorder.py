@@ -27,8 +27,9 @@ from agent.watch import Tracker
 
 log = logging.getLogger(__name__)
 
-# agent/backup.py's hooks. restore_empty: the storage holds nothing (no files, no checkpoints):
-# bring back the latest backup (objects, manifests, files, history) and say if it did.
+# agent/backup.py's hooks. restore_empty: the storage holds no checkpoint (new, or reset, maybe
+# with files an exec wrote since): bring back the latest backup (objects, manifests, files that
+# are absent, history) and say if it did.
 # restore_missing: given the files the latest manifest has and the workspace lacks, restore what
 # it can (never overwriting a file that exists) and say if it did.
 RestoreEmpty = Callable[[CheckpointStore], bool]
