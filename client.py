@@ -11,6 +11,8 @@ AWS_ENDPOINT_URL_BEDROCK_AGENTCORE variable points there (`python -m agentcore_l
   python client.py checkpoints                    # one line per turn: time, prompt, files changed
   python client.py undo --turns 2                 # files and conversation back before the last 2 turns
   python client.py status                         # storage used against the quota, checkpoints, backup
+  python client.py checkpoints --backup           # the backup's whole history (outlives storage resets)
+  python client.py restore CHECKPOINT             # bring one of it back: files and conversation
 """
 
 from __future__ import annotations
@@ -197,8 +199,18 @@ def cmd_undo(args: argparse.Namespace) -> int:
 
 
 def cmd_checkpoints(args: argparse.Namespace) -> int:
+    if args.backup:
+        answer = act(*session_target(args), {"action": "checkpoints", "backup": True})
+        print("\n".join(report.backup_checkpoint_lines(answer)))
+        return 0
     answer = act(*session_target(args), {"action": "checkpoints"})
     print("\n".join(report.checkpoint_lines(answer)))
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    answer = act(*session_target(args), {"action": "restore", "checkpoint": args.checkpoint})
+    print("\n".join(report.restore_lines(answer)))
     return 0
 
 
@@ -312,8 +324,18 @@ def build_parser() -> argparse.ArgumentParser:
         "list the session's checkpoints",
         "One line per checkpoint kept in session storage: id, turn, time, files changed "
         "(+added ~modified -deleted m mode), and the prompt's first line. "
-        "[undone] marks turns an undo took back.",
-    )
+        "[undone] marks turns an undo took back. With --backup: the backup's history in S3 instead, "
+        "newest first (it outlives storage resets; docs/backups.md).",
+    ).add_argument("--backup", action="store_true", help="list the backup's history (needs BACKUP_BUCKET)")
+
+    command(
+        "restore",
+        cmd_restore,
+        "bring a checkpoint of the backup back: files and conversation",
+        "Make the session's workspace and conversation what they were at CHECKPOINT, an id that "
+        "`checkpoints --backup` lists (BRANCH.SEQ, or a bare SEQ for the newest with it). What is "
+        "there now is kept as a checkpoint first, and the replaced conversation moved aside.",
+    ).add_argument("checkpoint", metavar="CHECKPOINT")
 
     command(
         "status",

@@ -84,6 +84,34 @@ def checkpoint_lines(answer: dict[str, Any]) -> list[str]:
     return lines
 
 
+def backup_checkpoint_lines(answer: dict[str, Any]) -> list[str]:
+    """`checkpoints --backup`: the backup's history, newest first, one line each."""
+    rows = answer.get("checkpoints", [])
+    if not rows:
+        return ["no backup for this session yet: the first answered turn makes one"]
+    lines = []
+    for c in rows:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(c["time"])) if c.get("time") else "-" * 19
+        label = c.get("prompt") or (f"({c['kind']})" if c.get("kind") else "")
+        lines.append(f"{c['id']:<22} {when}  branch {c.get('branch') or 'v1':<15} {label}")
+    if answer.get("stopped"):
+        lines.append(f"(older history not listed: {answer['stopped']})")
+    return lines
+
+
+def restore_lines(answer: dict[str, Any]) -> list[str]:
+    files = answer.get("files", {})
+    talk = "; ".join(
+        f"conversation {c}: {h.get('messages')} messages" for c, h in answer.get("history", {}).items()
+    )
+    return [
+        f"restored checkpoint {answer.get('restored')}: {len(files.get('restored', []))} restored, "
+        f"{len(files.get('deleted', []))} deleted, {len(files.get('mode', []))} modes"
+        + (f"; {talk}" if talk else ""),
+        f"recorded as checkpoint {answer.get('checkpoint')} (what was there before is a checkpoint too)",
+    ]
+
+
 def status_lines(answer: dict[str, Any]) -> list[str]:
     usage, kept = answer.get("usage", {}), answer.get("checkpoints", {})
     used, quota = usage.get("bytes", 0), usage.get("quota_bytes") or 1
@@ -95,4 +123,14 @@ def status_lines(answer: dict[str, Any]) -> list[str]:
         f"within {mib(kept.get('max_bytes', 0))}",
         "backup: "
         + ("on (BACKUP_BUCKET is set)" if backup.get("enabled") else "off (BACKUP_BUCKET is not set)"),
+        *_restore_line(backup.get("restore") or {}),
+    ]
+
+
+def _restore_line(restore: dict[str, Any]) -> list[str]:
+    if "restore_s" not in restore:
+        return []
+    return [
+        f"restore at the mount: started {restore.get('start_after_mount_s')} s after it, "
+        f"took {restore['restore_s']} s" + (f" (failed: {restore['error']})" if restore.get("error") else "")
     ]

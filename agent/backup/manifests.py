@@ -40,7 +40,9 @@ def s3_form(
         delta = {p: e for p, e in after.items() if (old := before.get(p)) is not e and old != e}
         delta.update((p, None) for p in before if p not in after)
         if 2 * len(delta) < len(after):
-            wanted = _shas(e for e in delta.values() if e) | (needs & uploaded)
+            # Located here: what the base's files do not hold (the delta's, and the conversation's:
+            # a base's locations never cover a history it did not carry), and what moved anew.
+            wanted = (needs - _shas(before.values())) | (needs & uploaded)
             state["chain"] = {**chain, "seq": manifest["seq"], "depth": chain["depth"] + 1}
             locations = {s: known[s][1] for s in wanted if s in known and known[s][1]}
             return {**meta, "base": base["seq"], "delta": delta, "locations": locations}
@@ -50,13 +52,14 @@ def s3_form(
 
 
 def make_whole(
-    fetch: Callable[[str], dict | None], got: dict[Any, dict], seq: int, hops: int = 2 * FULL_EVERY
+    fetch: Callable[[int], dict | None], got: dict[Any, dict], seq: int, hops: int = 2 * FULL_EVERY
 ) -> bool:
     """Make the S3 manifest `got[seq]` whole in place: a delta gets its base's files and
-    locations (`fetch`-ed by key if not in `got` yet), its own on top. False if a base is missing."""
+    locations (`fetch`-ed by seq, on the same branch, if not in `got` yet), its own on top.
+    False if a base is missing."""
     m = got.get(seq)
     if m is None:
-        m = got[seq] = fetch(f"manifests/{seq:06d}.json") or {}
+        m = got[seq] = fetch(seq) or {}
     if "delta" not in m:
         return isinstance(m.get("files"), dict)
     base, delta = m.get("base"), m.get("delta")

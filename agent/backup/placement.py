@@ -110,11 +110,14 @@ def _chmod_dir(parent: int, name: str, mode: int, rel: str) -> None:
         os.close(fd)
 
 
-def materialize(store: Store, files: dict[str, dict], only: list[str] | None = None) -> tuple[list, list]:
+def materialize(
+    store: Store, files: dict[str, dict], only: list[str] | None = None, dir_modes: bool = False
+) -> tuple[list, list]:
     """Write manifest entries into the workspace from the store's objects (check_manifest first).
 
     only=None: every entry, replacing what is there (a restore into empty storage, or its rerun).
     only=[paths]: just those, never replacing anything that exists. Returns (written, kept).
+    dir_modes: every directory listed gets its mode, also one already there (a rerun's own).
     """
     replace = only is None
     chosen = sorted(files) if only is None else sorted(p for p in only if p in files)
@@ -138,7 +141,7 @@ def materialize(store: Store, files: dict[str, dict], only: list[str] | None = N
             (written if done else kept).append(rel)
     new_dirs = set(written)
     for rel in reversed(dirs):  # modes last and deepest first: a read-only dir must not block its children
-        if rel in new_dirs:
+        if rel in new_dirs or dir_modes:
             parts = rel.split("/")
             with _parent_of(store.workspace, parts, made=False) as parent:
                 _chmod_dir(parent, parts[-1], files[rel].get("mode", 0o755), rel)

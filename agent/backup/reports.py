@@ -36,11 +36,17 @@ class RestoreReport:
     messages: int | None
     seconds: float
     refused: str | None = None  # set aside: what was wrong with the backup (nothing was restored)
+    point: str = ""  # the checkpoint in the backup's history (client.py checkpoints --backup)
+    kept: tuple[str, ...] = ()  # files already there (an exec wrote them since the mount): not overwritten
 
     def fields(self) -> dict[str, Any]:
         if self.refused:
             return {"restored_from": None, "restore": {"refused": self.refused}}
         restore = {"checkpoint": self.checkpoint, "files": self.files, "bytes": self.bytes}
+        if self.point:
+            restore["backup_checkpoint"] = self.point
+        if self.kept:
+            restore["kept"] = {"count": len(self.kept), "paths": list(self.kept[:20])}
         return {"restored_from": "backup", "restore": {**restore, "seconds": round(self.seconds, 3)}}
 
 

@@ -2,8 +2,9 @@
 
 Keys (docs/CONTRACT.md §6) live under `v1/<sha256("agentcore-backup:" + runtime session id)>/`:
 file contents as `objects/<sha256>` or, when small, inside `packs/<sha256>` (see
-transfer.py), then `manifests/<seq>.json`, then `latest.json` (`{"seq": N, "seqs": [...]}`),
-in that order, so whatever latest.json names is complete. The execution role has no
+transfer.py), then the manifests on this storage's branch, its branch record, then
+`latest.json` (agent/backup/chain.py: a push never rewrites what another storage wrote, and the
+history only grows), in that order, so whatever latest.json names is complete. The execution role has no
 s3:ListBucket: a prefix is reachable only by someone who knows the session id, and a
 restore never lists, it GETs what latest.json names. The conversation (`.sessions/session_*/`,
 which checkpoints do not copy) is pushed too, in the `history` map of the newest manifest.
@@ -13,7 +14,6 @@ where in `backup-objects.jsonl` beside it.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import logging
 import threading
@@ -21,7 +21,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agent.backup import files, placement
+from agent.backup import chain, files, placement
+from agent.backup.chain import Point
 from agent.backup.files import DamagedBackup, Store
 from agent.backup.manifests import make_whole, s3_form
 from agent.backup.reports import BackupError, BusyTracker, MissingReport, PushReport, RestoreReport
@@ -65,6 +66,7 @@ class S3Backup:
         self._last = -PUSH_EVERY_S  # when the last push began (monotonic)
         self._idle.set()
         self._pushed = PushedState(bucket)
+        self._checked: set[Path] = set()  # workspaces whose session has no backup (asked once a process)
 
     @classmethod
     def from_bucket(
@@ -81,7 +83,7 @@ class S3Backup:
                 self._client = s3_client(self._region)
         return self._client
 
-    def _transfer(self, session_id: str) -> Transfer:
+    def transfer(self, session_id: str) -> Transfer:
         return Transfer(self.client(), self.bucket, prefix(session_id, self.scope))
 
     # --- push ---------------------------------------------------------------------------------------
@@ -132,10 +134,13 @@ class S3Backup:
         return self._idle.wait(timeout)
 
     def push(self, workspace: Path, session_id: str) -> PushReport:
-        """Upload the checkpoints not yet in S3: their new objects, then each manifest, then latest.json."""
+        """Upload the checkpoints not yet in S3: their new objects, then each manifest, then the
+        branch record, then latest.json."""
         started, report = time.perf_counter(), PushReport()
-        store, transfer = Store(workspace), self._transfer(session_id)
+        store, transfer = Store(workspace), self.transfer(session_id)
         state = self._pushed.load(store, transfer.prefix)
+        if (store.root / RESTORING_FILE).exists():  # not restored yet: pushing now would fork needlessly
+            return report
         pending = store.manifests(after=state["pushed_seq"])  # only these are read: a manifest can be MBs
         if not pending:
             return report
@@ -154,7 +159,13 @@ class S3Backup:
                 self._pushed.save(store, state)
                 saved[0] = time.monotonic()
 
+        more = False
         try:
+            chain.ensure_branch(
+                state, store.seqs(), lambda: self.get_json(transfer, "latest.json", True), now
+            )
+            branch, room = state["branch"], chain.MAX_LISTED - len(state["listed"])
+            more, pending = len(pending) > room, pending[:room]  # the rest on a new branch, at once
             history, cache, blobs = files.history_files(workspace, state["history"], fresh)
             needs = {m["seq"]: _shas(m["files"].values()) for m in pending}
             needs[pending[-1]["seq"]] |= _shas(history.values())
@@ -166,14 +177,14 @@ class S3Backup:
                 body = s3_form(store, state, manifest, needs[manifest["seq"]], set(sources), now, REFRESH_S)
                 if last:
                     body["history"] = history
-                transfer.put(f"manifests/{manifest['seq']:06d}.json", files.json_bytes(body))
+                transfer.put(chain.manifest_key(Point(branch, manifest["seq"])), files.json_bytes(body))
                 state["pushed_seq"] = manifest["seq"]
+                state["listed"].append(chain.summary(manifest))
                 report.manifests.append(manifest["seq"])
                 if not last:  # the last is saved below: a kill before that only repeats a PUT
                     self._pushed.save(store, state)
-            latest = {"seq": pending[-1]["seq"], "seqs": store.seqs(), "time": now}
-            transfer.put("latest.json", files.json_bytes(latest))
-        except (OSError, *_errors()) as error:
+            chain.put_head(transfer.put, state, store.seqs(), now)
+        except (OSError, BackupError, *_errors()) as error:
             state["last_error"] = f"{type(error).__name__}: {error}"
             self._pushed.save(store, state)
             raise BackupError(
@@ -182,52 +193,80 @@ class S3Backup:
         state.update(history=cache, last_push=now, last_error=None)
         self._pushed.save(store, state)
         report.seconds = time.perf_counter() - started
+        if more:
+            again = self.push(workspace, session_id)
+            report.manifests += again.manifests
+            report.requests, report.bytes = report.requests + again.requests, report.bytes + again.bytes
         return report
 
     # --- restore ------------------------------------------------------------------------------------
 
     def restore_if_empty(self, workspace: Path, session_id: str | None) -> RestoreReport | None:
-        """On a session's first turn, before its conversation is opened: if storage is empty and a
-        backup exists, bring back files and conversation. Resumes a restore that a kill cut short."""
+        """When the storage holds no checkpoint (new, or reset by a new version or 14 idle days,
+        whatever an exec wrote into it meanwhile) and a backup exists: bring back files and
+        conversation, placing only what is absent (a file there now is kept, and reported).
+        Called at the mount (agent/mount_watch.py) and before any request; resumes a restore a
+        kill cut short (the marker is written before the first request to S3)."""
         store = Store(workspace)
         marker = store.root / RESTORING_FILE
-        if not session_id or not (marker.exists() or files.storage_empty(workspace)):
+        if not session_id or workspace in self._checked:
             return None
-        started, transfer = time.perf_counter(), self._transfer(session_id)
+        if not marker.exists() and (store.seqs() or (store.root / REFUSED_FILE).exists()):
+            return None
+        started, transfer = time.perf_counter(), self.transfer(session_id)
         try:
-            latest = self._get_json(transfer, "latest.json", missing_ok=True)
+            files.write_json(marker, {"started": time.time()})
+            latest = self.get_json(transfer, "latest.json", missing_ok=True)
             if latest is None:
                 marker.unlink(missing_ok=True)
+                self._checked.add(workspace)
                 return None
-            seq = int(latest["seq"])
-            files.write_json(marker, {"seq": seq, "started": time.time()})
-            head = self._get_json(transfer, f"manifests/{seq:06d}.json")
-            older = [s for s in latest.get("seqs", []) if isinstance(s, int) and s < seq]
-            manifests = [m for s in older if (m := self._get_json(transfer, f"manifests/{s:06d}.json", True))]
-            history = head.pop("history", {})
-            got = {m.get("seq"): m for m in (*manifests, head)}
-            fetch = functools.partial(self._get_json, transfer, missing_ok=True)
-            manifests = [m for m in manifests if make_whole(fetch, got, m["seq"])]
-            if not make_whole(fetch, got, seq):
-                raise DamagedBackup(f"manifest {seq} names a base that is not in the backup")
+            head, kept = chain.read_latest(latest)
+            files.write_json(marker, {"checkpoint": head.id, "started": time.time()})
+            got: dict[str | None, dict[int, dict]] = {}
+
+            def whole(point: Point, required: bool = False) -> dict | None:
+                on_branch = got.setdefault(point.branch, {})
+
+                def fetch(seq: int) -> dict | None:
+                    return self.get_json(transfer, chain.manifest_key(Point(point.branch, seq)), True)
+
+                if required and point.seq not in on_branch:
+                    on_branch[point.seq] = self.get_json(transfer, chain.manifest_key(point)) or {}
+                return on_branch[point.seq] if make_whole(fetch, on_branch, point.seq) else None
+
+            top = whole(head, required=True)
+            if top is None:
+                raise DamagedBackup(f"checkpoint {head.id} names a base that is not in the backup")
+            history = top.pop("history", {})
+            older = {p.seq: p for p in kept if p.seq < head.seq}  # one per seq: they become local manifests
+            manifests = [m for p in sorted(older.values(), key=lambda p: p.seq) if (m := whole(p))]
             needs = []  # (manifest, {sha: location}) oldest first, the head last
-            for m in (*manifests, head):
+            for m in (*manifests, top):
                 m.pop("history", None)
                 locations = m.pop("locations", {})
-                shas = files.check_manifest(m["files"], history if m is head else {})
+                shas = files.check_manifest(m["files"], history if m is top else {})
                 needs.append((m, {sha: locations.get(sha) for sha in shas}))
             store.staging(clear=True)
             downloaded, stamps = transfer.download(store, _absent(store, needs[-1][1]))
             # Older checkpoints (for undo) are best effort: an object only they use may have expired.
             older_needs = {sha: loc for _, need in needs[:-1] for sha, loc in need.items()}
             more, older_stamps = transfer.download(store, _absent(store, older_needs), missing_ok=True)
-            written, _ = placement.materialize(store, head["files"])
+            # Never over what is there: an exec may have written it since the mount (a rerun's own
+            # earlier placements are kept too: the same bytes).
+            written, kept_paths = placement.materialize(
+                store, top["files"], list(top["files"]), dir_modes=True
+            )
             placement.materialize_history(store, history)
             complete = [(m, need) for m, need in needs if not _absent(store, need)]
             for m, _ in complete:
                 store.write_manifest(m)
             state = self._pushed.load(store, transfer.prefix)
-            state.update(pushed_seq=seq, history={}, last_error=None)
+            origins = {str(p.seq): p.branch for p in (*older.values(), head)}
+            state.update(
+                pushed_seq=head.seq, history={}, last_error=None, restored=head.to_json(),
+                origins=origins, branch=None, listed=[], chain=None,
+            )  # fmt: skip
             stamps |= older_stamps
             for _, need in complete:
                 state["objects"].update({sha: [stamps.get(sha, 0.0), loc] for sha, loc in need.items()})
@@ -240,17 +279,20 @@ class S3Backup:
             marker.unlink(missing_ok=True)
             log.warning("backup | %s", reason)
             return RestoreReport("", 0, 0, 0, None, time.perf_counter() - started, refused=reason)
-        except (OSError, *_errors()) as error:
+        except (OSError, BackupError, *_errors()) as error:
             raise BackupError(
-                f"restore from s3://{self.bucket} stopped: {error}; the next turn resumes it"
+                f"restore from s3://{self.bucket} stopped: {error}; the next call resumes it"
             ) from error
+        entries = top["files"]
         return RestoreReport(
-            checkpoint=str(head.get("id", f"{seq:06d}")),
-            files=sum(1 for p in written if head["files"][p]["type"] == "file"),
-            bytes=sum(e.get("size", 0) for e in [*head["files"].values(), *history.values()]),
+            checkpoint=f"{head.seq:06d}",  # its id in the store here too
+            point=head.id,
+            files=sum(1 for p in written if entries[p]["type"] == "file"),
+            bytes=sum(e.get("size", 0) for e in [*entries.values(), *history.values()]),
             downloaded_bytes=downloaded + more,
-            messages=head.get("messages"),
+            messages=top.get("messages"),
             seconds=time.perf_counter() - started,
+            kept=tuple(p for p in kept_paths if entries[p]["type"] != "dir"),
         )
 
     def restore_missing(self, workspace: Path, session_id: str | None, missing: list[str]) -> MissingReport:
@@ -267,7 +309,7 @@ class S3Backup:
             if absent and session_id:
                 known = self._pushed.load(store, prefix(session_id, self.scope))["objects"]
                 wanted = {sha: known[sha][1] for sha in absent if sha in known}  # what was pushed, and where
-                self._transfer(session_id).download(store, wanted, whole_packs=False, missing_ok=True)
+                self.transfer(session_id).download(store, wanted, whole_packs=False, missing_ok=True)
             present = [
                 p for p, e in chosen.items() if e["type"] != "file" or store.object_path(e["sha256"]).exists()
             ]
@@ -277,7 +319,7 @@ class S3Backup:
         return MissingReport(restored, kept, sorted(set(missing) - set(restored) - set(kept)))
 
     @staticmethod
-    def _get_json(transfer: Transfer, key: str, missing_ok: bool = False) -> dict | None:
+    def get_json(transfer: Transfer, key: str, missing_ok: bool = False) -> dict | None:
         try:
             return transfer.get_json(key)
         except _errors() as error:
@@ -286,6 +328,8 @@ class S3Backup:
                 # Without s3:ListBucket S3 answers a missing key with 403, so 403 usually means "no backup"
                 log.info("backup | no %s (S3 said %s)", key, code)
                 return None
+            if code in NOT_THERE:
+                raise BackupError(f"{key} is not in the backup (S3 said {code})") from error
             raise
 
     # --- state --------------------------------------------------------------------------------------
@@ -309,3 +353,6 @@ def _errors() -> tuple[type[Exception], ...]:
     from botocore.exceptions import BotoCoreError, ClientError
 
     return (ClientError, BotoCoreError, DamagedBackup)
+
+
+s3_errors = _errors  # for the modules beside this one that call S3 through it

@@ -28,8 +28,9 @@ from agent.session_files import SESSIONS
 
 log = logging.getLogger(__name__)
 
-# agent/backup/s3.py's hooks. restore_empty: the storage holds nothing (no files, no checkpoints):
-# bring back the latest backup (objects, manifests, files, history) and say if it did.
+# agent/backup/s3.py's hooks. restore_empty: the storage holds no checkpoint (new, or reset, maybe
+# with files an exec wrote since): bring back the latest backup (objects, manifests, files that
+# are absent, history) and say if it did.
 # restore_missing: given the files the latest manifest has and the workspace lacks, restore what
 # it can (never overwriting a file that exists) and say if it did.
 RestoreEmpty = Callable[[CheckpointStore], bool]
@@ -106,7 +107,8 @@ class Recorder:
             latest = self.store.latest()
             found = self._walk()
             restored_from = "storage" if latest or found.files else None
-            if restored_from is None and restore.empty and restore.empty(self.store):
+            # No checkpoint: a new or reset storage, even with what an exec wrote into it since.
+            if latest is None and restore.empty and restore.empty(self.store):
                 restored_from, latest, found = "backup", self.store.latest(), self._walk()
             first_here = conversation_id not in self._seen
             self._seen.add(conversation_id)
@@ -227,6 +229,31 @@ class Recorder:
                 "history": history,
                 "usage": self.usage(after).to_json(),
             }
+
+    def bring_back(
+        self, files: dict[str, Any], label: str, conversation_id: str, place_history: Callable[[], dict]
+    ) -> dict[str, Any]:
+        """Make the workspace hold `files` (a checkpoint from the backup, its objects in the store)
+        and `place_history()` its conversation; what was there is a checkpoint first, so an undo
+        of the turns after it, or another restore, still reaches it."""
+        with self.store.lock:
+            if self._running:
+                raise Busy("a turn is running in this workspace; restore when it has ended")
+            latest = self.store.latest()
+            now = self._walk()
+            turn = int(latest.get("turn", 0)) if latest else 0
+            messages = undo.stored_messages(self.sessions, conversation_id)
+            before = self._record_if_changed(now, latest, conversation_id, messages, turn) or latest
+            changed = undo.restore(self.workspace, self.store, files, now.files)
+            history = place_history()
+            after = after_restore(self.workspace, files, now, changed["restored"] + changed["mode"])
+            manifest = self.store.checkpoint(
+                after, kind="restore", outcome="answered", conversation_id=conversation_id,
+                messages=undo.stored_messages(self.sessions, conversation_id), source=label,
+                parent=before["seq"] if before else None, turn=turn,
+            )  # fmt: skip
+            return {"checkpoint": manifest["id"], "files": changed, "history": history,
+                    "usage": self.usage(after).to_json()}  # fmt: skip
 
     def checkpoints(self) -> list[dict[str, Any]]:
         """Every checkpoint kept, oldest first, in short: turn, time, prompt, files changed."""

@@ -30,7 +30,8 @@ class TurnRequest:
     stream: bool
 
 
-ACTIONS = ("undo", "checkpoints", "status")
+ACTIONS = ("undo", "checkpoints", "status", "restore")
+MAX_CHECKPOINT_ID = 60
 MAX_UNDO_TURNS = 1000
 
 
@@ -41,6 +42,8 @@ class ActionRequest:
     action: str
     conversation_id: str
     turns: int = 1
+    backup: bool = False  # checkpoints: the backup's history instead of the store's
+    checkpoint: str | None = None  # restore: the backup checkpoint to bring back
 
 
 def default_conversation_id(runtime_session_id: str | None) -> str:
@@ -87,7 +90,15 @@ def _parse_action(payload: dict[str, Any], conversation_id: str) -> ActionReques
         not isinstance(turns, int) or isinstance(turns, bool) or not 1 <= turns <= MAX_UNDO_TURNS
     ):
         raise BadRequest(f'"turns" must be a whole number from 1 to {MAX_UNDO_TURNS}')
-    return ActionRequest(action=action, conversation_id=conversation_id, turns=turns)
+    backup = payload.get("backup", False)
+    if not isinstance(backup, bool):
+        raise BadRequest('"backup" must be true or false')
+    checkpoint = payload.get("checkpoint")
+    if action == "restore" and (
+        not isinstance(checkpoint, str) or not 0 < len(checkpoint) <= MAX_CHECKPOINT_ID
+    ):
+        raise BadRequest('"checkpoint" must name a checkpoint of the backup (client.py checkpoints --backup)')
+    return ActionRequest(action, conversation_id, turns, backup, checkpoint)
 
 
 # --- the answer ----------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from typing import Any
 from starlette.background import BackgroundTask
 from starlette.responses import JSONResponse, Response
 
+from agent.backup.reports import BackupError
 from agent.checkpoints.recorder import Busy as WorkspaceBusy
 from agent.checkpoints.undo import UndoError
 from agent.conversation import protocol
@@ -19,16 +20,19 @@ from agent.conversation.conversations import Busy
 log = logging.getLogger("coding_agent")
 JSON = "application/json"
 # What a request can be refused with before its turn starts; anything else is a bug, and raises.
-REFUSALS = (protocol.BadRequest, Busy, WorkspaceBusy, UndoError, OSError)
+REFUSALS = (protocol.BadRequest, Busy, WorkspaceBusy, UndoError, BackupError, OSError)
 
 
 def refusal(error: Exception) -> JSONResponse:
-    """400/413 for a bad request, 409 while its conversation or the workspace is busy, 500 when an
+    """400/404/413 for a bad request, 409 while its conversation or the workspace is busy, 503 when
+    the backup cannot be reached, 500 when an
     action hit the storage (full, read-only): said in one line, and the service keeps serving."""
     if isinstance(error, protocol.BadRequest):
         return JSONResponse({"error": str(error)}, status_code=error.status)
     if isinstance(error, (Busy, WorkspaceBusy, UndoError)):
         return JSONResponse({"error": str(error)}, status_code=409)
+    if isinstance(error, BackupError):  # S3 unreachable, or a backup no restore can use
+        return JSONResponse({"error": str(error)}, status_code=503)
     log.warning("action | failed: %s", error)
     return JSONResponse({"error": f"the request failed on the workspace: {error}"}, status_code=500)
 

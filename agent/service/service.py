@@ -25,6 +25,7 @@ from agent.conversation.conversations import Conversations
 from agent.model.providers import build_model, rehearse_model
 from agent.service.actions import Actions
 from agent.service.health import Health, UnhealthyPing
+from agent.service.mount_watch import MountWatch, SessionHeader
 from agent.service.request_guard import RequestGuard
 from agent.service.settings import Settings
 from agent.service.turn import Turns
@@ -59,6 +60,11 @@ class Service:
         # None without BACKUP_BUCKET; keyed under the runtime's BACKUP_SCOPE (agent/backup/s3.py prefix)
         self.backups = S3Backup.from_bucket(settings.backup_bucket, scope=settings.backup_scope)
         backups = self.backups
+        # Restores a reset storage the moment it is mounted, before any request touches it.
+        self.mount_watch = MountWatch(
+            settings.workspace,
+            (lambda session: backups.restore_if_empty(settings.workspace, session)) if backups else None,
+        )
         # What every session's first turn needs, built once the first /ping is answered (warmup.py).
         self.warm_up = WarmUp(
             [
@@ -74,8 +80,9 @@ class Service:
         self.app.add_middleware(RequestGuard)  # 400/413 for bodies the SDK would answer with a 500
         self.app.add_middleware(UnhealthyPing, health=self.health)  # 503 while turns could not be answered
         self.app.add_middleware(StartAfterFirstPing, warm_up=self.warm_up)
-        self.turns = Turns(self.app, settings, self.recorder, self.backups, self.conversations)
-        self.act = Actions(self.app, settings, self.recorder, self.backups, self.conversations)
+        self.app.add_middleware(SessionHeader, watch=self.mount_watch)  # the session id, from any request
+        parts = (self.app, settings, self.recorder, self.backups, self.conversations, self.mount_watch)
+        self.turns, self.act = Turns(*parts), Actions(*parts)
 
     def open(self, conversation_id: str) -> tuple[Agent, FileSessionManager, list[str]]:
         """Restore a conversation's Agent from session storage, quarantining a damaged history."""
@@ -107,7 +114,9 @@ class Service:
         SIGTERM (a stop), give a running backup time to finish: AgentCore's stop waits for it no
         longer than its grace, so this stays below that."""
         self.warm_up.arm()
+        self.mount_watch.start(self.app)
         yield
+        self.mount_watch.stop()
         wait = self.settings.backup_wait_seconds
         if self.backups is not None and not await asyncio.to_thread(self.backups.wait, wait):
             log.warning("backup | still uploading at shutdown; the next turn's push sends what is missing")

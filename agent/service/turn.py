@@ -26,6 +26,7 @@ from agent.checkpoints.store import CheckpointStore
 from agent.conversation import history, protocol
 from agent.conversation.conversations import Conversation, Conversations
 from agent.model.budget import TurnBudget
+from agent.service.mount_watch import MountWatch
 from agent.service.settings import Settings
 from agent.tools.snapshot import snapshot
 
@@ -50,6 +51,9 @@ class TurnScope:
         return self
 
     async def begin(self) -> None:
+        # The restore at the mount first (waited for, or run now): its report goes with this answer.
+        if report := await asyncio.to_thread(self.turns.mount_watch.ensure, self.session_id):
+            self.restored = report
         self.start = await asyncio.to_thread(self.turns.recorder.begin, self.conversation.id, self.restore())
 
     def restore(self) -> Restore:
@@ -59,7 +63,7 @@ class TurnScope:
             return NO_RESTORE
 
         def empty(_store: CheckpointStore) -> bool:
-            report = backups.restore_if_empty(root, session_id)
+            report = self.turns.mount_watch.ensure(session_id)
             if report is not None:
                 self.restored = report
             return report is not None and not report.refused
@@ -83,7 +87,9 @@ class TurnScope:
         if recorder.needs_pruning():
             prune_in_background(recorder)
         if self.restored is not None:
-            record = dataclasses.replace(record, restore=self.restored.fields()["restore"])
+            fields = self.restored.fields()
+            restored_from = fields["restored_from"] or record.restored_from
+            record = dataclasses.replace(record, restore=fields["restore"], restored_from=restored_from)
         return record
 
     async def __aexit__(self, *_: object) -> None:
@@ -106,6 +112,7 @@ class Turns:
     recorder: Recorder
     backups: S3Backup | None
     conversations: Conversations
+    mount_watch: MountWatch
 
     async def run(
         self, conversation: Conversation, prompt: str, session_id: str | None = None, push: bool = True

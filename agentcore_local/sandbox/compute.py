@@ -217,10 +217,11 @@ class Compute:
             await asyncio.wait_for(self._exited.wait(), timeout)
         return self._exited.is_set()
 
-    async def ping(self) -> str | None:
+    async def ping(self, headers: dict[str, str] | None = None) -> str | None:
         """The agent's /ping status (Healthy, HealthyBusy), or None when it does not answer."""
         try:
-            return (await self.http.get(f"{self.url}/ping", timeout=2.0)).json().get("status")
+            answer = await self.http.get(f"{self.url}/ping", timeout=2.0, headers=headers)
+            return answer.json().get("status")
         except (httpx.HTTPError, ValueError):
             return None
 

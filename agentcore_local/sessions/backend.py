@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,8 @@ Clock = Callable[[], float]
 # meta.json's lastInvocationAt only matters in days (the 14-day storage reset), and a write costs ~1 ms:
 # a call rewrites it when it starts compute or when the saved time is this old, not on every call.
 META_SAVE_INTERVAL = 60.0
+RESTORE_WAIT_S = 60.0  # a new compute's first command waits this long at most for the agent's restore
+RESTORE_POLL_S = 0.01
 
 
 class SessionBackend(SessionChanges):
@@ -389,6 +392,9 @@ class SessionBackend(SessionChanges):
         session = await self.acquire(runtime, session_id, frees=True)
         compute = session.compute
         assert compute is not None
+        if session.announced is not compute:
+            session.announced = compute
+            await self._await_restore(compute, session_id)
 
         async def events() -> AsyncIterator[dict[str, Any]]:
             try:
@@ -398,6 +404,16 @@ class SessionBackend(SessionChanges):
                 self.release(session, compute)
 
         return events()
+
+    async def _await_restore(self, compute: Compute, session_id: str) -> None:
+        """Before a new compute's first command: a /ping that names the session (the agent learns
+        whose backup to restore from it: docs/backups.md), then, while the agent says HealthyBusy
+        (restoring), more of them, at most RESTORE_WAIT_S. Not AWS's (its exec never reaches the
+        agent): the local stand-in that lets an exec find a reset storage restored."""
+        headers = {SESSION_HEADER: session_id}
+        deadline = time.monotonic() + RESTORE_WAIT_S
+        while await compute.ping(headers) == "HealthyBusy" and time.monotonic() < deadline:
+            await asyncio.sleep(RESTORE_POLL_S)
 
     async def stop(self, runtime: Runtime, session_id: str) -> None:
         """StopRuntimeSession: return once the storage is consistent; ResourceNotFound if nothing runs."""

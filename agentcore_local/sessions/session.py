@@ -65,6 +65,7 @@ class Session:
     measuring: bool = False
     from_pool: bool = False  # the current compute was a warm pool member, started before the call
     lost: str | None = None  # why the kernel ended its last compute (OOM): the next call says it once
+    announced: Compute | None = None  # the compute that was told the session id before a command
 
     @classmethod
     def load(cls, runtime_id: str, session_id: str, root: Path, meta: dict[str, Any] | None) -> Session:

@@ -44,13 +44,30 @@ def _children() -> dict[int, list[int]]:
     return tree
 
 
-def kill_compute(pid: int) -> list[int]:
-    """SIGKILL a compute's whole process tree at once, as when its microVM vanishes. Returns the pids."""
-    tree, doomed, todo = _children(), [], [pid]
+def descendants(pid: int) -> list[int]:
+    """`pid` and every process under it."""
+    tree, found, todo = _children(), [], [pid]
     while todo:
         current = todo.pop()
-        doomed.append(current)
+        found.append(current)
         todo.extend(tree.get(current, []))
+    return found
+
+
+def running(pid: int, word: str) -> bool:
+    """Whether a process under `pid` has `word` in its command line (a tool's shell command)."""
+    for child in descendants(pid):
+        with suppress(OSError):
+            if word in Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ").decode(
+                errors="replace"
+            ):
+                return True
+    return False
+
+
+def kill_compute(pid: int) -> list[int]:
+    """SIGKILL a compute's whole process tree at once, as when its microVM vanishes. Returns the pids."""
+    doomed = descendants(pid)
     for victim in doomed:
         with suppress(ProcessLookupError):
             os.kill(victim, signal.SIGKILL)

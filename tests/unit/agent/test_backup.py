@@ -156,11 +156,17 @@ def test_push_uploads_objects_then_manifest_then_latest_under_the_sessions_prefi
 
     pre = backup.prefix(SESSION_A)
     assert report.manifests == [1]
-    assert s3.puts[-2:] == [f"{pre}/manifests/000001.json", f"{pre}/latest.json"]
-    assert all(key.startswith((f"{pre}/objects/", f"{pre}/packs/")) for key in s3.puts[:-2])
-    assert len(s3.puts) - 2 == report.requests == 1  # every file is small: one pack holds them all
-    assert json.loads(get(s3, bucket, f"{pre}/latest.json"))["seq"] == 1
-    manifest = json.loads(get(s3, bucket, s3.puts[-2]))
+    latest = json.loads(get(s3, bucket, f"{pre}/latest.json"))
+    branch = latest["branch"]
+    assert s3.puts[-3:] == [
+        f"{pre}/branches/{branch}/000001.json",
+        f"{pre}/branches/{branch}.json",
+        f"{pre}/latest.json",
+    ]
+    assert all(key.startswith((f"{pre}/objects/", f"{pre}/packs/")) for key in s3.puts[:-3])
+    assert len(s3.puts) - 3 == report.requests == 1  # every file is small: one pack holds them all
+    assert latest["seq"] == 1 and latest["kept"] == [[branch, 1]]
+    manifest = json.loads(get(s3, bucket, s3.puts[-3]))
     assert f"session_{CONVERSATION}/agents/agent_default/messages/message_1.json" in manifest["history"]
     packed = {e["sha256"] for e in manifest["files"].values() if e["type"] == "file"}
     assert packed <= set(manifest["locations"])
@@ -190,8 +196,10 @@ def test_second_push_uploads_only_what_changed(s3: S3, bucket: str, session_a: P
 
     pre = backup.prefix(SESSION_A)
     (pack,) = [key for key in s3.puts if "/packs/" in key]
-    assert s3.puts == [pack, f"{pre}/manifests/000002.json", f"{pre}/latest.json"]
-    manifest = json.loads(get(s3, bucket, f"{pre}/manifests/000002.json"))
+    branch = json.loads(get(s3, bucket, f"{pre}/latest.json"))["branch"]
+    key = f"{pre}/branches/{branch}/000002.json"
+    assert s3.puts == [pack, key, f"{pre}/branches/{branch}.json", f"{pre}/latest.json"]
+    manifest = json.loads(get(s3, bucket, key))
     in_new_pack = {sha for sha, (where, _, _) in manifest["locations"].items() if pack.endswith(where)}
     messages = session_a / ".sessions" / f"session_{CONVERSATION}" / "agents" / "agent_default" / "messages"
     changed = [session_a / "index.js", messages / "message_2.json", messages / "message_3.json"]
@@ -292,6 +300,7 @@ def test_after_a_restore_the_next_push_uploads_only_the_new_turn(
     s3: S3, bucket: str, session_a: Path, tmp_path: Path
 ) -> None:
     backups(s3, bucket).push(session_a, SESSION_A)
+    first_branch = json.loads(get(s3, bucket, f"{backup.prefix(SESSION_A)}/latest.json"))["branch"]
     fresh = tmp_path / "fresh"
     backups(s3, bucket).restore_if_empty(fresh, SESSION_A)
     s3.puts.clear()
@@ -302,8 +311,12 @@ def test_after_a_restore_the_next_push_uploads_only_the_new_turn(
 
     pre = backup.prefix(SESSION_A)
     (pack,) = [key for key in s3.puts if "/packs/" in key]
-    assert s3.puts == [pack, f"{pre}/manifests/000002.json", f"{pre}/latest.json"]
-    manifest = json.loads(get(s3, bucket, f"{pre}/manifests/000002.json"))
+    branch = json.loads(get(s3, bucket, f"{pre}/latest.json"))["branch"]
+    key = f"{pre}/branches/{branch}/000002.json"
+    assert s3.puts == [pack, key, f"{pre}/branches/{branch}.json", f"{pre}/latest.json"]
+    record = json.loads(get(s3, bucket, f"{pre}/branches/{branch}.json"))
+    assert record["parent"] == [first_branch, 1]  # the new storage's branch starts where it restored
+    manifest = json.loads(get(s3, bucket, key))
     in_new_pack = [sha for sha, (where, _, _) in manifest["locations"].items() if pack.endswith(where)]
     assert in_new_pack == [hashlib.sha256(b"after the reset\n").hexdigest()]
 

@@ -16,6 +16,7 @@ from moto.server import ThreadedMotoServer
 
 from agent.backup import files as backup_files
 from agent.backup import s3 as backup
+from agent.backup.chain import Point, manifest_key
 from agent.backup.s3 import S3Backup
 from agent.backup.state import OBJECTS_FILE, STATE_FILE
 from agent.checkpoints.recorder import Recorder
@@ -63,7 +64,9 @@ def turn(recorder: Recorder, change) -> None:
 
 
 def stored(s3: S3, bucket: str, seq: int) -> dict:
-    return json.loads(get(s3, bucket, f"{backup.prefix(SESSION)}/manifests/{seq:06d}.json"))
+    pre = backup.prefix(SESSION)
+    branch = json.loads(get(s3, bucket, f"{pre}/latest.json"))["branch"]  # one storage: one branch
+    return json.loads(get(s3, bucket, f"{pre}/{manifest_key(Point(branch, seq))}"))
 
 
 def test_a_turn_pushes_a_delta_and_a_restore_rebuilds_every_checkpoint(
@@ -86,7 +89,8 @@ def test_a_turn_pushes_a_delta_and_a_restore_rebuilds_every_checkpoint(
     assert "files" in first and all("delta" in m and "files" not in m for m in rest)
     assert rest[-1]["delta"].keys() == {"new.txt"} and rest[-1]["base"] == seqs[-2]
     new = rest[-1]["delta"]["new.txt"]["sha256"]
-    assert new in rest[-1]["locations"] and len(rest[-1]["locations"]) <= 2  # the file and the history
+    history = {e["sha256"] for e in rest[-1]["history"].values() if e["type"] == "file"}
+    assert {new} | history <= set(rest[-1]["locations"])  # the new file, and the conversation's files
     assert rest[-2]["delta"]["run.sh"] is None
 
     fresh = tmp_path / "fresh"
@@ -118,7 +122,9 @@ def test_a_base_pruned_here_is_still_fetched_and_a_stale_or_long_chain_pushes_wh
     assert (
         "delta" in head
         and head["base"]
-        not in json.loads(get(s3, bucket, f"{backup.prefix(SESSION)}/latest.json"))["seqs"][:-2]
+        not in [s for _, s in json.loads(get(s3, bucket, f"{backup.prefix(SESSION)}/latest.json"))["kept"]][
+            :-2
+        ]
     )
     fresh = tmp_path / "fresh"
     fresh.mkdir()

@@ -11,9 +11,6 @@ import pytest
 from tests.support import REPO
 from tests.support.docs import doc_files
 
-# Pages other branches are writing, linked from the README before they land. The lead empties this
-# after merging them; test_pending_pages_are_still_pending says when.
-PENDING = frozenset(f"docs/{name}.md" for name in ("backups",))
 README_MAX_LINES = 300
 ROUND_HISTORY = ("this round", "this sitting", "what moved")
 
@@ -54,8 +51,6 @@ def test_every_relative_link_reaches_a_file_and_its_heading(path: Path) -> None:
     for target in links(path):
         file, _, anchor = target.partition("#")
         dest = (path.parent / file).resolve() if file else path
-        if dest.relative_to(REPO).as_posix() in PENDING:
-            continue
         if not dest.exists():
             broken.append(f"{target}: no such file")
         elif anchor and dest.suffix == ".md" and anchor not in anchors(dest.read_text()):
@@ -63,16 +58,11 @@ def test_every_relative_link_reaches_a_file_and_its_heading(path: Path) -> None:
     assert not broken, f"{path.relative_to(REPO)}: " + "; ".join(broken)
 
 
-def test_the_readme_links_every_page_of_docs_and_the_pending_ones() -> None:
+def test_the_readme_links_every_page_of_docs() -> None:
     linked = {(REPO / t.partition("#")[0]).resolve() for t in links(REPO / "README.md")}
-    expected = {*(REPO / "docs").glob("*.md"), *(REPO / name for name in PENDING)}
+    expected = set((REPO / "docs").glob("*.md"))
     missing = sorted(p.relative_to(REPO).as_posix() for p in expected if p.resolve() not in linked)
     assert not missing, f"README.md's 'Where to read more' does not link {missing}"
-
-
-def test_pending_pages_are_still_pending() -> None:
-    landed = sorted(name for name in PENDING if (REPO / name).exists())
-    assert not landed, f"{landed} exist now: remove them from PENDING in {Path(__file__).name}"
 
 
 def test_the_readme_is_at_most_300_lines() -> None:
