@@ -20,7 +20,8 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from agentcore_local.services.backups import session_prefix
-from agentcore_local.services.listener import AgentServices, Refused, authorise_s3, start_agent_services
+from agentcore_local.services.listener import AgentServices, start_agent_services
+from agentcore_local.services.s3_gate import Refused, authorise_s3
 
 BUCKET = "gate-backups"
 CREDENTIAL = "AWS4-HMAC-SHA256 Credential=AKID/20261201/{}/aws4_request"
