@@ -34,6 +34,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from ..connection_limits import UNATTRIBUTED, ConnectionCaps, ConnectionLimits
+from ..host_names import loopback_hosts
 from .backups import KEY_VERSION
 from .bedrock_runtime import BedrockRuntime, ModelBackend, ScriptedBackend
 from .forwarder import Forwarder
@@ -248,7 +249,9 @@ def start_agent_services(
     if backup_bucket:
         make_bucket(s3_url, backup_bucket, region)
     limits = ConnectionLimits(caps or ConnectionCaps())
-    app = AttributedRequests(create_app(s3_url, backend, backup_bucket, limits), limits)
+    app = AttributedRequests(
+        create_app(s3_url, backend, backup_bucket, limits), limits, loopback_hosts(IN_SANDBOX_PORT)
+    )
     config = uvicorn.Config(app, log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
     loop = asyncio.new_event_loop()  # the forwarder's too

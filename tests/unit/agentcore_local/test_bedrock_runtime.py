@@ -184,7 +184,9 @@ def test_a_planned_failure_is_a_model_error(tmp_path: Path):
 def test_the_unix_socket_serves_the_same_listener(services: AgentServices):
     """What a sandbox with its own network reaches through its forwarded port."""
     with httpx.Client(transport=httpx.HTTPTransport(uds=str(services.socket_path))) as http:
-        answer = http.post(f"http://sandbox/model/{MODEL_ID}/converse", json={"messages": [user("hi")]})
+        answer = http.post(
+            f"http://127.0.0.1:{IN_SANDBOX_PORT}/model/{MODEL_ID}/converse", json={"messages": [user("hi")]}
+        )
     assert answer.status_code == 200
     assert answer.json()["output"]["message"]["content"][0]["text"].startswith(BANNER)
     assert services.forward == (IN_SANDBOX_PORT, services.socket_path)
