@@ -9,7 +9,7 @@ and the model and nothing else of moto.
 
 The app listens on a unix socket in the state directory (sandboxes with their own network
 namespace forward 127.0.0.1:IN_SANDBOX_PORT inside to it) and on a loopback TCP port (for
---sandbox process and docker). `start_agent_services` runs both in a thread of their own.
+--sandbox process and docker; listener_sockets.py). `start_agent_services` runs both in a thread of their own.
 """
 
 from __future__ import annotations
@@ -17,9 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import socket
-import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -39,11 +37,11 @@ from .backups import KEY_VERSION
 from .bedrock_runtime import BedrockRuntime, ModelBackend, ScriptedBackend
 from .forwarder import Forwarder
 from .listener_attribution import AttributedRequests
+from .listener_sockets import socket_path_for, tcp_socket, unix_socket
 from .openai_backend import OpenAIBackend
 from .s3_gate import Refused, authorise_s3, signed_service
 
 log = logging.getLogger("agentcore_local.agent_services")
-SOCKET_NAME = "agent-services.sock"
 IN_SANDBOX_PORT = 8788  # where a sandbox with its own network sees the listener (next to serve's 8787)
 DUMMY_KEY = "agentcore-local"  # credentials the listener accepts; botocore insists on some
 S3_METHODS = ["GET", "HEAD", "PUT", "POST", "DELETE"]
@@ -148,33 +146,6 @@ def create_app(
     routes = BedrockRuntime(backend).routes()
     routes.append(Route("/{path:path}", s3, methods=S3_METHODS))
     return Starlette(routes=routes, lifespan=lifespan)
-
-
-def socket_path_for(state_dir: Path) -> Path:
-    """STATE_DIR/agent-services.sock, or one in a new short directory when that path is too long."""
-    path = state_dir.resolve() / SOCKET_NAME
-    if len(os.fsencode(path)) <= 107:  # sun_path holds 108 bytes with the terminating NUL
-        return path
-    return Path(tempfile.mkdtemp(prefix="agentcore-local-")) / SOCKET_NAME
-
-
-def unix_socket(path: Path) -> socket.socket:
-    """A listening unix socket at `path` (an old one from a killed server is replaced)."""
-    with contextlib.suppress(FileNotFoundError):
-        path.unlink()
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.bind(str(path))
-    os.chmod(path, 0o666)  # the sandbox's user may not be ours (docker, user namespaces)
-    sock.listen(128)
-    return sock
-
-
-def tcp_socket(host: str, port: int) -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(128)
-    return sock
 
 
 @dataclass

@@ -19,6 +19,7 @@ from botocore.exceptions import ClientError
 from starlette.testclient import TestClient
 
 from agentcore_local.services import listener as agent_services
+from agentcore_local.services import listener_sockets
 from agentcore_local.services.bedrock_runtime import ScriptedBackend
 from agentcore_local.services.listener import (
     IN_SANDBOX_PORT,
@@ -210,11 +211,11 @@ def test_requests_signed_for_other_services_are_refused(services: AgentServices)
 
 def test_a_state_dir_too_deep_for_a_unix_socket_gets_a_short_one(tmp_path: Path):
     deep = tmp_path / ("d" * 100)
-    path = agent_services.socket_path_for(deep)
-    assert len(str(path)) <= 107 and path.name == agent_services.SOCKET_NAME
+    path = listener_sockets.socket_path_for(deep)
+    assert len(str(path)) <= 107 and path.name == listener_sockets.SOCKET_NAME
     assert path.parent.is_dir()
     path.parent.rmdir()
-    assert agent_services.socket_path_for(Path("/tmp/x")) == Path("/tmp/x/agent-services.sock")
+    assert listener_sockets.socket_path_for(Path("/tmp/x")) == Path("/tmp/x/agent-services.sock")
 
 
 def test_agent_env_points_the_agents_aws_calls_at_the_listener(services: AgentServices):
