@@ -31,9 +31,13 @@ class ConnectionCaps:
 
     connections: int = 64
     upstream: int = 16
-    header_timeout: float = 10.0  # the first request's header, complete (a half-sent request ends here)
+    header_timeout: float = 10.0  # every request's header, complete (a half-sent request ends here)
     idle_timeout: float = 300.0  # no byte either way; the listener's own upstream timeout (a slow model)
     header_bytes: int = 65536
+    # A body's pace (request_pace.py): a client on loopback sends at memory speed; these stop only
+    # a trickle. 1 KiB/s on average: a 5 GiB upload may take 60 days, a byte a second may not.
+    body_rate: int = 1024
+    body_idle_timeout: float = 30.0  # no byte of a started body
 
 
 @dataclass

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import errno
 import json
 import math
 import os
@@ -41,6 +42,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 
 _write_lock = threading.Lock()
 _done = threading.Event()
@@ -51,6 +53,19 @@ _container: dict[str, list[str]] = {}  # "exec" and "stop" argv when the agent i
 # AWS runs InvokeAgentRuntimeCommand's command with bash; found on our own (serve's) PATH, not the agent's.
 BASH = shutil.which("bash") or "/bin/bash"
 READY_POLL_S = 0.01  # a fixed interval on the sandbox's own loopback: no backoff, ~1 ms a probe
+# Connections one forward carries at once (two threads each). Twice the host's own cap per session
+# (connection_limits.py), whose refusals /_local/sessions counts: this one only bounds what a flood
+# that the host refuses slower than it connects piles up here. Past it: a 503 at once.
+FORWARD_CONNECTIONS = 128
+HOST_CONNECT_TIMEOUT_S = 10.0  # the host's socket's backlog full: give up, do not pile up
+OUT_OF_DESCRIPTORS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+_BUSY_BODY = (
+    b"<Error><Code>SlowDown</Code><Message>this sandbox's forward holds its connections</Message></Error>"
+)
+BUSY = (
+    b"HTTP/1.1 503 SlowDown\r\nContent-Type: application/xml\r\nx-amzn-ErrorType: SlowDown\r\n"
+    b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(_BUSY_BODY), _BUSY_BODY)
+)
 
 
 def emit(message: dict) -> None:
@@ -145,30 +160,74 @@ def _pipe(source: socket.socket, sink: socket.socket) -> None:
         sink.shutdown(socket.SHUT_WR)  # half-close: an HTTP client that shut its side still gets the answer
 
 
-def _carry(conn: socket.socket, open_peer) -> None:
-    """Carry one accepted connection to a new one from `open_peer`, both ways, until both ends close."""
+def _carry(conn: socket.socket, open_peer, slots: threading.Semaphore | None) -> None:
+    """Carry one accepted connection to a new one from `open_peer`, both ways, until both end."""
+    peer = None
     try:
         peer = open_peer()
-    except OSError:
+        back = threading.Thread(target=_pipe, args=(peer, conn), daemon=True)
+        back.start()  # RuntimeError at the sandbox's pids limit: the connection ends
+        _pipe(conn, peer)
+        back.join()
+    except (OSError, RuntimeError):
+        pass
+    finally:
         conn.close()
-        return
-    back = threading.Thread(target=_pipe, args=(peer, conn), daemon=True)
-    back.start()
-    _pipe(conn, peer)
-    back.join()
+        if peer is not None:
+            peer.close()
+        if slots is not None:
+            slots.release()
+
+
+_refused = {"count": 0, "told": 0.0}
+
+
+def _refuse(conn: socket.socket, port: int) -> None:
+    """Answer 503 at once (what the client already sent is read first: else a reset hides the
+    answer), and say so in the session's log, once a second at most."""
+    with contextlib.suppress(OSError):
+        conn.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            conn.recv(65536)
+        conn.send(BUSY)
+        conn.shutdown(socket.SHUT_WR)
     conn.close()
-    peer.close()
+    _refused["count"] += 1
+    if time.monotonic() - _refused["told"] >= 1.0:
+        _refused["told"] = time.monotonic()
+        print(
+            f"sandbox_init: 127.0.0.1:{port} carries {FORWARD_CONNECTIONS} connections at once: "
+            f"{_refused['count']} refused so far",
+            file=sys.stderr,
+        )
 
 
-def _accept(listener: socket.socket, open_peer) -> None:
+def _accept(listener: socket.socket, open_peer, cap: int | None = None) -> None:
+    """Carry each connection in a thread of its own; at most `cap` at once (None: no cap, the
+    host's connections to the agent). Out of descriptors or threads, a connection is refused and
+    the loop goes on: the forward outlives a flood."""
+    slots = threading.Semaphore(cap) if cap else None
+    port = listener.getsockname()[1] if listener.family == socket.AF_INET else 0
     while True:
         try:
             conn, _ = listener.accept()
-        except OSError:
-            return
+        except OSError as error:
+            if error.errno not in OUT_OF_DESCRIPTORS:
+                return  # the listener is closed
+            _done.wait(0.05)  # what waits stays in the backlog meanwhile
+            continue
         if conn.family != socket.AF_UNIX:
-            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        threading.Thread(target=_carry, args=(conn, open_peer), daemon=True).start()
+            with contextlib.suppress(OSError):
+                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if slots is not None and not slots.acquire(blocking=False):
+            _refuse(conn, port)
+            continue
+        try:
+            threading.Thread(target=_carry, args=(conn, open_peer, slots), daemon=True).start()
+        except RuntimeError:  # the sandbox's pids limit
+            if slots is not None:
+                slots.release()
+            _refuse(conn, port)
 
 
 def _to_agent(port: int) -> socket.socket:
@@ -180,7 +239,9 @@ def _to_agent(port: int) -> socket.socket:
 def _to_host(path: str) -> socket.socket:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
+        sock.settimeout(HOST_CONNECT_TIMEOUT_S)
         sock.connect(path)
+        sock.settimeout(None)
     except OSError:
         sock.close()
         raise
@@ -193,16 +254,16 @@ def serve_sockets(listen_fd: int | None, agent_port: int, forwards: list) -> Non
     loop between the two sockets. Returns once every socket listens, so "ready" never precedes them."""
     listeners = []
     if listen_fd is not None:
-        listeners.append((socket.socket(fileno=listen_fd), lambda: _to_agent(agent_port)))
+        listeners.append((socket.socket(fileno=listen_fd), lambda: _to_agent(agent_port), None))
     for port, path in forwards:
         try:
             listener = socket.create_server(("127.0.0.1", int(port)), backlog=128)
         except OSError as error:  # a shared network (the process sandbox): another session has it
             print(f"sandbox_init: cannot forward 127.0.0.1:{port}: {error}", file=sys.stderr)
             continue
-        listeners.append((listener, lambda path=path: _to_host(path)))
-    for listener, open_peer in listeners:
-        threading.Thread(target=_accept, args=(listener, open_peer), daemon=True).start()
+        listeners.append((listener, lambda path=path: _to_host(path), FORWARD_CONNECTIONS))
+    for listener, open_peer, cap in listeners:
+        threading.Thread(target=_accept, args=(listener, open_peer, cap), daemon=True).start()
 
 
 def answers_http(port: int) -> bool:

@@ -1,11 +1,12 @@
 """A socket per compute in front of the agent-facing listener: what a sandbox's 127.0.0.1:8788
 (and the socket bound into it) reaches, so every connection is known to be its session's.
 
-Each connection is admitted against the session's cap (past it: a 503 at once), must send its
-first request's header within the header timeout (else 408), and ends after the idle timeout
-with no byte either way. Admitted connections are carried to the listener's loopback TCP port;
-the port they come from tells the listener whose they are (connection_limits.py). All of it
-runs on the listener's event loop; `open` and `close` are called from serve's.
+Each connection is admitted against the session's cap (past it: a 503 at once), must send each
+request's header within the header timeout and its body at a pace (request_pace.py; else 408),
+and ends after the idle timeout with no byte either way. Admitted connections are carried to the
+listener's loopback TCP port; the port they come from tells the listener whose they are
+(connection_limits.py). All of it runs on the listener's event loop; `open` and `close` are
+called from serve's.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..connection_limits import ConnectionLimits
+from .request_pace import PaceError, RequestPace
 
 SOCKET_NAME = "services.sock"  # in the compute's own run directory (private_network.py)
 LINGER_S, LINGER_BYTES = 0.1, 65536  # what a refused connection's unread request may still take
@@ -115,40 +117,27 @@ class Forwarder:
             writer.close()
 
     async def _connection(self, compute: str, conn: socket.socket) -> None:
-        caps = self.limits.caps
         try:
-            reader, writer = await asyncio.open_connection(sock=conn, limit=caps.header_bytes)
+            reader, writer = await asyncio.open_connection(sock=conn)
         except BaseException:
             self.limits.leave(compute)
             conn.close()
             raise
+        pace = RequestPace(self.limits.caps)
         try:
             try:
-                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), caps.header_timeout)
-            except (TimeoutError, asyncio.LimitOverrunError) as error:
-                late = isinstance(error, TimeoutError)
-                self.limits.refuse(
-                    compute,
-                    f"a request's header took over {caps.header_timeout:g}s"
-                    if late
-                    else f"a request's header over {caps.header_bytes} bytes",
-                    True,
-                )
-                answer = (
-                    http_error(408, "RequestTimeout", "the request's header did not arrive in time")
-                    if late
-                    else http_error(431, "RequestHeaderFieldsTooLarge", "the request's header is too large")
-                )
-                await _answer(reader, writer, answer)
+                first = await self._first_header(reader, pace)
+            except PaceError as error:
+                await self._refuse_pace(compute, error, reader, writer)
                 return
-            except (asyncio.IncompleteReadError, ConnectionError):
+            if not first:
                 return  # closed before a whole header: nothing to answer
             up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self._port)
             port = up_writer.get_extra_info("sockname")[1]
             self.limits.connected_from(port, compute)  # before a byte goes up: the listener asks next
             try:
-                up_writer.write(head)
-                await self._relay(compute, (reader, writer), (up_reader, up_writer))
+                up_writer.write(first)
+                await self._relay(compute, pace, (reader, writer), (up_reader, up_writer))
             finally:
                 self.limits.disconnected(port)
                 up_writer.close()
@@ -156,33 +145,70 @@ class Forwarder:
             self.limits.leave(compute)
             writer.close()
 
-    async def _relay(self, compute: str, down: tuple, up: tuple) -> None:
-        """Both directions until both end, or until no byte moved for the idle timeout."""
+    async def _first_header(self, reader: asyncio.StreamReader, pace: RequestPace) -> bytes:
+        """What the client sent until its first request's header was whole (b"": it closed first);
+        no upstream connection is made for a half-sent request."""
+        received = b""
+        pace.begin()
+        while pace.phase == "head":
+            try:
+                data = await asyncio.wait_for(reader.read(65536), pace.wait())
+            except TimeoutError:
+                raise pace.timed_out() from None
+            except ConnectionError:
+                return b""
+            if not data:
+                return b""
+            pace.feed(data)
+            received += data
+        return received
+
+    async def _refuse_pace(
+        self, compute: str, error: PaceError, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        self.limits.refuse(compute, str(error), error.limit)
+        await _answer(reader, writer, http_error(error.status, error.code, str(error)))
+
+    async def _relay(self, compute: str, pace: RequestPace, down: tuple, up: tuple) -> None:
+        """Both directions until both end, or until no byte moved for the idle timeout; the client's
+        requests each within their pace (request_pace.py)."""
         idle = self.limits.caps.idle_timeout
         last = [time.monotonic()]
 
-        async def pump(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+        async def pump(source: asyncio.StreamReader, sink: asyncio.StreamWriter, paced: bool) -> None:
             while True:
+                wait = pace.wait() if paced else None
+                began = time.monotonic()
                 try:
-                    data = await asyncio.wait_for(source.read(65536), idle)
+                    data = await asyncio.wait_for(source.read(65536), idle if wait is None else wait)
                 except TimeoutError:
+                    if wait is not None:
+                        raise pace.timed_out() from None
                     if time.monotonic() - last[0] < idle:
                         continue  # the other direction moved meanwhile
                     raise
+                if paced:
+                    pace.waited(time.monotonic() - began)
                 if not data:
                     with contextlib.suppress(OSError):
                         sink.write_eof()  # passed on as sandbox_init does (uvicorn takes it for a disconnect)
                     return
+                if paced:
+                    pace.feed(data)
                 last[0] = time.monotonic()
                 sink.write(data)
                 await sink.drain()
 
         pumps = [
-            asyncio.ensure_future(pump(down[0], up[1])),
-            asyncio.ensure_future(pump(up[0], down[1])),
+            asyncio.ensure_future(pump(down[0], up[1], True)),
+            asyncio.ensure_future(pump(up[0], down[1], False)),
         ]
         try:
             await asyncio.gather(*pumps)
+        except PaceError as error:
+            for p in pumps:
+                p.cancel()
+            await self._refuse_pace(compute, error, *down)
         except TimeoutError:
             self.limits.refuse(compute, f"a connection idle for {idle:g}s", True)
         except (ConnectionError, OSError):

@@ -3,13 +3,13 @@
 One ASGI app serves bedrock-runtime (bedrock_runtime.py: /model/{id}/converse[-stream]) and,
 for everything else, S3: a reverse proxy to moto in server mode, started here on a free
 loopback port and reachable only through this listener. Only object requests of the backup
-bucket that the execution role allows are forwarded, rebuilt from the parts checked, with the
+bucket that the execution role allows are forwarded (s3_gate.py), rebuilt from the parts checked, with the
 listener's own Host and signature; anything else is refused, so a session reaches its objects
 and the model and nothing else of moto.
 
 The app listens on a unix socket in the state directory (sandboxes with their own network
 namespace forward 127.0.0.1:IN_SANDBOX_PORT inside to it) and on a loopback TCP port (for
---sandbox process and docker). `start_agent_services` runs both in a thread of their own.
+--sandbox process and docker; listener_sockets.py). `start_agent_services` runs both in a thread of their own.
 """
 
 from __future__ import annotations
@@ -17,13 +17,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import re
 import socket
-import tempfile
 import threading
 import time
-import urllib.parse
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,14 +32,16 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from ..connection_limits import UNATTRIBUTED, ConnectionCaps, ConnectionLimits
-from .backups import KEY_VERSION, SCOPE_PATTERN
+from ..host_names import loopback_hosts
+from .backups import KEY_VERSION
 from .bedrock_runtime import BedrockRuntime, ModelBackend, ScriptedBackend
 from .forwarder import Forwarder
 from .listener_attribution import AttributedRequests
+from .listener_sockets import socket_path_for, tcp_socket, unix_socket
 from .openai_backend import OpenAIBackend
+from .s3_gate import Refused, authorise_s3, signed_service
 
 log = logging.getLogger("agentcore_local.agent_services")
-SOCKET_NAME = "agent-services.sock"
 IN_SANDBOX_PORT = 8788  # where a sandbox with its own network sees the listener (next to serve's 8787)
 DUMMY_KEY = "agentcore-local"  # credentials the listener accepts; botocore insists on some
 S3_METHODS = ["GET", "HEAD", "PUT", "POST", "DELETE"]
@@ -81,92 +79,9 @@ def backend_from_spec(
     )
 
 
-def signed_service(request: Request) -> str | None:
-    """The service a request was signed for (SigV4 header or presigned query), None if unsigned."""
-    authorization = request.headers.get("authorization", "")
-    if authorization.startswith("AWS4-HMAC-SHA256 "):  # the scope as moto reads it: the first credential
-        scope = authorization.split(",")[0].split()[1:2]
-        parts = scope[0].removeprefix("Credential=").split("/") if scope else []
-        return parts[3] if len(parts) == 5 and parts[4] == "aws4_request" else "an unreadable scope"
-    parts = request.query_params.get("X-Amz-Credential", "").split("/")
-    if len(parts) == 5:
-        return parts[3]
-    # Signature V2 survives only in S3 (boto3's presigned URLs still default to it).
-    if authorization.startswith("AWS ") or "AWSAccessKeyId" in request.query_params:
-        return "s3"
-    return None
-
-
 def _denied(message: str) -> Response:
     body = f"<Error><Code>AccessDenied</Code><Message>{message}</Message></Error>"
     return Response(body, 403, media_type="application/xml", headers={"x-amzn-ErrorType": "AccessDenied"})
-
-
-# Query parameters of the object requests the execution role's two actions cover (s3:GetObject:
-# GET/HEAD, ranges and response overrides; s3:PutObject: PUT and the multipart upload steps).
-_OBJECT_QUERY = {"partNumber", "uploadId", "uploads", "x-id", "versionId"}
-# What a presigned URL carries besides: dropped, since the listener signs nothing and moto checks nothing.
-_SIGNING_QUERY = ("X-Amz-", "AWSAccessKeyId", "Signature", "Expires")
-_DIGEST = re.compile(r"[0-9a-f]{64}")  # a session id's sha256 (backups.py session_prefix)
-# An object key's bytes as the forward spells them: only what needs no escaping survives unescaped.
-_KEY_SAFE = "/-_.~!$&'()*+,;=:@"
-
-
-class Refused(Exception):
-    """A request the listener does not forward; the message says why (rendered as S3's AccessDenied)."""
-
-
-@dataclass(frozen=True)
-class ObjectRequest:
-    """What the listener forwards, rebuilt from parts it checked: never the caller's own path."""
-
-    method: str
-    bucket: str
-    key: str
-    query: tuple[tuple[str, str], ...]
-
-    def target(self) -> str:
-        """The path and query sent upstream, each part escaped, so nothing downstream re-reads it."""
-        path = f"/{self.bucket}/{urllib.parse.quote(self.key, safe=_KEY_SAFE)}"
-        return path + ("?" + urllib.parse.urlencode(self.query) if self.query else "")
-
-
-def authorise_s3(
-    bucket: str, method: str, raw_path: bytes, raw_query: bytes, allowed: str | None = None
-) -> ObjectRequest:
-    """What iam/backup-policy-statement.json grants, checked on the request the listener forwards:
-    s3:GetObject and s3:PutObject on BUCKET/v2/*, path-style, as a session's role on AWS, and
-    stricter: only keys under `allowed` (the session's own `v2/<scope>/<digest>`, backups.py) when
-    the request came through its compute's socket, else keys of that shape. No ListBucket, no
-    DeleteObject, no other bucket, no moto API. The key is read once, decoded, and refused if any
-    segment is empty, `.` or `..` (an upstream would normalise those away)."""
-    try:
-        path = urllib.parse.unquote(raw_path.decode("ascii"), errors="strict")
-        pairs = urllib.parse.parse_qsl(raw_query.decode("ascii"), keep_blank_values=True, errors="strict")
-    except (UnicodeDecodeError, ValueError) as error:
-        raise Refused(f"the request's path or query is not valid percent-encoded UTF-8 ({error})") from None
-    _, _, rest = path.partition("/")
-    name, slash, key = rest.partition("/")
-    if not path.startswith("/") or name != bucket or not slash:
-        raise Refused(f"only objects of the backup bucket {bucket} are served, path-style")
-    segments = key.split("/")
-    if any(s in ("", ".", "..") for s in segments):
-        raise Refused("an object key with an empty, '.' or '..' segment is not served")
-    if allowed is not None and not key.startswith(allowed + "/"):
-        raise Refused(f"only this session's own backup objects ({bucket}/{allowed}/*) are served")
-    if len(segments) < 4 or segments[0] != KEY_VERSION or not SCOPE_PATTERN.fullmatch(segments[1]):
-        raise Refused(f"only object keys {bucket}/{KEY_VERSION}/SCOPE/SESSION-DIGEST/NAME are served")
-    if not _DIGEST.fullmatch(segments[2]):
-        raise Refused(f"only object keys {bucket}/{KEY_VERSION}/SCOPE/SESSION-DIGEST/NAME are served")
-    if any(ord(c) < 0x20 or c in "\\\x7f" for c in key):
-        raise Refused("an object key with a control character or a backslash is not served")
-    query = tuple((k, v) for k, v in pairs if not k.startswith(_SIGNING_QUERY))
-    names = {k for k, _ in query}
-    if names - _OBJECT_QUERY and not all(k.startswith("response-") for k in names - _OBJECT_QUERY):
-        raise Refused("a subresource (?acl, ?tagging, ...) is another action than GetObject or PutObject")
-    if method not in ("GET", "HEAD", "PUT") and not (method == "POST" and names & {"uploads", "uploadId"}):
-        raise Refused(f"{method} is not GetObject or PutObject")
-    return ObjectRequest(method, name, key, query)
 
 
 def create_app(
@@ -231,33 +146,6 @@ def create_app(
     routes = BedrockRuntime(backend).routes()
     routes.append(Route("/{path:path}", s3, methods=S3_METHODS))
     return Starlette(routes=routes, lifespan=lifespan)
-
-
-def socket_path_for(state_dir: Path) -> Path:
-    """STATE_DIR/agent-services.sock, or one in a new short directory when that path is too long."""
-    path = state_dir.resolve() / SOCKET_NAME
-    if len(os.fsencode(path)) <= 107:  # sun_path holds 108 bytes with the terminating NUL
-        return path
-    return Path(tempfile.mkdtemp(prefix="agentcore-local-")) / SOCKET_NAME
-
-
-def unix_socket(path: Path) -> socket.socket:
-    """A listening unix socket at `path` (an old one from a killed server is replaced)."""
-    with contextlib.suppress(FileNotFoundError):
-        path.unlink()
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.bind(str(path))
-    os.chmod(path, 0o666)  # the sandbox's user may not be ours (docker, user namespaces)
-    sock.listen(128)
-    return sock
-
-
-def tcp_socket(host: str, port: int) -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(128)
-    return sock
 
 
 @dataclass
@@ -332,7 +220,9 @@ def start_agent_services(
     if backup_bucket:
         make_bucket(s3_url, backup_bucket, region)
     limits = ConnectionLimits(caps or ConnectionCaps())
-    app = AttributedRequests(create_app(s3_url, backend, backup_bucket, limits), limits)
+    app = AttributedRequests(
+        create_app(s3_url, backend, backup_bucket, limits), limits, loopback_hosts(IN_SANDBOX_PORT)
+    )
     config = uvicorn.Config(app, log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
     loop = asyncio.new_event_loop()  # the forwarder's too

@@ -23,6 +23,7 @@ from botocore.config import Config
 
 from agentcore_local.connection_limits import ConnectionCaps
 from agentcore_local.sandbox.bwrap import RUN_INSIDE, bwrap_works, find_tool
+from agentcore_local.sandbox.sandbox_init import FORWARD_CONNECTIONS
 from agentcore_local.services.backups import session_prefix
 from agentcore_local.services.listener import IN_SANDBOX_PORT
 from agentcore_local.settings import REPO
@@ -73,13 +74,60 @@ while time.monotonic() < deadline and not os.path.exists("release"):
 """
 
 # Run inside a session: one whole request to the services (an object that is not there, or one
-# outside the backup prefix); prints the status line.
+# outside the backup prefix), Host 127.0.0.1:8788 unless a second argument names another; prints
+# the status line.
 REQUEST = f"""
 import socket, sys
+host = sys.argv[2] if len(sys.argv) > 2 else "127.0.0.1:{IN_SANDBOX_PORT}"
 s = socket.create_connection(("127.0.0.1", {IN_SANDBOX_PORT}), timeout=30)
-s.sendall(("GET " + sys.argv[1] + " HTTP/1.1\\r\\nHost: 127.0.0.1\\r\\nAuthorization: {SCOPE}\\r\\n"
+s.sendall(("GET " + sys.argv[1] + " HTTP/1.1\\r\\nHost: " + host + "\\r\\nAuthorization: {SCOPE}\\r\\n"
            "Connection: close\\r\\n\\r\\n").encode())
 print(s.recv(4096).split(b"\\r\\n")[0].decode())
+"""
+
+# Run inside a session: COUNT connections to the forward, nothing sent; how each was answered
+# (by the sandbox's own forward, by the host's cap, not at all); then all closed, and one whole
+# request on a new connection (the forward outlived the flood): its status line.
+INNER = f"""
+import json, select, socket, sys, time
+count, target = int(sys.argv[1]), sys.argv[2]
+held = [socket.create_connection(("127.0.0.1", {IN_SANDBOX_PORT}), timeout=10) for _ in range(count)]
+answers, deadline = {{}}, time.monotonic() + 20
+while time.monotonic() < deadline and len(answers) < count - {CAP}:
+    ready, _, _ = select.select([s for s in held if s not in answers], [], [], 0.2)
+    for s in ready:
+        answers[s] = s.recv(4096)
+kinds = [b"sandbox's forward" in a and "inner" or b"this session holds" in a and "host" or repr(a[:40])
+         for a in answers.values()]
+for s in held:
+    s.close()
+s = socket.create_connection(("127.0.0.1", {IN_SANDBOX_PORT}), timeout=30)
+s.sendall(("GET " + target + " HTTP/1.1\\r\\nHost: 127.0.0.1:{IN_SANDBOX_PORT}\\r\\n"
+           "Authorization: {SCOPE}\\r\\nConnection: close\\r\\n\\r\\n").encode())
+status = s.recv(4096).split(b"\\r\\n")[0].decode()
+seen = {{k: kinds.count(k) for k in set(kinds)}}
+print(json.dumps(seen | {{"held": count - len(answers), "after": status}}))
+"""
+
+# Run inside a session: a whole request on a keep-alive connection, answered; then half a second
+# request's header, never finished; prints how the connection ended and after how many seconds.
+SLOW_SECOND = f"""
+import socket, sys, time
+s = socket.create_connection(("127.0.0.1", {IN_SANDBOX_PORT}), timeout=60)
+s.sendall(("GET " + sys.argv[1] + " HTTP/1.1\\r\\nHost: 127.0.0.1:{IN_SANDBOX_PORT}\\r\\n"
+           "Authorization: {SCOPE}\\r\\n\\r\\n").encode())
+data = b""
+while b"\\r\\n\\r\\n" not in data:
+    data += s.recv(4096)
+head, _, body = data.partition(b"\\r\\n\\r\\n")
+length = int([l for l in head.split(b"\\r\\n") if l.lower().startswith(b"content-length")][0].split(b":")[1])
+while len(body) < length:
+    body += s.recv(4096)
+first = head.split(b"\\r\\n")[0].decode()
+began = time.monotonic()
+s.sendall(b"GET /x HTTP/1.1\\r\\nHost: 127.0.0.1")
+answer = s.recv(4096).split(b"\\r\\n")[0].decode()
+print(first, "|", answer, "|", round(time.monotonic() - began, 1))
 """
 
 
@@ -172,3 +220,70 @@ def test_the_api_refuses_a_host_that_is_not_its_own(local: LocalRuntime) -> None
             config=Config(retries={"total_max_attempts": 1}),
         )
         assert client.list_agent_runtimes()["agentRuntimes"]
+
+
+def test_the_sandboxs_forward_refuses_past_its_own_cap_and_outlives_the_flood(local: LocalRuntime) -> None:
+    """Connections the host refuses but the session keeps open still cost the sandbox's forward
+    two threads each: past FORWARD_CONNECTIONS it answers 503 itself, and serves again after."""
+    data, arn = local.data(), local.default_arn
+    a = f"conn-inner-{uuid.uuid4().hex}"
+    shell(data, arn, a, "true")
+    inner = put_script(local, a, "inner.py", INNER)
+    own = session_prefix(local.app.state.default_runtime.id, a)
+    extra = 40
+    seen = json.loads(
+        shell(data, arn, a, f"{inner} {FORWARD_CONNECTIONS + extra} /agentcore-local-backups/{own}/x")
+    )
+    assert seen == {
+        "inner": extra,
+        "host": FORWARD_CONNECTIONS - CAP,
+        "held": CAP,
+        "after": "HTTP/1.1 404 Not Found",
+    }, seen
+
+
+def test_a_rebinding_host_from_inside_a_session_is_refused_and_charged_to_it(local: LocalRuntime) -> None:
+    data, arn = local.data(), local.default_arn
+    a = f"conn-host-{uuid.uuid4().hex}"
+    shell(data, arn, a, "true")
+    request = put_script(local, a, "request.py", REQUEST)
+    own = session_prefix(local.app.state.default_runtime.id, a)
+    assert shell(data, arn, a, f"{request} /agentcore-local-backups/{own}/x").startswith("HTTP/1.1 404")
+    answer = shell(
+        data, arn, a, f"{request} /agentcore-local-backups/{own}/x attacker.example:{IN_SANDBOX_PORT}"
+    )
+    assert answer.startswith("HTTP/1.1 403"), answer
+    mine = counted(local, a)
+    assert mine["refusals"] == 1 and "DNS rebinding" in mine["lastRefusal"]
+
+
+PACED = ConnectionCaps(connections=CAP, header_timeout=2.0)
+
+
+@pytest.fixture(scope="module")
+def paced() -> Iterator[LocalRuntime]:
+    """A runtime whose requests' headers must be whole within 2 s."""
+    scratch = REPO / ".agentcore"
+    scratch.mkdir(exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix="test-pace-", dir=scratch))
+    try:
+        with local_runtime(tmp, connection_caps=PACED) as runtime:
+            if not runtime.app.state.sessions.launcher.private_network:
+                pytest.skip("slirp4netns is missing: sessions share the network")
+            yield runtime
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_a_keep_alive_connections_second_header_sent_slowly_is_ended_and_charged(paced: LocalRuntime) -> None:
+    data, arn = paced.data(), paced.default_arn
+    a = f"conn-slow-{uuid.uuid4().hex}"
+    shell(data, arn, a, "true")
+    slow = put_script(paced, a, "slow.py", SLOW_SECOND)
+    own = session_prefix(paced.app.state.default_runtime.id, a)
+    first, second, seconds = shell(data, arn, a, f"{slow} /agentcore-local-backups/{own}/x").split(" | ")
+    assert first.startswith("HTTP/1.1 404") and second.startswith("HTTP/1.1 408"), (first, second)
+    assert PACED.header_timeout <= float(seconds) < PACED.header_timeout + 5
+    mine = counted(paced, a)
+    assert mine["limitsHit"] == 1 and "header took over" in mine["lastRefusal"]
+    assert mine["lastRefusalAt"] is not None

@@ -19,6 +19,7 @@ from botocore.exceptions import ClientError
 from starlette.testclient import TestClient
 
 from agentcore_local.services import listener as agent_services
+from agentcore_local.services import listener_sockets
 from agentcore_local.services.bedrock_runtime import ScriptedBackend
 from agentcore_local.services.listener import (
     IN_SANDBOX_PORT,
@@ -184,7 +185,9 @@ def test_a_planned_failure_is_a_model_error(tmp_path: Path):
 def test_the_unix_socket_serves_the_same_listener(services: AgentServices):
     """What a sandbox with its own network reaches through its forwarded port."""
     with httpx.Client(transport=httpx.HTTPTransport(uds=str(services.socket_path))) as http:
-        answer = http.post(f"http://sandbox/model/{MODEL_ID}/converse", json={"messages": [user("hi")]})
+        answer = http.post(
+            f"http://127.0.0.1:{IN_SANDBOX_PORT}/model/{MODEL_ID}/converse", json={"messages": [user("hi")]}
+        )
     assert answer.status_code == 200
     assert answer.json()["output"]["message"]["content"][0]["text"].startswith(BANNER)
     assert services.forward == (IN_SANDBOX_PORT, services.socket_path)
@@ -208,11 +211,11 @@ def test_requests_signed_for_other_services_are_refused(services: AgentServices)
 
 def test_a_state_dir_too_deep_for_a_unix_socket_gets_a_short_one(tmp_path: Path):
     deep = tmp_path / ("d" * 100)
-    path = agent_services.socket_path_for(deep)
-    assert len(str(path)) <= 107 and path.name == agent_services.SOCKET_NAME
+    path = listener_sockets.socket_path_for(deep)
+    assert len(str(path)) <= 107 and path.name == listener_sockets.SOCKET_NAME
     assert path.parent.is_dir()
     path.parent.rmdir()
-    assert agent_services.socket_path_for(Path("/tmp/x")) == Path("/tmp/x/agent-services.sock")
+    assert listener_sockets.socket_path_for(Path("/tmp/x")) == Path("/tmp/x/agent-services.sock")
 
 
 def test_agent_env_points_the_agents_aws_calls_at_the_listener(services: AgentServices):

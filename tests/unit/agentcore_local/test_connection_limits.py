@@ -5,6 +5,7 @@ sockets, small caps so each limit is reached in a few connections."""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import socket
 import tempfile
@@ -23,7 +24,11 @@ BUCKET = "limits-backups"
 S3_SCOPE = (
     "AWS4-HMAC-SHA256 Credential=AKID/20261201/us-west-2/s3/aws4_request, SignedHeaders=host, Signature=0"
 )
-CAPS = ConnectionCaps(connections=4, upstream=2, header_timeout=0.5, idle_timeout=5.0)
+# A body must come at 2 bytes a second after its first 0.5 s, with no gap over 5 s: the slow
+# uploads below hold for ~5 s, a byte a second is ended in ~2.
+CAPS = ConnectionCaps(
+    connections=4, upstream=2, header_timeout=0.5, idle_timeout=5.0, body_rate=2, body_idle_timeout=5.0
+)
 
 
 @pytest.fixture(scope="module")
@@ -166,3 +171,93 @@ def test_serve_raises_its_open_files_limit_to_the_hard_limit() -> None:
 
     hard = raise_open_files_limit()
     assert resource.getrlimit(resource.RLIMIT_NOFILE) == (hard, hard)
+
+
+def read_answer(sock: socket.socket) -> bytes:
+    """One whole answer (its Content-Length body) from a keep-alive connection."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(65536) or b"!"
+        assert not data.endswith(b"!"), data
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(
+        next(
+            line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")
+        )
+    )
+    while len(body) < length:
+        body += sock.recv(65536)
+    return head
+
+
+def keep_alive(target: str) -> bytes:
+    return get(target).replace(b"Connection: close", b"Connection: keep-alive")
+
+
+def test_the_second_request_of_a_keep_alive_connection_has_the_header_timeout_too(
+    services: AgentServices, sockets: dict[str, Path]
+) -> None:
+    a, a_path = next(iter(sockets.items()))
+    with connect(a_path) as sock:
+        sock.sendall(keep_alive(f"/{BUCKET}/{session_prefix('scope', a)}/missing"))
+        assert read_answer(sock).startswith(b"HTTP/1.1 404")
+        sock.sendall(b"GET /" + BUCKET.encode() + b"/x HTTP/1.1\r\nHost: 127.0.0.1")  # never ends
+        answer = sock.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 408"), answer
+    assert "header took over" in of(services, a)["lastRefusal"]
+    wait_for(lambda: of(services, a)["openConnections"] == 0, 10, "the timed-out connection to be let go")
+
+
+def test_blank_lines_sent_one_at_a_time_do_not_hold_a_connection(
+    services: AgentServices, sockets: dict[str, Path]
+) -> None:
+    a, a_path = next(iter(sockets.items()))
+    with connect(a_path) as sock:
+        deadline, answer = time.monotonic() + 5, b""
+        while time.monotonic() < deadline and not answer:
+            with contextlib.suppress(OSError):
+                sock.sendall(b"\r\n")
+            sock.settimeout(0.1)
+            with contextlib.suppress(TimeoutError):
+                answer = sock.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 408"), answer
+    assert "header took over" in of(services, a)["lastRefusal"]
+
+
+def test_a_body_that_trickles_is_ended_and_counted(services: AgentServices, sockets: dict[str, Path]) -> None:
+    a, a_path = next(iter(sockets.items()))
+    put = (
+        f"PUT /{BUCKET}/{session_prefix('scope', a)}/trickle HTTP/1.1\r\n"
+        f"Host: 127.0.0.1:8788\r\nAuthorization: {S3_SCOPE}\r\nContent-Length: 100\r\n\r\n"
+    ).encode()
+    with connect(a_path) as sock:
+        sock.sendall(put)
+        sock.settimeout(1.0)  # a byte a second: under the 5 s gap, far under 2 bytes a second
+        answer, sent = b"", 0
+        while not answer and sent < 20:
+            with contextlib.suppress(TimeoutError):
+                answer = sock.recv(65536)
+            if not answer:
+                sock.sendall(b"x")
+                sent += 1
+    assert answer.startswith(b"HTTP/1.1 408"), answer
+    assert sent < 10  # ended within seconds, not at the end of its 100 bytes
+    seen = of(services, a)
+    assert "body came slower" in seen["lastRefusal"] and seen["limitsHit"] >= 1
+
+
+def test_chunked_and_pipelined_requests_on_one_connection_are_all_answered(
+    services: AgentServices, sockets: dict[str, Path]
+) -> None:
+    a, a_path = next(iter(sockets.items()))
+    key = f"/{BUCKET}/{session_prefix('scope', a)}/chunked"
+    put = (
+        f"PUT {key} HTTP/1.1\r\nHost: 127.0.0.1:8788\r\nAuthorization: {S3_SCOPE}\r\n"
+        "Transfer-Encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n2\r\nde\r\n0\r\nX-Trailer: 1\r\n\r\n"
+    ).encode()
+    with connect(a_path) as sock:
+        sock.sendall(put + keep_alive(key))  # two requests in one write
+        assert read_answer(sock).startswith(b"HTTP/1.1 200")
+        assert read_answer(sock).startswith(b"HTTP/1.1 200")
+        sock.sendall(keep_alive(key))
+        assert read_answer(sock).startswith(b"HTTP/1.1 200")

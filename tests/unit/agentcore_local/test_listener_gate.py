@@ -20,7 +20,8 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from agentcore_local.services.backups import session_prefix
-from agentcore_local.services.listener import AgentServices, Refused, authorise_s3, start_agent_services
+from agentcore_local.services.listener import IN_SANDBOX_PORT, AgentServices, start_agent_services
+from agentcore_local.services.s3_gate import Refused, authorise_s3
 
 BUCKET = "gate-backups"
 CREDENTIAL = "AWS4-HMAC-SHA256 Credential=AKID/20261201/{}/aws4_request"
@@ -143,12 +144,21 @@ def test_a_path_that_is_not_one_object_of_a_session_prefix_is_refused_however_it
     assert host_side(services).get_object(Bucket=BUCKET, Key=planted)["Body"].read() == b'{"seq": 7}'
 
 
-def test_the_callers_host_header_does_not_pick_another_bucket(services: AgentServices) -> None:
-    """moto takes a virtual-hosted bucket from Host: the forward sends its own Host, path-style."""
+def test_a_host_that_is_not_the_listeners_own_is_refused(services: AgentServices) -> None:
+    """DNS rebinding, and moto's virtual-hosted buckets (taken from Host): neither gets through."""
     key = f"{fresh_prefix()}/x"
-    answer = raw(services, "PUT", f"/{BUCKET}/{key}", Host=f"{BUCKET}-other.s3.amazonaws.com")
-    assert answer.status_code == 200, answer.text
-    assert host_side(services).get_object(Bucket=BUCKET, Key=key)["Body"].read() == b""
+    port = httpx.URL(services.tcp_url).port
+    for host in (f"{BUCKET}-other.s3.amazonaws.com", f"attacker.example:{port}", f"127.0.0.1:{port + 1}"):
+        answer = raw(services, "PUT", f"/{BUCKET}/{key}", Host=host)
+        assert answer.status_code == 403 and "DNS rebinding" in answer.text, (host, answer.text)
+    with pytest.raises(host_side(services).exceptions.NoSuchKey):
+        host_side(services).get_object(Bucket=BUCKET, Key=key)
+    for host in (f"127.0.0.1:{port}", f"localhost:{port}", f"127.0.0.1:{IN_SANDBOX_PORT}"):
+        assert raw(services, "PUT", f"/{BUCKET}/{key}", Host=host).status_code == 200, host
+    converse = httpx.post(
+        f"{services.tcp_url}/model/m/converse", json={}, headers={"Host": f"attacker.example:{port}"}
+    )
+    assert converse.status_code == 403  # nor the model, on the user's API key
 
 
 @pytest.mark.parametrize(
