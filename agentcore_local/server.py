@@ -173,19 +173,17 @@ def create_app(settings: Settings, clock: Clock = time.time, launcher: Launcher 
             caps=settings.connection_caps,
         )
         app.state.agent_services = services
-        sessions.s3_url = services.s3_url  # where a code zip is fetched from (artifacts.py)
-        sessions.forwarder, sessions.shared_socket = services.forwarder, services.socket_path
         # A sandbox with its own network reaches the services through its forward, the rest over TCP.
         # serve's environment and the runtime's come after: MODEL_PROVIDER=scripted there keeps the
         # in-process test double.
         private, reaches = sessions.launcher.private_network, sessions.launcher.reaches_host_loopback
         defaults = services.agent_env(in_sandbox=private) if private or reaches else {}
-        sessions.settings = dataclasses.replace(
-            sessions.settings,
-            agent_env={**defaults, **sessions.settings.agent_env},
-            forwards=(*sessions.settings.forwards, services.forward)
-            if private
-            else sessions.settings.forwards,
+        sessions.connect(
+            services.s3_url,  # where a code zip is fetched from (artifacts.py)
+            services.forwarder,
+            services.socket_path,
+            agent_env={**defaults, **settings_abs.agent_env},
+            forwards=(*settings_abs.forwards, services.forward) if private else settings_abs.forwards,
         )
         if settings.default_runtime:
             runtime = registry.find_by_name(settings.default_runtime) or registry.create(
