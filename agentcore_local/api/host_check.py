@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..errors import AccessDeniedException
-from .responses import render_error
+from .protocol import render_error
 
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
 
