@@ -1,6 +1,6 @@
 """AWS error types of the AgentCore APIs, one class each, as botocore's service models declare them.
 
-Each rule raises the error where it lives; `responses.py` renders every one the same way
+Each rule raises the error where it lives; `api/protocol.py` renders every one the same way
 (status code, `x-amzn-ErrorType` header, JSON body), so botocore raises the matching
 `client.exceptions.<Code>`.
 """

@@ -7,26 +7,25 @@ import contextlib
 import dataclasses
 import json
 import logging
-import os
 import signal
 import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from types import FrameType
 from typing import IO
 
 import uvicorn
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import Request
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import durable
 
 from . import state_lock
-from .api import OwnHostOnly, render_error, routes, unknown_operation
+from .announcement import announce, remove_endpoint
+from .api import OwnHostOnly, RenderUnexpected, render_error, routes, unknown_operation
 from .connection_limits import raise_open_files_limit
 from .control import RuntimeRegistry, agent_request
 from .errors import AgentCoreError
@@ -34,7 +33,7 @@ from .sandbox import Launcher, choose, ecr_uri, s3_client
 from .services import backend_from_spec, start_agent_services
 from .sessions import SessionBackend
 from .settings import DEFAULT_MOUNT_PATH, Settings
-from .state_lock import ENDPOINT_FILE
+from .state_lock import ENDPOINT_FILE  # noqa: F401 (its spelling for __main__ and bench)
 from .storage import Volumes, unmount_under
 
 log = logging.getLogger("agentcore_local")
@@ -48,37 +47,6 @@ def write_runtime_record(arn: str, runtime_id: str, region: str, path: Path) -> 
     so `client.py --runtime-file` finds the default runtime; atomic, as a kill must not tear it."""
     body = json.dumps({"agentRuntimeArn": arn, "agentRuntimeId": runtime_id, "region": region}, indent=2)
     durable.write_text(path, body + "\n")
-
-
-class RenderUnexpected:
-    """An unexpected exception becomes AWS's InternalServerException here, and is not re-raised.
-
-    Starlette's ServerErrorMiddleware (where an `Exception` handler would run) always re-raises
-    after answering, and uvicorn then closes the keep-alive connection: the client's next call on
-    it failed with ConnectionClosedError. Once an answer has started only closing can tell the
-    client, so then the exception goes on.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = False
-
-        async def tracked(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, receive, tracked)
-        except Exception as error:
-            if started:
-                raise
-            await render_error(Request(scope), error)(scope, receive, send)
 
 
 def default_runtime_request(settings: Settings, name: str) -> dict:
@@ -173,19 +141,17 @@ def create_app(settings: Settings, clock: Clock = time.time, launcher: Launcher 
             caps=settings.connection_caps,
         )
         app.state.agent_services = services
-        sessions.s3_url = services.s3_url  # where a code zip is fetched from (artifacts.py)
-        sessions.forwarder, sessions.shared_socket = services.forwarder, services.socket_path
         # A sandbox with its own network reaches the services through its forward, the rest over TCP.
         # serve's environment and the runtime's come after: MODEL_PROVIDER=scripted there keeps the
         # in-process test double.
         private, reaches = sessions.launcher.private_network, sessions.launcher.reaches_host_loopback
         defaults = services.agent_env(in_sandbox=private) if private or reaches else {}
-        sessions.settings = dataclasses.replace(
-            sessions.settings,
-            agent_env={**defaults, **sessions.settings.agent_env},
-            forwards=(*sessions.settings.forwards, services.forward)
-            if private
-            else sessions.settings.forwards,
+        sessions.connect(
+            services.s3_url,  # where a code zip is fetched from (artifacts.py)
+            services.forwarder,
+            services.socket_path,
+            agent_env={**defaults, **settings_abs.agent_env},
+            forwards=(*settings_abs.forwards, services.forward) if private else settings_abs.forwards,
         )
         if settings.default_runtime:
             runtime = registry.find_by_name(settings.default_runtime) or registry.create(
@@ -197,9 +163,13 @@ def create_app(settings: Settings, clock: Clock = time.time, launcher: Launcher 
         if settings.agent_dir is not None:
             app.state.own_agent = await asyncio.to_thread(register_own_agent, settings, sessions, registry)
         reaper = asyncio.create_task(reap_forever(sessions, settings.reaper_interval))
+        if app.state.url is not None:  # the socket listens already (bind): connections queue until served
+            announce(app.state, app.state.url)
         try:
             yield
         finally:
+            if app.state.url is not None:
+                remove_endpoint(state_dir)
             reaper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reaper
@@ -221,6 +191,7 @@ def create_app(settings: Settings, clock: Clock = time.time, launcher: Launcher 
     app.state.settings = settings_abs
     app.state.default_runtime = None
     app.state.own_agent = None
+    app.state.url = None  # serve's, set once bound: it announces the endpoint (announcement.py)
     return app
 
 
@@ -245,65 +216,24 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def write_endpoint(state_dir: Path, url: str, arn: str | None, aws_url: str | None = None) -> None:
-    """What `agentcore_local env --state-dir` reads: the URL, the default runtime's ARN, and the
-    moto server's (S3, IAM, STS for the host side: uploading a code zip, the toolkit's role)."""
-    body = {"url": url, "agentRuntimeArn": arn, "awsUrl": aws_url, "pid": os.getpid()}
-    durable.write_json(state_dir / ENDPOINT_FILE, body)
+@contextlib.contextmanager
+def exit_zero_on_signal(server: uvicorn.Server) -> Iterator[None]:
+    """SIGINT/SIGTERM end serve cleanly with exit 0. uvicorn's own handlers start the clean shutdown;
+    after it, uvicorn re-raises the signal under the handlers it found at its start, these: they
+    only ask it to exit (a signal before uvicorn's handlers are in place does the same)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
 
+    def stop(sig: int, frame: FrameType | None) -> None:
+        server.should_exit = True
 
-class Server(uvicorn.Server):
-    """uvicorn, announcing the endpoint once it listens and removing the file when it stops."""
-
-    def __init__(self, config: uvicorn.Config, app: Starlette, url: str) -> None:
-        super().__init__(config)
-        self._app, self._url = app, url
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets)
-        if self.started:
-            state = self._app.state
-            arn = state.default_runtime.arn if state.default_runtime else None
-            write_endpoint(state.settings.state_dir, self._url, arn, state.agent_services.s3_url)
-            launcher = state.sessions.launcher
-            if not launcher.isolated:
-                isolation = "NOT isolated: sessions can see each other's files"
-            elif launcher.private_network:
-                isolation = "isolated, each session on its own network"
-            else:
-                isolation = "isolated files and processes, but sessions SHARE the network"
-            print(
-                f"agentcore_local listening on {self._url} (sandbox: {launcher.name}, {isolation})",
-                flush=True,
-            )
-            if launcher.limits is not None and (launcher.cgroups or not launcher.own_cgroups):
-                kernel = launcher.cgroups.describe() if launcher.cgroups else launcher.name
-                print(f"each session's compute: {launcher.limits.describe()} ({kernel})", flush=True)
-            if arn:
-                print(f"default runtime {state.default_runtime.name}: {arn}", flush=True)
-                print(f"export AGENT_ARN={arn}", flush=True)
-            if state.own_agent is not None:
-                print(f"your agent {state.own_agent.name}: {state.own_agent.arn}", flush=True)
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        """SIGINT/SIGTERM start the clean shutdown; unlike uvicorn's, not re-raised after it: exit 0."""
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-        previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            yield
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-
-    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        endpoint = self._app.state.settings.state_dir / ENDPOINT_FILE
-        with contextlib.suppress(OSError, ValueError, KeyError):
-            if json.loads(endpoint.read_text())["pid"] == os.getpid():  # only the file this serve wrote
-                endpoint.unlink()
-        await super().shutdown(sockets)
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def serve(settings: Settings, held: IO[str] | None = None) -> None:
@@ -313,6 +243,11 @@ def serve(settings: Settings, held: IO[str] | None = None) -> None:
     held = held or state_lock.hold(settings.state_dir)  # held until serve returns
     app = create_app(settings)
     sock = bind(settings.host, settings.port)
-    url = f"http://{settings.host}:{sock.getsockname()[1]}"
+    app.state.url = f"http://{settings.host}:{sock.getsockname()[1]}"  # announced once serving (lifespan)
     config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=3, lifespan="on")
-    Server(config, app, url).run(sockets=[sock])
+    server = uvicorn.Server(config)
+    try:
+        with exit_zero_on_signal(server):
+            server.run(sockets=[sock])
+    finally:  # a second Ctrl-C skips the lifespan's end: the file goes all the same
+        remove_endpoint(app.state.settings.state_dir)

@@ -1,7 +1,7 @@
-"""HTTP <-> backend: the route table, validation against botocore models, responses."""
+"""HTTP <-> backend: the route table, validation against botocore models, the protocol, responses."""
 
 from .host_check import OwnHostOnly
-from .responses import render_error, unknown_operation
+from .protocol import RenderUnexpected, render_error, unknown_operation
 from .urls import routes
 
-__all__ = ["OwnHostOnly", "render_error", "routes", "unknown_operation"]
+__all__ = ["OwnHostOnly", "RenderUnexpected", "render_error", "routes", "unknown_operation"]

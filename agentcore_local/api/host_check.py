@@ -11,7 +11,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..errors import AccessDeniedException
 from ..host_names import foreign_host
-from .responses import render_error
+from .protocol import render_error
 
 
 class OwnHostOnly:

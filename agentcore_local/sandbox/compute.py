@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
-import json
 import logging
 import os
 import signal
@@ -23,6 +21,7 @@ import httpx
 from ..errors import RuntimeClientError
 from ..services import Forwarder
 from .confinement import Confinement
+from .init_channel import InitChannel
 from .launcher import Launcher, LaunchSpec
 from .private_network import PrivateNetwork, log_tail
 from .slots import Slot
@@ -63,12 +62,8 @@ class Compute:
         self._process: asyncio.subprocess.Process | None = None
         self._reader: asyncio.Task | None = None
         self._exited = asyncio.Event()
-        self._init = asyncio.Event()  # sandbox_init runs: bwrap has finished building the sandbox
-        self._ready = asyncio.Event()  # sandbox_init saw the agent's /ping answer Healthy
-        self._execs: dict[str, asyncio.Queue] = {}
-        self._ids = itertools.count(1)
+        self._channel = InitChannel(lambda: self.lost)  # its stdin and stdout
         self.stopping = False
-        self.exit_code: int | None = None
         self._slot: Slot | None = None
         self.started_at: float | None = None  # time.time() when it answered Healthy
         # Its cgroup (docker: none of ours, docker makes its own).
@@ -83,6 +78,11 @@ class Compute:
     def lost(self) -> str | None:
         """Why the kernel ended this compute (its memory limit), or None."""
         return self.confinement.lost if self.confinement else None
+
+    @property
+    def exit_code(self) -> int | None:
+        """The agent's exit code, as sandbox_init reported it."""
+        return self._channel.exit_code
 
     @property
     def running(self) -> bool:
@@ -111,7 +111,7 @@ class Compute:
                 argv = self.confinement.wrap(argv)
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.log_path, "ab") as log_file:
-                self._process = await asyncio.create_subprocess_exec(
+                self._process = self._channel.process = await asyncio.create_subprocess_exec(
                     *argv,
                     stdin=asyncio.subprocess.PIPE,
                     stdout=asyncio.subprocess.PIPE,
@@ -133,10 +133,10 @@ class Compute:
         network: asyncio.Task | None = None
         try:
             if net is not None:
-                child_pid = await net.sandbox_pid(self._init, self._exited, timeout)
+                child_pid = await net.sandbox_pid(self._channel.init, self._exited, timeout)
                 # The network comes up while the agent imports: it needs none before it answers /ping.
                 network = asyncio.create_task(net.start(child_pid, timeout))
-            await self._send(
+            await self._channel.send(
                 {
                     "op": "start",
                     "env": self.launcher.agent_environment(spec),
@@ -168,13 +168,13 @@ class Compute:
 
     async def _wait_healthy(self, timeout: float) -> None:
         """Until sandbox_init says the agent's /ping answered Healthy (it polls at a fixed 10 ms)."""
-        waits = [asyncio.ensure_future(e.wait()) for e in (self._ready, self._exited)]
+        waits = [asyncio.ensure_future(e.wait()) for e in (self._channel.ready, self._exited)]
         try:
             await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for waiter in waits:
                 waiter.cancel()
-        if self._ready.is_set():
+        if self._channel.ready.is_set():
             return
         if self._exited.is_set():
             raise RuntimeClientError(
@@ -226,64 +226,21 @@ class Compute:
             return None
 
     async def _read(self) -> None:
-        assert self._process and self._process.stdout
         try:
-            async for line in self._process.stdout:
-                try:
-                    message: dict[str, Any] = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                if "id" in message and (queue := self._execs.get(str(message["id"]))):
-                    queue.put_nowait(message)
-                elif message.get("event") == "init":
-                    self._init.set()
-                elif message.get("event") == "ready":
-                    self._ready.set()
-                elif message.get("event") in ("exited", "stopped"):
-                    self.exit_code = message.get("code")
+            await self._channel.read()
         finally:
+            assert self._process
             await self._process.wait()
             if self.confinement is not None:
                 await self.confinement.end()
             self._exited.set()
-            for queue in self._execs.values():
-                queue.put_nowait(None)  # commands still running: the compute is gone
+            self._channel.close()  # commands still running: the compute is gone
             if not self.stopping:
                 self._on_exit(self)
 
-    async def _send(self, message: dict[str, Any]) -> None:
-        assert self._process and self._process.stdin
-        self._process.stdin.write((json.dumps(message) + "\n").encode())
-        await self._process.stdin.drain()
-
-    async def exec(self, command: str, timeout: float) -> AsyncIterator[dict[str, Any]]:
+    def exec(self, command: str, timeout: float) -> AsyncIterator[dict[str, Any]]:
         """Run a shell command in the sandbox; yields {"stream","data"} then {"exit","status"}."""
-        exec_id = str(next(self._ids))
-        queue: asyncio.Queue = asyncio.Queue()
-        self._execs[exec_id] = queue
-        finished = False
-        try:
-            try:
-                await self._send({"op": "exec", "id": exec_id, "command": command, "timeout": timeout})
-            except (ConnectionError, RuntimeError) as error:
-                raise RuntimeClientError(f"The session's compute is gone: {error}") from error
-            while True:
-                message = await queue.get()
-                if message is None:
-                    finished = True
-                    why = f"the session's compute stopped{': ' + self.lost if self.lost else ''}"
-                    yield {"exit": -1, "status": "COMPLETED", "stream_error": why}
-                    return
-                if "exit" in message:
-                    finished = True
-                    yield message
-                    return
-                yield message
-        finally:
-            self._execs.pop(exec_id, None)
-            if not finished and self.running:  # the caller went away: end the command too
-                with contextlib.suppress(ConnectionError, RuntimeError):
-                    await self._send({"op": "kill", "id": exec_id})
+        return self._channel.exec(command, timeout)
 
     async def stop(self, grace: float) -> None:
         """Graceful: sandbox_init SIGTERMs the agent, SIGKILLs it after `grace`, syncs. Then the fallbacks."""
@@ -293,7 +250,7 @@ class Compute:
             return
         if not self._exited.is_set():
             with contextlib.suppress(ConnectionError, RuntimeError, AssertionError):
-                await self._send({"op": "stop", "grace": grace})
+                await self._channel.send({"op": "stop", "grace": grace})
                 self._process.stdin.close()  # type: ignore[union-attr]
             try:
                 await asyncio.wait_for(self._exited.wait(), grace + 5.0)

@@ -1,7 +1,7 @@
 """What time and the control plane do to sessions: when a session's storage resets, the reaper
 (idle timeout, max lifetime), and the registry's changes (a new version, a deleted runtime or
-endpoint). SessionBackend (sessions.py) supplies the sessions and the stop; this module decides
-which compute stops and which storage goes.
+endpoint). SessionChanges is handed the sessions, the pool and the stop; it decides which compute
+stops and which storage goes.
 
 Each session is judged by the version of its own endpoint (the qualifier of its latest
 invocation): a session on a named endpoint pinned to version 1 keeps its compute and its storage
@@ -13,60 +13,68 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from abc import ABC, abstractmethod
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import Any
 
 from ..control import Change, Runtime, RuntimeRegistry
-from ..storage import SessionStorage
+from ..sandbox import s3_client
+from ..services import delete_scope, scope_of
 from .lifecycle import LifecyclePolicy, State, StopReason
 from .pool import WarmPool
 from .session import Session
+from .table import SessionTable
 
 log = logging.getLogger("agentcore_local.sessions")
+Stop = Callable[[Session, str], Awaitable[None]]
+Spawn = Callable[[Coroutine[Any, Any, Any]], None]
 
 
-class SessionChanges(ABC):
-    """SessionBackend's reaper and its answers to the registry's changes."""
+def reset_reason(session: Session, runtime: Runtime, now: float) -> str | None:
+    """Why AWS would hand this session empty storage at its next compute, or None."""
+    if session.storage_version is not None and session.storage_version != runtime.version:
+        return f"the runtime changed from version {session.storage_version} to {runtime.version}"
+    if session.lifecycle.storage_expired(now, LifecyclePolicy.of(runtime.lifecycle())):
+        return "14 days passed without an invocation"
+    if runtime.session_storage_mount() is None:
+        return "the runtime has no sessionStorage filesystem configuration"
+    return None
 
-    sessions: dict[tuple[str, str], Session]
-    registry: RuntimeRegistry
-    storage: SessionStorage
-    pool: WarmPool
-    clock: Callable[[], float]
 
-    @abstractmethod
-    def session(self, runtime_id: str, session_id: str, create: bool = True) -> Session | None:
-        """The session, loaded from disk after a restart, or a new one (None if not `create`)."""
+def delete_backups(s3_url: str | None, bucket: str | None, runtime: Runtime) -> None:
+    """Delete every backup of the runtime's sessions (all its versions' scopes)."""
+    if not bucket or s3_url is None:  # backups off, or serve's S3 not started (tests)
+        return
+    scopes = {scope_of(runtime.id, v["config"].get("environmentVariables") or {}) for v in runtime.versions}
+    s3 = s3_client(s3_url)
+    for scope in sorted(scopes):
+        gone = delete_scope(s3, bucket, scope)
+        log.info("runtime_id=<%s>, scope=<%s> | %d backup objects deleted", runtime.id, scope, gone)
 
-    @abstractmethod
-    async def _request_stop(self, session: Session, reason: str, missing_ok: bool = True) -> None:
-        """Stop the session's compute; return once its storage is consistent."""
 
-    @abstractmethod
-    def _spawn(self, coroutine: Coroutine[Any, Any, Any]) -> None:
-        """Run `coroutine` in the background, kept until it ends."""
-
-    @abstractmethod
-    def _delete_backups(self, runtime: Runtime) -> None:
-        """Delete every backup of the runtime's sessions (all its versions' scopes)."""
+class SessionChanges:
+    def __init__(
+        self,
+        table: SessionTable,
+        registry: RuntimeRegistry,
+        pool: WarmPool,
+        clock: Callable[[], float],
+        stop: Stop,
+        spawn: Spawn,
+        delete_backups: Callable[[Runtime], None],
+    ) -> None:
+        self.table = table
+        self.registry = registry
+        self.pool = pool
+        self.clock = clock
+        self._stop, self._spawn, self._delete_backups = stop, spawn, delete_backups
+        self.passes = 0  # reaper passes completed: what a test waits on instead of the time
 
     # --- time ----------------------------------------------------------------------------
-
-    def _reset_reason(self, session: Session, runtime: Runtime, now: float) -> str | None:
-        """Why AWS would hand this session empty storage at its next compute, or None."""
-        if session.storage_version is not None and session.storage_version != runtime.version:
-            return f"the runtime changed from version {session.storage_version} to {runtime.version}"
-        if session.lifecycle.storage_expired(now, LifecyclePolicy.of(runtime.lifecycle())):
-            return "14 days passed without an invocation"
-        if runtime.session_storage_mount() is None:
-            return "the runtime has no sessionStorage filesystem configuration"
-        return None
 
     async def reap(self) -> None:
         """Stop compute past its idle timeout or max lifetime (the agent's HealthyBusy counts as activity)."""
         now = self.clock()
-        for session in list(self.sessions.values()):
+        for session in list(self.table.sessions.values()):
             runtime = self.registry.runtimes.get(session.runtime_id)
             if runtime is None:
                 continue
@@ -81,22 +89,22 @@ class SessionChanges(ABC):
                 session.lifecycle.touch(now)
                 continue
             if reason:
-                self._spawn(self._request_stop(session, reason))
+                self._spawn(self._stop(session, reason))
+        self.passes += 1
 
     # --- change --------------------------------------------------------------------------
 
-    def _on_runtime_change(self, change: Change, runtime: Runtime, endpoint: str | None) -> None:
+    def on_runtime_change(self, change: Change, runtime: Runtime, endpoint: str | None) -> None:
         """A new version stops the compute of the sessions whose endpoint now serves another version
         (their storage resets at their next start); a deleted runtime or endpoint takes its sessions,
         storage and all."""
         if change is not Change.ENDPOINT_DELETED:
             self.pool.retire(runtime, deleted=change is Change.DELETED)
         if change is Change.VERSION:
-            affected: Iterable[Session] = [s for s in self.sessions.values() if s.runtime_id == runtime.id]
+            affected: Iterable[Session] = self.table.loaded(runtime.id)
         else:  # the sessions on disk too: a restart of serve loads only those invoked since
-            affected = [
-                s for s in self._all_sessions_of(runtime.id) if endpoint is None or s.endpoint == endpoint
-            ]
+            every = self.table.all_of(runtime.id)
+            affected = [s for s in every if endpoint is None or s.endpoint == endpoint]
         retiring = [self._retire(session, runtime, change) for session in affected]
         if change is Change.DELETED:  # once every compute has stopped (a stop pushes a last backup)
             self._spawn(self._forget(runtime, retiring))
@@ -111,14 +119,6 @@ class SessionChanges(ABC):
             await asyncio.to_thread(self._delete_backups, runtime)
         except Exception:  # the bucket's expiry rule (cloud/backup_bucket.py) still ends them
             log.exception("runtime_id=<%s> | its backups could not all be deleted", runtime.id)
-
-    def _all_sessions_of(self, runtime_id: str) -> list[Session]:
-        """Every session of the runtime: those in memory and those only meta.json remembers."""
-        for meta_file in (self.storage.state_dir / "sessions" / runtime_id).glob("*/meta.json"):
-            meta = self.storage.read_meta(meta_file.parent) or {}
-            if isinstance(meta.get("runtimeSessionId"), str):
-                self.session(runtime_id, meta["runtimeSessionId"], create=False)
-        return [s for s in self.sessions.values() if s.runtime_id == runtime_id]
 
     def _served_version(self, session: Session, runtime: Runtime) -> int | None:
         endpoint = runtime.endpoints.get(session.endpoint)
@@ -136,8 +136,8 @@ class SessionChanges(ABC):
                 Change.DELETED: StopReason.RUNTIME_DELETED,
                 Change.ENDPOINT_DELETED: StopReason.ENDPOINT_DELETED,
             }[change]
-            await self._request_stop(session, reason)
+            await self._stop(session, reason)
         if gone:
-            self.sessions.pop((session.runtime_id, session.session_id), None)
-            await asyncio.to_thread(self.storage.delete, session.root)
+            self.table.forget(session)
+            await asyncio.to_thread(self.table.storage.delete, session.root)
             log.info("session_id=<%s> | storage deleted (%s)", session.session_id, change)

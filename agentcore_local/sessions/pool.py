@@ -29,7 +29,7 @@ from ..control import Runtime
 from ..sandbox import Compute
 
 log = logging.getLogger("agentcore_local.pool")
-# (runtime) -> (its key, a compute not yet started): sessions.py builds both, as for a session.
+# (runtime) -> (its key, a compute not yet started): computes.py builds both, as for a session.
 Build = Callable[[Runtime], tuple[Hashable, Compute]]
 Key = Callable[[Runtime], Hashable]
 REFILL_DELAY_S = 0.5  # after a take: past the busy start of a first turn (~0.1 s; more on a loaded host)

@@ -1,6 +1,6 @@
 """One runtime session as the backend keeps it: its lifecycle, paths, compute, and what meta.json
 saves across restarts of serve; and AWS's rule for a runtime session id. No rules of when things
-happen here (sessions.py, session_changes.py); no HTTP.
+happen here (runner.py, changes.py); no HTTP.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from agentcore_local.api import responses
+from agentcore_local.api import protocol
 from tests.support.faults import new_id, reliability_runtime
 from tests.support.local_runtime import LocalRuntime, invoke
 
@@ -370,7 +370,7 @@ def test_an_oversized_chunked_payload_is_refused_as_it_streams(
     local: LocalRuntime, session: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """No Content-Length to trust: the body is counted as it arrives (the limit lowered to keep it small)."""
-    monkeypatch.setattr(responses, "MAX_PAYLOAD", 1000)
+    monkeypatch.setattr(protocol, "MAX_PAYLOAD", 1000)
     chunk = b"3e8\r\n" + b"x" * 1000 + b"\r\n"
     send = raw_socket(
         "POST {path} HTTP/1.1\nHost: {host}\nX-Amzn-Bedrock-AgentCore-Runtime-Session-Id: {session}\n"
