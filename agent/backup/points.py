@@ -1,7 +1,7 @@
 """The backup's history as a user sees it: `client.py checkpoints --backup` lists it, and
 `client.py restore CHECKPOINT` brings any checkpoint of it back into the session, files and
 conversation (the actions `{"action": "checkpoints", "backup": true}` and `{"action": "restore",
-"checkpoint": ID}`). What a restore replaces is a checkpoint first (agent/recorder.py bring_back),
+"checkpoint": ID}`). What a restore replaces is a checkpoint first (agent/checkpoints/recorder.py bring_back),
 and the conversation it replaces is moved aside into `.sessions/.undone/`, never deleted.
 """
 

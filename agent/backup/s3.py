@@ -205,7 +205,7 @@ class S3Backup:
         """When the storage holds no checkpoint (new, or reset by a new version or 14 idle days,
         whatever an exec wrote into it meanwhile) and a backup exists: bring back files and
         conversation, placing only what is absent (a file there now is kept, and reported).
-        Called at the mount (agent/mount_watch.py) and before any request; resumes a restore a
+        Called at the mount (agent/service/mount_watch.py) and before any request; resumes a restore a
         kill cut short (the marker is written before the first request to S3)."""
         store = Store(workspace)
         marker = store.root / RESTORING_FILE

@@ -10,7 +10,7 @@ A backup's keys need the runtime session id, which the agent learns from a reque
 `X-Amzn-Bedrock-AgentCore-Runtime-Session-Id` header (SessionHeader, on every path /ping
 included): the restore starts at the mount when the id is known by then, else at the first
 request that names it. Every request first waits for the restore (`ensure`). A restore never
-overwrites what is there (agent/backup.py), so a file an exec wrote meanwhile is kept.
+overwrites what is there (agent/backup/s3.py), so a file an exec wrote meanwhile is kept.
 """
 
 from __future__ import annotations
