@@ -12,6 +12,7 @@ from starlette.background import BackgroundTask
 from starlette.responses import JSONResponse, Response
 
 from agent.checkpoints.recorder import Busy as WorkspaceBusy
+from agent.checkpoints.store import StorageFull
 from agent.checkpoints.undo import UndoError
 from agent.conversation import protocol
 from agent.conversation.conversations import Busy
@@ -23,12 +24,16 @@ REFUSALS = (protocol.BadRequest, Busy, WorkspaceBusy, UndoError, OSError)
 
 
 def refusal(error: Exception) -> JSONResponse:
-    """400/413 for a bad request, 409 while its conversation or the workspace is busy, 500 when an
-    action hit the storage (full, read-only): said in one line, and the service keeps serving."""
+    """400/413 for a bad request, 409 while its conversation or the workspace is busy, 507 when a
+    checkpoint found no room (what to do is in its text), 500 when an action hit the storage
+    otherwise (read-only): said in one line, and the service keeps serving."""
     if isinstance(error, protocol.BadRequest):
         return JSONResponse({"error": str(error)}, status_code=error.status)
     if isinstance(error, (Busy, WorkspaceBusy, UndoError)):
         return JSONResponse({"error": str(error)}, status_code=409)
+    if isinstance(error, StorageFull):
+        log.warning("action | refused: %s", error)
+        return JSONResponse({"error": str(error)}, status_code=507)
     log.warning("action | failed: %s", error)
     return JSONResponse({"error": f"the request failed on the workspace: {error}"}, status_code=500)
 
