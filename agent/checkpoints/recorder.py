@@ -20,7 +20,8 @@ from typing import Any
 
 from agent.checkpoints import undo
 from agent.checkpoints.history_bytes import HistoryBytes
-from agent.checkpoints.store import CheckpointStore, StorageFull, missing_paths
+from agent.checkpoints.no_room import StorageFull
+from agent.checkpoints.store import CheckpointStore, missing_paths
 from agent.checkpoints.walk import Walk, after_restore, diff, update, verify, walk
 from agent.checkpoints.watch import Tracker
 from agent.conversation.protocol import TurnRecord, Usage

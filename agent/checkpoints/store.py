@@ -14,14 +14,12 @@ differ from the previous manifest, and a manifest is a delta unless FULL_EVERY d
 up (or the delta is most of the tree), so `read` materialises any checkpoint from at most
 that many. Symlinks are recorded, never followed; non-regular files are never opened. Objects
 go in before the manifest that names them, so a kill -9 mid-checkpoint leaves at most
-unreferenced objects behind (pruned later). A checkpoint that fails (a full filesystem, or no
-room left under the quota: StorageFull) deletes the objects it wrote and writes no manifest, so
-the store is as it was, and the next walk is a full one, so the changes it held are not missed.
+unreferenced objects behind (pruned later). A write that fails (no room: agent/checkpoints/no_room.py)
+rolls back: the store is as it was, and the next walk is a full one, so no change is missed.
 """
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import logging
@@ -29,13 +27,13 @@ import os
 import stat
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import durable
 from agent.checkpoints.manifest_checks import MAX_MANIFEST_BYTES, malformed, set_aside
+from agent.checkpoints.no_room import all_or_nothing
 from agent.checkpoints.objects import Objects
 from agent.checkpoints.walk import Walk, diff
 from agent.session_files import CHECKPOINTS, SESSIONS
@@ -45,17 +43,6 @@ log = logging.getLogger(__name__)
 FULL_EVERY = 16  # a delta chain is never longer: reading a checkpoint parses one full manifest at most
 OBJECTS, MANIFESTS = "objects", "manifests"  # the store's two folders (docs/CONTRACT.md §6)
 CACHED = 8  # materialised manifests kept in memory (the chain an undo or a listing walks)
-FULL = (errno.ENOSPC, errno.EDQUOT)  # no room: the filesystem's, or the quota's (objects.py)
-
-
-class StorageFull(OSError):
-    """A checkpoint not written for lack of room; the store is as it was. Its text says what to do."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(errno.ENOSPC, reason)
-
-    def __str__(self) -> str:
-        return str(self.strerror)
 
 
 class CheckpointStore:
@@ -112,7 +99,7 @@ class CheckpointStore:
 
     def write_manifest(self, manifest: dict[str, Any]) -> None:
         """Write one manifest atomically (after its objects); it becomes the latest if its seq is highest."""
-        with self.lock, self._whole():
+        with self.lock, all_or_nothing(self):
             self._write(manifest, None)
             self._dirty = None
             self.files.added = []
@@ -208,7 +195,7 @@ class CheckpointStore:
         """Hash the files the walk could not match by stat, storing new contents as objects.
         `touched`: the paths the walk changed (agent/checkpoints/walk.py update); None: it may be any.
         New contents are refused past `limit` (StorageFull), as they are on a full filesystem."""
-        with self.lock, self._whole():
+        with self.lock, all_or_nothing(self):
             self._dirty = None if touched is None or self._dirty is None else self._dirty | touched
             paths = list(found.files) if touched is None else [p for p in touched if p in found.files]
             self.files.room = self.limit(found) if self.limit is not None and paths else None
@@ -241,7 +228,7 @@ class CheckpointStore:
         """Store what changed since the latest manifest, then write the manifest (objects first).
         `touched` as for hash_missing. `fields` are the manifest's own: kind, outcome,
         conversation_id, messages, prompt, ..."""
-        with self.lock, self._whole():
+        with self.lock, all_or_nothing(self):
             previous = self.latest()
             self.hash_missing(found, touched)
             before, after = (previous["files"] if previous else {}), found.files
@@ -267,24 +254,10 @@ class CheckpointStore:
             self._dirty, self.files.added = set(), []
             return manifest
 
-    @contextmanager
-    def _whole(self) -> Iterator[None]:
-        """All or nothing: a failure deletes the objects written since the last manifest and forgets
-        the last walk (the next is a full walk: no change is missed); no room becomes StorageFull."""
-        try:
-            yield
-        except Exception as error:
-            self.files.forget_added()
-            self.last_walk, self._dirty, self.recheck = None, None, set()
-            if isinstance(error, StorageFull) or not (isinstance(error, OSError) and error.errno in FULL):
-                raise
-            why = "the filesystem is full" if error.errno == errno.ENOSPC else error.strerror
-            self.failed = (
-                f"a checkpoint could not be written: {why}; nothing was changed and the checkpoints are "
-                "as they were. Delete files (an exec of rm) and ask again"
-            )
-            log.warning("checkpoints | %s", self.failed)
-            raise StorageFull(self.failed) from error
+    def roll_back(self) -> None:
+        """After a failed write: delete the objects no manifest names yet, walk everything next time."""
+        self.files.forget_added()
+        self.last_walk, self._dirty, self.recheck = None, None, set()
 
     def _count(self, change: int) -> None:
         if self._bytes is not None:

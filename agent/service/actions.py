@@ -9,8 +9,8 @@ from typing import Any
 from bedrock_agentcore.runtime import BedrockAgentCoreApp
 
 from agent.backup.s3 import S3Backup
+from agent.checkpoints.no_room import StorageFull
 from agent.checkpoints.recorder import Recorder
-from agent.checkpoints.store import StorageFull
 from agent.conversation.conversations import Conversation, Conversations
 from agent.conversation.protocol import ActionRequest
 from agent.service.settings import Settings

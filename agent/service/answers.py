@@ -11,8 +11,8 @@ from typing import Any
 from starlette.background import BackgroundTask
 from starlette.responses import JSONResponse, Response
 
+from agent.checkpoints.no_room import StorageFull
 from agent.checkpoints.recorder import Busy as WorkspaceBusy
-from agent.checkpoints.store import StorageFull
 from agent.checkpoints.undo import UndoError
 from agent.conversation import protocol
 from agent.conversation.conversations import Busy

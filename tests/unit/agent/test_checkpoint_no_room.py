@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from agent.checkpoints.no_room import StorageFull
 from agent.checkpoints.recorder import Recorder
-from agent.checkpoints.store import StorageFull
 from agent.session_files import SESSIONS
 
 BIG = 3 * 2**19  # past objects.py's SMALL: copied by streaming
