@@ -200,10 +200,14 @@ class Recorder:
             if self._running:
                 raise Busy("a turn is running in this workspace; undo when it has ended")
             latest = self.store.latest()
-            now = self._walk()
             messages = undo.stored_messages(self.sessions, conversation_id)
             turn = int(latest.get("turn", 0)) if latest else 0
-            self._record_if_changed(now, latest, conversation_id, messages, turn)
+            try:
+                now = self._walk()
+                self._record_if_changed(now, latest, conversation_id, messages, turn)
+            except StorageFull as full:  # without that checkpoint the undo would delete what it holds
+                why = "it keeps the changes since the last checkpoint first"
+                raise StorageFull(f"undo refused ({why}): {full}") from None
             step = undo.plan(self.store, turns)
             if not set(step.keep_messages) <= claimed:
                 raise Busy("another conversation took a turn meanwhile; retry the undo")

@@ -9,7 +9,6 @@ from typing import Any
 from bedrock_agentcore.runtime import BedrockAgentCoreApp
 
 from agent.backup.s3 import S3Backup
-from agent.checkpoints.no_room import StorageFull
 from agent.checkpoints.recorder import Recorder
 from agent.conversation.conversations import Conversation, Conversations
 from agent.conversation.protocol import ActionRequest
@@ -51,13 +50,9 @@ class Actions:
             involved = await asyncio.to_thread(self.recorder.conversations_to_undo, request.turns)
             for conversation_id in sorted({request.conversation_id, *involved}):
                 claimed.append(self.conversations.begin(conversation_id))
-            try:
-                report = await asyncio.to_thread(
-                    self.recorder.undo, request.turns, request.conversation_id, involved
-                )
-            except StorageFull as full:  # without that checkpoint the undo would delete what it holds
-                why = "it keeps the changes since the last checkpoint first"
-                raise StorageFull(f"undo refused ({why}): {full}") from None
+            report = await asyncio.to_thread(
+                self.recorder.undo, request.turns, request.conversation_id, involved
+            )
             for conversation in claimed:
                 Conversations.drop(conversation)  # warm Agents must not keep the turns taken back
         finally:

@@ -196,3 +196,20 @@ def test_status_writes_nothing_and_leaves_the_changes_for_the_next_checkpoint(tm
     external = recorder.store.read(recorder.store.seqs()[-2])
     assert external is not None and external["kind"] == "external"
     assert (external["changed"]["added"], external["changed"]["deleted"]) == (["new.txt"], ["one.txt"])
+
+
+def test_an_undo_whose_files_cannot_fit_back_is_refused_before_it_changes_anything(small_fs: Path) -> None:
+    recorder = recorder_at(small_fs / "ws")
+    data = os.urandom(BIG)
+    assert turn(recorder, {"big.bin": data, "other.txt": b"other\n"}) is not None
+    start = recorder.begin("c")
+    (recorder.workspace / "big.bin").unlink()  # a turn deletes it; undoing that writes it back
+    assert recorder.end(start, "c", "rm big.bin", "answered").checkpoint is not None
+    fill(small_fs / "filler")
+    before, files = store_state(recorder), project(recorder.workspace)
+    with pytest.raises(StorageFull, match=r"undo refused: the files it writes back take 1\.5 MiB"):
+        recorder.undo(1, "c", {"c"})
+    assert store_state(recorder) == before and project(recorder.workspace) == files
+    (small_fs / "filler").unlink()
+    assert recorder.undo(1, "c", {"c"})["files"]["restored"] == ["big.bin"]
+    assert (recorder.workspace / "big.bin").read_bytes() == data
