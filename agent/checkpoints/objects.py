@@ -7,6 +7,7 @@ name and renamed in, so a kill -9 leaves at most a temp file or an object no man
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import stat
@@ -27,6 +28,8 @@ class Objects:
     def __init__(self, workspace: Path, folder: Path, counted: Callable[[int], None]) -> None:
         self.workspace, self.folder, self.counted = workspace, folder, counted
         self._dirs: set[str] = set()
+        self.room: int | None = None  # bytes new objects may still take (None: as the filesystem allows)
+        self.added: list[str] = []  # written since the store last named them in a manifest (or gave up)
 
     def path(self, sha256: str) -> Path:
         return self.folder / sha256[:2] / sha256
@@ -50,7 +53,7 @@ class Objects:
                 if not self.has(sha):
                     self.put(sha, data)
             else:
-                sha = self._put_stream(fd)
+                sha = self._put_stream(fd, before.st_size)
             after = os.fstat(fd)
         finally:
             os.close(fd)
@@ -69,18 +72,43 @@ class Objects:
     def put(self, sha: str, data: bytes) -> None:
         if self.has(sha):
             return
+        self._admit(len(data))
         durable.write_bytes(self._folder(sha) / sha, data, fsync=False)
-        self.counted(len(data))
+        self._added(sha, len(data))
 
-    def _put_stream(self, fd: int) -> str:
+    def _admit(self, size: int) -> None:
+        """Refuse an object past `room` as a quota'd filesystem would (EDQUOT), before writing it."""
+        if self.room is not None and size > self.room:
+            raise OSError(
+                errno.EDQUOT,
+                f"{size / 2**20:.1f} MiB more would take session storage past its quota "
+                f"({max(self.room, 0) / 2**20:.1f} MiB left)",
+            )
+
+    def _added(self, sha: str, size: int) -> None:
+        self.added.append(sha)
+        self.counted(size)
+        if self.room is not None:
+            self.room -= size
+
+    def _put_stream(self, fd: int, length: int) -> str:
         """Copy a large file into a temp object while hashing it, then name it by its hash."""
+        if self.room is not None and length > self.room:  # no room for a copy: enough if it is known
+            digest = hashlib.sha256()
+            while chunk := os.read(fd, SMALL):
+                digest.update(chunk)
+            if self.has(sha := digest.hexdigest()):
+                return sha
+            self._admit(length)
         self.folder.mkdir(parents=True, exist_ok=True)
         out, tmp = tempfile.mkstemp(dir=self.folder, prefix=".tmp-")
         digest, size = hashlib.sha256(), 0
         try:
             while chunk := os.read(fd, SMALL):
                 digest.update(chunk)
-                os.write(out, chunk)
+                view = memoryview(chunk)
+                while view:  # a write near a full disk may be short: never a truncated object
+                    view = view[os.write(out, view) :]
                 size += len(chunk)
             os.close(out)
             sha = digest.hexdigest()
@@ -88,7 +116,7 @@ class Objects:
                 os.unlink(tmp)
             else:
                 os.replace(tmp, self._folder(sha) / sha)
-                self.counted(size)
+                self._added(sha, size)
             return sha
         except BaseException:
             with suppress(OSError):
@@ -96,6 +124,12 @@ class Objects:
             with suppress(OSError):
                 os.unlink(tmp)
             raise
+
+    def forget_added(self) -> None:
+        """Delete the objects written since the last manifest (a checkpoint that could not be written)."""
+        for sha in self.added:
+            self.remove(sha)
+        self.added = []
 
     def remove(self, sha: str) -> None:
         path = self.path(sha)

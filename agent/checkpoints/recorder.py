@@ -20,6 +20,7 @@ from typing import Any
 
 from agent.checkpoints import undo
 from agent.checkpoints.history_bytes import HistoryBytes
+from agent.checkpoints.no_room import StorageFull
 from agent.checkpoints.store import CheckpointStore, missing_paths
 from agent.checkpoints.walk import Walk, after_restore, diff, update, verify, walk
 from agent.checkpoints.watch import Tracker
@@ -76,6 +77,12 @@ class Recorder:
         self.tracker = Tracker(SESSIONS)
         self.history = HistoryBytes(workspace)  # the usage figure's history part, from its own tracker
         self.unchanged = 0  # walks that found the tracker reporting nothing (for the bench)
+        self.store.limit = self._room
+
+    def _room(self, found: Walk) -> int:
+        """What new checkpoint contents may take before session storage passes its quota (a
+        measured quota lets files past it in one call; a checkpoint of them would keep it there)."""
+        return self.quota_bytes - (found.bytes + self.history.bytes() + self.store.bytes())
 
     def _walk(self) -> Walk:
         """The workspace now, hashed, and the store's last walk from here on."""
@@ -100,6 +107,17 @@ class Recorder:
         found, touched = update(self.workspace, last, paths, self.tracker.watch, changes.dirs)
         self.store.hash_missing(found, touched)
         return found
+
+    def _look(self) -> Walk:
+        """The workspace now, for its usage only: nothing hashed or stored, nothing taken from the
+        tracker (the next _walk sees the same changes), so it answers on a full filesystem too."""
+        last = self.store.last_walk
+        changes = self.tracker.peek() if last is not None else None
+        if changes is None or last is None:
+            latest = self.store.latest() if last is None else None
+            return walk(self.workspace, latest["files"] if latest else None, before=last)
+        paths = changes.paths | self.store.recheck
+        return update(self.workspace, last, paths, None, changes.dirs)[0] if paths else last
 
     def begin(self, conversation_id: str, restore: Restore = NO_RESTORE) -> TurnStart:
         """Before the model runs: verify (first turn here), keep changes made between turns."""
@@ -156,6 +174,8 @@ class Recorder:
                     parent=start.parent,
                     turn=start.turn,
                 )
+            except StorageFull:  # answered all the same: the next checkpoint that has room keeps it
+                return TurnRecord(None, start.restored_from, start.verified, self.usage(self._look()))
             finally:
                 self._running -= 1
             return TurnRecord(manifest["id"], start.restored_from, start.verified, self.usage(found))
@@ -163,7 +183,7 @@ class Recorder:
     def usage(self, found: Walk) -> Usage:
         kept = self.store.bytes()
         total = found.bytes + self.history.bytes() + kept
-        return Usage(bytes=total, files=found.count, quota_bytes=self.quota_bytes, checkpoint_bytes=kept)
+        return Usage(total, found.count, self.quota_bytes, kept, unrecorded=self.store.failed)
 
     def needs_pruning(self) -> bool:
         return self.store.over(self.keep, self.max_bytes)
@@ -182,10 +202,14 @@ class Recorder:
             if self._running:
                 raise Busy("a turn is running in this workspace; undo when it has ended")
             latest = self.store.latest()
-            now = self._walk()
             messages = undo.stored_messages(self.sessions, conversation_id)
             turn = int(latest.get("turn", 0)) if latest else 0
-            self._record_if_changed(now, latest, conversation_id, messages, turn)
+            try:
+                now = self._walk()
+                self._record_if_changed(now, latest, conversation_id, messages, turn)
+            except StorageFull as full:  # without that checkpoint the undo would delete what it holds
+                why = "it keeps the changes since the last checkpoint first"
+                raise StorageFull(f"undo refused ({why}): {full}") from None
             step = undo.plan(self.store, turns)
             if not set(step.keep_messages) <= claimed:
                 raise Busy("another conversation took a turn meanwhile; retry the undo")
@@ -275,8 +299,9 @@ class Recorder:
             ]
 
     def status(self) -> dict[str, Any]:
+        """Usage and checkpoints, read-only: it answers on a full filesystem or over the quota."""
         with self.store.lock:
-            found = self._walk()
+            found = self._look()
             seqs = self.store.seqs()
             return {
                 "usage": self.usage(found).to_json(),

@@ -14,7 +14,8 @@ differ from the previous manifest, and a manifest is a delta unless FULL_EVERY d
 up (or the delta is most of the tree), so `read` materialises any checkpoint from at most
 that many. Symlinks are recorded, never followed; non-regular files are never opened. Objects
 go in before the manifest that names them, so a kill -9 mid-checkpoint leaves at most
-unreferenced objects behind (pruned later).
+unreferenced objects behind (pruned later). A write that fails (no room: agent/checkpoints/no_room.py)
+rolls back: the store is as it was, and the next walk is a full one, so no change is missed.
 """
 
 from __future__ import annotations
@@ -26,12 +27,13 @@ import os
 import stat
 import threading
 import time
-from contextlib import suppress
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import durable
 from agent.checkpoints.manifest_checks import MAX_MANIFEST_BYTES, malformed, set_aside
+from agent.checkpoints.no_room import all_or_nothing
 from agent.checkpoints.objects import Objects
 from agent.checkpoints.walk import Walk, diff
 from agent.session_files import CHECKPOINTS, SESSIONS
@@ -61,6 +63,8 @@ class CheckpointStore:
         self._dirty: set[str] | None = None
         self.recheck: set[str] = set()  # written while hashed: the next update looks again
         self._cache: dict[int, tuple[tuple[int, ...], dict[str, Any]]] = {}  # seq -> (stamp, manifest)
+        self.limit: Callable[[Walk], int] | None = None  # bytes new objects may take, given a walk (quota)
+        self.failed: str | None = None  # why the last checkpoint was not written; None once one is
 
     # --- the contract's API --------------------------------------------------------------------
 
@@ -95,9 +99,10 @@ class CheckpointStore:
 
     def write_manifest(self, manifest: dict[str, Any]) -> None:
         """Write one manifest atomically (after its objects); it becomes the latest if its seq is highest."""
-        with self.lock:
+        with self.lock, all_or_nothing(self):
             self._write(manifest, None)
             self._dirty = None
+            self.files.added = []
 
     def _write(self, manifest: dict[str, Any], stored: dict[str, Any] | None) -> None:
         """Write `manifest` (materialised) as `stored` (its delta form) or, if None, whole."""
@@ -105,13 +110,19 @@ class CheckpointStore:
         body = stored if stored is not None else {k: v for k, v in manifest.items() if k != "depth"}
         data = json.dumps(body, separators=(",", ":")).encode()
         path = self.manifests / f"{manifest['seq']:06d}.json"
-        with suppress(OSError):
-            if self._bytes is not None:
-                self._bytes -= path.stat().st_size  # a prune making a delta whole again
+        try:
+            replaced = path.stat().st_size  # a prune making a delta whole again
+        except OSError:
+            replaced = None
         durable.write_bytes(path, data, fsync=False)
-        durable.write_bytes(self.root / "HEAD", f"{self.seqs()[-1]:06d}\n".encode(), fsync=False)
+        try:
+            durable.write_bytes(self.root / "HEAD", f"{self.seqs()[-1]:06d}\n".encode(), fsync=False)
+        except OSError:
+            if replaced is None:  # a new checkpoint goes whole or not at all: HEAD stays as it was
+                path.unlink(missing_ok=True)
+            raise
         if self._bytes is not None:
-            self._bytes += len(data)
+            self._bytes += len(data) - (replaced or 0)
         manifest["depth"] = 0 if stored is None else manifest.get("depth", 1)
         self._cache.pop(manifest["seq"], None)
         if self._latest is None or manifest["seq"] >= self._latest["seq"]:
@@ -182,20 +193,26 @@ class CheckpointStore:
 
     def hash_missing(self, found: Walk, touched: set[str] | None = None) -> None:
         """Hash the files the walk could not match by stat, storing new contents as objects.
-        `touched`: the paths the walk changed (agent/checkpoints/walk.py update); None: it may be any."""
-        with self.lock:
+        `touched`: the paths the walk changed (agent/checkpoints/walk.py update); None: it may be any.
+        New contents are refused past `limit` (StorageFull), as they are on a full filesystem."""
+        with self.lock, all_or_nothing(self):
             self._dirty = None if touched is None or self._dirty is None else self._dirty | touched
             paths = list(found.files) if touched is None else [p for p in touched if p in found.files]
-            for relpath in paths:
-                item = found.files[relpath]
-                if item["type"] == "file" and "sha256" not in item and not self.files.hash_in(relpath, item):
-                    del found.files[relpath]  # no longer a regular file: the next walk sees what it is
-                    found.keys.pop(relpath, None)
-                    self.recheck.add(relpath)
-                elif item.get("ctime") == -1.0:
-                    found.keys.pop(relpath, None)  # written while we read it: hash it again next time
-                    self.recheck.add(relpath)
-            self.last_walk = found
+            self.files.room = self.limit(found) if self.limit is not None and paths else None
+            try:
+                for relpath in paths:
+                    item = found.files[relpath]
+                    unhashed = item["type"] == "file" and "sha256" not in item
+                    if unhashed and not self.files.hash_in(relpath, item):
+                        del found.files[relpath]  # no longer a regular file: the next walk sees what it is
+                        found.keys.pop(relpath, None)
+                        self.recheck.add(relpath)
+                    elif item.get("ctime") == -1.0:
+                        found.keys.pop(relpath, None)  # written while we read it: hash it again next time
+                        self.recheck.add(relpath)
+            finally:
+                self.files.room = None
+            self.last_walk, self.failed = found, None  # every content it names is stored now
 
     def differing(self, found: Walk) -> set[str]:
         """The paths whose entries differ between the latest manifest and `found` (hashed)."""
@@ -211,7 +228,7 @@ class CheckpointStore:
         """Store what changed since the latest manifest, then write the manifest (objects first).
         `touched` as for hash_missing. `fields` are the manifest's own: kind, outcome,
         conversation_id, messages, prompt, ..."""
-        with self.lock:
+        with self.lock, all_or_nothing(self):
             previous = self.latest()
             self.hash_missing(found, touched)
             before, after = (previous["files"] if previous else {}), found.files
@@ -234,8 +251,13 @@ class CheckpointStore:
                 stored.update(base=previous["seq"], delta=delta)
                 manifest["depth"] = depth
             self._write(manifest, stored)
-            self._dirty = set()
+            self._dirty, self.files.added = set(), []
             return manifest
+
+    def roll_back(self) -> None:
+        """After a failed write: delete the objects no manifest names yet, walk everything next time."""
+        self.files.forget_added()
+        self.last_walk, self._dirty, self.recheck = None, None, set()
 
     def _count(self, change: int) -> None:
         if self._bytes is not None:

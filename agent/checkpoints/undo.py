@@ -22,6 +22,7 @@ from typing import Any
 
 import durable
 from agent import session_files as layout
+from agent.checkpoints.no_room import StorageFull
 from agent.checkpoints.store import CheckpointStore
 from agent.checkpoints.walk import Entry
 
@@ -116,6 +117,7 @@ def restore(
         raise UndoError(
             f"the stored copy of {damaged[0]} is damaged (its hash does not match); nothing was changed"
         )
+    _check_room(root, [target[p] for p in writes], [now[p] for p in gone])
     for path in sorted(gone, key=_depth, reverse=True):
         if now[path]["type"] == "dir":
             shutil.rmtree(root / path, ignore_errors=True)  # rmtree never follows symlinks
@@ -130,6 +132,19 @@ def restore(
         if target[path]["type"] != "symlink":
             os.chmod(root / path, target[path]["mode"], follow_symlinks=False)
     return {"restored": mkdirs + writes, "deleted": sorted(p for p in gone if p not in target), "mode": modes}
+
+
+def _check_room(root: Path, written: list[Entry], deleted: list[Entry]) -> None:
+    """StorageFull, before anything changes, when the files to write back cannot fit in the free
+    space and what the deletes free (deletes go first), counting a block more for each written."""
+    fs = os.statvfs(root)
+    need = sum(e.get("size", 0) + fs.f_frsize for e in written if e["type"] == "file")
+    free = fs.f_bavail * fs.f_frsize + sum(e.get("size", 0) for e in deleted if e["type"] == "file")
+    if need > free:
+        raise StorageFull(
+            f"undo refused: the files it writes back take {need / 2**20:.1f} MiB and {free / 2**20:.1f} "
+            "MiB is free; nothing was changed. Delete files (an exec of rm) and undo again"
+        )
 
 
 def _intact(store: CheckpointStore, sha256: str) -> bool:

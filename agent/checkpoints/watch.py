@@ -113,6 +113,11 @@ class Tracker:
         self.tracked += 1
         return changes
 
+    def peek(self) -> Changes | None:
+        """What take() would say now, left for it: a look that records nothing (status)."""
+        self._drain()
+        return None if self.doubt else Changes(set(self.changed), set(self.created))
+
     def _drain(self) -> None:
         while self.fd >= 0 and not self.doubt:
             try:

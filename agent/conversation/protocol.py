@@ -118,9 +118,12 @@ class Usage:
     files: int
     quota_bytes: int
     checkpoint_bytes: int = 0
+    unrecorded: str | None = None  # why the last checkpoint was not written (the store's words)
 
     @property
     def warning(self) -> str | None:
+        if self.unrecorded:
+            return f"changes since the last checkpoint are not kept yet: {self.unrecorded}"
         if self.bytes < WARN_AT * self.quota_bytes:
             return None
         return (

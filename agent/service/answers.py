@@ -12,6 +12,7 @@ from starlette.background import BackgroundTask
 from starlette.responses import JSONResponse, Response
 
 from agent.backup.reports import BackupError
+from agent.checkpoints.no_room import StorageFull
 from agent.checkpoints.recorder import Busy as WorkspaceBusy
 from agent.checkpoints.undo import UndoError
 from agent.conversation import protocol
@@ -25,14 +26,18 @@ REFUSALS = (protocol.BadRequest, Busy, WorkspaceBusy, UndoError, BackupError, OS
 
 def refusal(error: Exception) -> JSONResponse:
     """400/404/413 for a bad request, 409 while its conversation or the workspace is busy, 503 when
-    the backup cannot be reached, 500 when an
-    action hit the storage (full, read-only): said in one line, and the service keeps serving."""
+    the backup cannot be reached, 507 when a checkpoint found no room (what to do is in its text),
+    500 when an action hit the storage otherwise (read-only): said in one line, and the service
+    keeps serving."""
     if isinstance(error, protocol.BadRequest):
         return JSONResponse({"error": str(error)}, status_code=error.status)
     if isinstance(error, (Busy, WorkspaceBusy, UndoError)):
         return JSONResponse({"error": str(error)}, status_code=409)
     if isinstance(error, BackupError):  # S3 unreachable, or a backup no restore can use
         return JSONResponse({"error": str(error)}, status_code=503)
+    if isinstance(error, StorageFull):
+        log.warning("action | refused: %s", error)
+        return JSONResponse({"error": str(error)}, status_code=507)
     log.warning("action | failed: %s", error)
     return JSONResponse({"error": f"the request failed on the workspace: {error}"}, status_code=500)
 

@@ -146,25 +146,41 @@ def test_a_full_session_can_still_delete_undo_and_ask_for_status_and_then_works_
     assert shell(data, arn, session, "ls").split() == ["fine.txt", "keep.txt"]
 
 
-# The agent keeps files changed since its last checkpoint before it answers status or undoes (so an
-# undo loses nothing): agent/recorder.py's _walk -> store.hash_missing copies them into .sessions.
-UNRECORDED = pytest.mark.xfail(
-    strict=True,
-    raises=ClientError,
-    reason="on a full filesystem the agent cannot store the blobs of unrecorded changes: 500 ENOSPC",
-)
+def test_status_answers_on_a_full_filesystem_with_unrecorded_changes_and_writes_nothing(
+    local: LocalRuntime,
+) -> None:
+    data, arn = local.data(), agent_runtime(local)
+    session = new_id()
+    invoke(data, arn, session, "sh -c 'echo one > one.txt'")
+    shell(data, arn, session, "head -c 60M /dev/zero > big.bin || true")  # full, and not checkpointed
+    store = "du -sb .sessions/.checkpoints | cut -f1"
+    kept = shell(data, arn, session, store)
+    status = act(data, arn, session, action="status")
+    assert status["usage"]["quota_bytes"] == QUOTA and "full" in status["usage"]["warning"]
+    assert shell(data, arn, session, store) == kept  # read-only: nothing copied into the store
 
 
-@UNRECORDED
-@pytest.mark.parametrize("body", [{"action": "status"}, {"action": "undo", "turns": 1}])
-def test_status_and_undo_answer_on_a_full_filesystem_with_unrecorded_changes(
-    local: LocalRuntime, body: dict
+def test_undo_on_a_full_filesystem_with_unrecorded_changes_is_refused_in_one_line_then_works_after_a_delete(
+    local: LocalRuntime,
 ) -> None:
     data, arn = local.data(), agent_runtime(local)
     session = new_id()
     invoke(data, arn, session, "sh -c 'echo one > one.txt'")
     shell(data, arn, session, "head -c 60M /dev/zero > big.bin || true")
-    assert act(data, arn, session, **body)["usage"]["quota_bytes"] == QUOTA
+    # The undo would delete big.bin, which no checkpoint holds and none can on a full disk: refused.
+    message = refused(lambda: act(data, arn, session, action="undo", turns=1))
+    assert "undo refused" in message and "Delete files" in message and "\n" not in message
+    assert shell(data, arn, session, "ls").split() == ["big.bin", "one.txt"]  # nothing changed
+    assert run(data, arn, session, "rm big.bin")[:2] == (0, "COMPLETED")
+    assert act(data, arn, session, action="undo", turns=1)["files"]["deleted"] == ["one.txt"]
+    assert "response" in invoke(data, arn, session, "sh -c 'echo fine > fine.txt'")
+
+
+def refused(call) -> str:
+    """The one-line error an agent's refusal reaches boto3 with."""
+    with pytest.raises(ClientError) as caught:
+        call()
+    return caught.value.response["Error"]["Message"]
 
 
 def test_a_sparse_file_costs_the_host_only_its_written_blocks_on_the_volume(local: LocalRuntime) -> None:
@@ -239,10 +255,12 @@ def test_without_a_volume_a_session_over_quota_can_delete_undo_and_ask_for_statu
     assert refused_turn(data, arn, session)
     assert act(data, arn, session, action="status")["usage"]["quota_bytes"] == QUOTA
     assert act(data, arn, session, action="checkpoints")["checkpoints"]
+    # No checkpoint past the quota: an undo that would have to keep big.bin first is refused ...
+    assert "past its quota" in refused(lambda: act(data, arn, session, action="undo", turns=1))
+    assert run(data, arn, session, "rm big.bin")[:2] == (0, "COMPLETED")  # ... until it is deleted
     assert "one.txt" in act(data, arn, session, action="undo", turns=1)["files"]["deleted"]
-    assert run(data, arn, session, "rm -f big.bin; ls")[:3] == (0, "COMPLETED", "")
-    # Still over: status kept big.bin in a checkpoint first (so an undo could bring it back).
-    assert refused_turn(data, arn, session)
+    wait_for(lambda: measured_bytes(measured, session) < QUOTA, 30, "the measure after the rm")
+    assert "response" in invoke(data, arn, session, "hello")  # back under the quota
 
 
 def test_without_a_volume_a_sparse_file_counts_at_its_apparent_size_and_exec_rm_frees_it(

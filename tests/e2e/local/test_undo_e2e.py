@@ -176,7 +176,8 @@ def test_every_answer_carries_usage_and_a_warning_from_80_percent_of_the_quota(
     first = invoke(data, arn, session, "hello")["workspace"]
     assert first["usage"]["quota_bytes"] == QUOTA and "warning" not in first["usage"]
     assert first["restored_from"] is None and first["checkpoint"]
-    shell(data, arn, session, "head -c 3300000 /dev/zero > big.bin")
+    # 1.7 MB, and as much again in the checkpoint that keeps it: past 80% (a checkpoint never passes 100%)
+    shell(data, arn, session, "head -c 1700000 /dev/zero > big.bin")
     second = invoke(data, arn, session, "hello")["workspace"]
     assert second["usage"]["bytes"] >= 0.8 * QUOTA and "full" in second["usage"]["warning"]
     assert second["restored_from"] == "storage"
@@ -218,11 +219,14 @@ def test_client_undo_checkpoints_and_status_print_a_short_summary(
     assert shell(data, arn, session, "ls").split() == ["one.txt"]
 
     shell(data, arn, session, "head -c 3300000 /dev/zero > big.bin")
-    assert client_cli.main(["status", *where]) == 0
+    assert client_cli.main(["status", *where]) == 0  # read-only: the file alone is past 80%
     out = capsys.readouterr()
     assert out.out.startswith("storage: ") and "checkpoints: 4 kept (latest 000004)" in out.out
     assert "backup: off" in out.out and "warning: session storage is" in out.err
 
+    assert client_cli.main(["invoke", "hello", *where]) == 1  # keeping big.bin would pass the quota
+    assert "Delete files" in capsys.readouterr().err
+    shell(data, arn, session, "truncate -s 1700000 big.bin")  # and as much again in its checkpoint
     assert client_cli.main(["invoke", "hello", *where]) == 0
     assert "warning: session storage is" in capsys.readouterr().err
     assert client_cli.main(["undo", "--turns", "9", *where]) == 1
