@@ -1,4 +1,4 @@
-"""deploy.py's command line: its subcommands and options (their help is the README's), and the
+"""deploy.py's command line: its subcommands and options (their help is shown in docs/deploy.md), and the
 seed's `--create` / `--update RUNTIME_ID` flags rewritten as commands."""
 
 from __future__ import annotations

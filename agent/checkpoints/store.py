@@ -1,7 +1,7 @@
 """Checkpoints: what each turn left in the workspace, kept inside session storage.
 
 A small content-addressed store under `.sessions/.checkpoints/` (the layout is shared with
-agent/backup/s3.py; README "Checkpoints, undo and storage"):
+agent/backup/s3.py; docs/checkpoints.md):
 
     objects/<sha256[:2]>/<sha256>   one regular file's bytes, written once (agent/checkpoints/objects.py)
     manifests/<seq>.json            one checkpoint, written last: every entry of the workspace

@@ -3,7 +3,7 @@
 Strands' SlidingWindowConversationManager trims on every turn once the window is full. Each
 trim moves `removed_message_count`, so FileSessionManager rewrites agent.json on every turn.
 And every model call costs Strands work per message in memory (two deep copies, two JSON
-encodings for its tracer: README, Performance). This window lets the history grow to
+encodings for its tracer: docs/performance.md). This window lets the history grow to
 `window_size + step` messages, then drops the oldest turns in one go, so agent.json changes
 once every `step / 2 + 1` two-message turns and memory stays small.
 
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 # At least 30 of the newest messages (whole turns), at most 40 (Strands' own default window)
-# before a trim. What the bench measured for each choice: README, Performance, row 3.
+# before a trim. What the bench measured for each choice: docs/performance.md, row 3.
 WINDOW = 30
 STEP = 10
 

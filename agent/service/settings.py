@@ -47,7 +47,7 @@ class Settings:
     backup_scope: str | None = None  # BACKUP_SCOPE: the runtime's own key prefix (agent/backup/s3.py prefix)
     backup_wait_seconds: float = 8.0  # at a stop, how long a running backup may still take (< the grace)
     stall_seconds: float = 30.0  # a restore or a stuck turn loop this long makes /ping Unhealthy (503)
-    # Checkpoints and the turn budget (README "Checkpoints, undo and storage").
+    # Checkpoints and the turn budget (docs/checkpoints.md).
     checkpoint_keep: int = 20
     checkpoint_max_bytes: int = 256 * 2**20
     storage_quota_bytes: int = 2**30  # AWS reports about 1 GB of session storage per session

@@ -3,7 +3,7 @@
 AWS's session storage replicates regular files, directories and symbolic links; hard links,
 device files, FIFOs and UNIX sockets are not supported (the AgentCore developer guide,
 "Persist session state across stop/resume with a filesystem configuration"; see the
-README's Reliability section). The local storage is a plain directory that keeps all of them, so a
+docs/disk.md). The local storage is a plain directory that keeps all of them, so a
 workspace that resumes fine here could break on AWS. `storage_walk.scan_unsupported` finds them,
 so `serve` can say so.
 """
