@@ -14,6 +14,7 @@ where in `backup-objects.jsonl` beside it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import threading
@@ -214,11 +215,17 @@ class S3Backup:
         if not marker.exists() and (store.seqs() or (store.root / REFUSED_FILE).exists()):
             return None
         started, transfer = time.perf_counter(), self.transfer(session_id)
+        # What the marker's write creates goes again when there is no backup: a new session's storage
+        # stays as the platform gave it (an exec's `ls -A` finds it empty).
+        made = [d for d in (store.root.parent, store.root) if not d.exists()]
         try:
             files.write_json(marker, {"started": time.time()})
             latest = self.get_json(transfer, "latest.json", missing_ok=True)
             if latest is None:
                 marker.unlink(missing_ok=True)
+                for directory in reversed(made):
+                    with contextlib.suppress(OSError):  # something else wrote there meanwhile: keep it
+                        directory.rmdir()
                 self._checked.add(workspace)
                 return None
             head, kept = chain.read_latest(latest)

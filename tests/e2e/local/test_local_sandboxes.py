@@ -144,8 +144,13 @@ def test_the_process_sandbox_works_and_says_it_is_not_isolated(tmp_path: Path) -
                 refusal = error.response["Error"]
                 break
             time.sleep(0.1)
-        assert refusal is not None and refusal["Code"] == "ServiceQuotaExceededException"
-        assert "quota of 1 MiB" in refusal["Message"]
+        # serve's measure refuses the call, or, when the call beats the measure, the agent's own
+        # checkpoint does (it is told the same quota): either way one line naming the quota.
+        assert refusal is not None, "a session over its quota was never refused"
+        assert (refusal["Code"], "quota" in refusal["Message"]) in {
+            ("ServiceQuotaExceededException", True),
+            ("RuntimeClientError", True),
+        }, refusal
         assert run(client, local.default_arn, f"test-{uuid.uuid4().hex}", "true")[0] == 0  # others unaffected
 
 
