@@ -64,12 +64,14 @@ def cmd_update(args: argparse.Namespace, ctx: Context, runtime_id: str | None = 
     changed = rt.changed_fields(rt.current_config(current, fields), request)
     env = request.get("environmentVariables") or {}
     if changed and rt.SCOPE_VARIABLE not in env and rt.SCOPE_VARIABLE not in args.unset_env:
-        # A runtime from before backup scopes: the update resets every session anyway.
-        request["environmentVariables"] = {**env, rt.SCOPE_VARIABLE: ctx.new_scope()}
+        # A runtime with no scope of its own: its id is one for its life, and what agentcore_local
+        # keys such a runtime's backups under, so locally they carry over. On AWS its backups were
+        # under v1/, which the execution role no longer grants.
+        request["environmentVariables"] = {**env, rt.SCOPE_VARIABLE: runtime_id}
         changed = rt.changed_fields(rt.current_config(current, fields), request)
-        ctx.say(
-            "  the runtime gets its own BACKUP_SCOPE: backups from before it (under v1/) are not restored"
-        )
+        if ctx.local is None:
+            ctx.say(f"  its backups are now kept under its id ({rt.SCOPE_VARIABLE}={runtime_id}): "
+                    "backups from before (under v1/) are not restored")  # fmt: skip
     if not changed:
         if status != "READY":
             reason = " ".join(str(current.get("failureReason") or "no reason given").split())

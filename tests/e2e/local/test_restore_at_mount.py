@@ -8,6 +8,7 @@ checkpoint, files and conversation.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -115,3 +116,26 @@ def test_after_a_redeploy_an_exec_first_finds_the_project_restored_and_nothing_i
     )
     back = invoke(data, arn, session, "sh true")
     assert back["history"]["messages_before"] == 4  # the conversation as the build turn left it
+
+
+def test_a_deploy_py_update_of_a_runtime_created_without_a_scope_keeps_its_backups(
+    local: LocalRuntime, data
+) -> None:
+    """`make demo`'s redeploy: a runtime made by boto3 alone (agentcore_local keys its backups by
+    its id), then `deploy.py update`: the scope it adds is that id, so the reset storage comes back."""
+    import deploy
+
+    created = local.create_runtime(
+        f"noscope_{uuid.uuid4().hex[:8]}",
+        environmentVariables={"MODEL_PROVIDER": "scripted", "SCRIPTED_PLAN": str(PLAN)},
+    )
+    arn, session, runtime_id = created["agentRuntimeArn"], new_id(), created["agentRuntimeId"]
+    invoke(data, arn, session, BUILD)
+    data.stop_runtime_session(agentRuntimeArn=arn, runtimeSessionId=session)  # waits for the upload
+    out = io.StringIO()
+    ctx = deploy.Context(region="us-west-2", control=local.control(), out=out, sleep=local.clock.advance)
+    argv = ["update", runtime_id, "--env", "X=1", "--yes", "--skip-arch-check"]
+    assert deploy.main(argv, ctx) == 0, out.getvalue()
+    again = invoke(data, arn, session, f"sh -c '{COUNT}'")
+    assert f"{FILES}" in again["response"], again["response"]
+    assert again["history"]["messages_before"] == 4  # the build turn's conversation came back

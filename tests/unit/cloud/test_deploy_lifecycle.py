@@ -109,7 +109,7 @@ def test_deleting_a_scope_pages_through_versions_in_batches() -> None:
         stub.assert_no_pending_responses()
 
 
-def test_an_update_of_a_runtime_from_before_scopes_gives_it_one(aws: Harness) -> None:  # noqa: F811
+def test_an_update_of_a_runtime_from_before_scopes_keys_its_backups_by_its_id(aws: Harness) -> None:  # noqa: F811
     before = {**runtime(), "environmentVariables": {"LOG_LEVEL": "info"}}
     aws.control.add_response("get_agent_runtime", before, ID)
     request = {
@@ -120,12 +120,13 @@ def test_an_update_of_a_runtime_from_before_scopes_gives_it_one(aws: Harness) ->
         "agentRuntimeId": RUNTIME_ID,
         "filesystemConfigurations": before["filesystemConfigurations"],
         "lifecycleConfiguration": before["lifecycleConfiguration"],
-        "environmentVariables": {"LOG_LEVEL": "debug", "BACKUP_SCOPE": SCOPE},
+        # its id: what agentcore_local keys a runtime with no scope by, so a local update keeps them
+        "environmentVariables": {"LOG_LEVEL": "debug", "BACKUP_SCOPE": RUNTIME_ID},
     }
     aws.control.add_response("update_agent_runtime", UPDATED, request)
     aws.control.add_response("get_agent_runtime", runtime(version="2"), ID)
     assert aws.run("update", RUNTIME_ID, "--env", "LOG_LEVEL=debug", "--yes", "--skip-arch-check") == 0
-    assert "backups from before it (under v1/) are not restored" in aws.out.getvalue()
+    assert "backups from before (under v1/) are not restored" in aws.out.getvalue()
 
 
 # --- against agentcore_local --------------------------------------------------------------------------
