@@ -34,6 +34,12 @@ MASK = int(
 UNAVAILABLE = "inotify is unavailable"
 
 
+def load_inotify() -> None:
+    """What the first restart() in a process also does: find libc (inotify_simple asks ldconfig, 2-10 ms)."""
+    with suppress(AttributeError, OSError):
+        INotify().close()
+
+
 class Changes(NamedTuple):
     paths: set[str]  # may have changed (created, written, chmod-ed, moved or deleted)
     dirs: set[str]  # directories created: to be watched, then walked (a new one may reuse an old name)
