@@ -21,11 +21,9 @@ from inotify_simple import INotify, flags
 log = logging.getLogger(__name__)
 
 # Plain ints, read once: each event is tested against several of them.
-IN_MODIFY, IN_ATTRIB, IN_CLOSE_WRITE = int(flags.MODIFY), int(flags.ATTRIB), int(flags.CLOSE_WRITE)
-IN_MOVED_FROM, IN_MOVED_TO = int(flags.MOVED_FROM), int(flags.MOVED_TO)
-IN_CREATE, IN_DELETE, IN_DELETE_SELF = int(flags.CREATE), int(flags.DELETE), int(flags.DELETE_SELF)
-IN_MOVE_SELF, IN_UNMOUNT, IN_Q_OVERFLOW = int(flags.MOVE_SELF), int(flags.UNMOUNT), int(flags.Q_OVERFLOW)
-IN_IGNORED, IN_ISDIR = int(flags.IGNORED), int(flags.ISDIR)
+IN_MOVED_FROM, IN_MOVED_TO, IN_CREATE = int(flags.MOVED_FROM), int(flags.MOVED_TO), int(flags.CREATE)
+IN_DELETE_SELF, IN_MOVE_SELF, IN_UNMOUNT = int(flags.DELETE_SELF), int(flags.MOVE_SELF), int(flags.UNMOUNT)
+IN_Q_OVERFLOW, IN_IGNORED, IN_ISDIR = int(flags.Q_OVERFLOW), int(flags.IGNORED), int(flags.ISDIR)
 MASK = int(
     flags.MODIFY | flags.ATTRIB | flags.CLOSE_WRITE | flags.MOVED_FROM | flags.MOVED_TO | flags.CREATE
     | flags.DELETE | flags.DELETE_SELF | flags.MOVE_SELF | flags.ONLYDIR | flags.DONT_FOLLOW
@@ -75,7 +73,7 @@ class Tracker:
                     log.warning("%s | %s: every turn walks the whole tree", self.what, UNAVAILABLE)
                     self.warned = True
                 self.doubt = UNAVAILABLE
-            else:
+            else:  # EMFILE (max_user_instances), ENFILE, ENOMEM: the next full walk tries again
                 self.doubt = f"inotify_init1: {os.strerror(code or 0)}"
             return False
         self.doubt = None
