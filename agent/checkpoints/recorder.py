@@ -23,7 +23,7 @@ from agent.checkpoints.history_bytes import HistoryBytes
 from agent.checkpoints.no_room import StorageFull
 from agent.checkpoints.store import CheckpointStore, missing_paths
 from agent.checkpoints.walk import Walk, after_restore, diff, update, verify, walk
-from agent.checkpoints.watch import Tracker
+from agent.checkpoints.watch import UNAVAILABLE, Tracker
 from agent.conversation.protocol import TurnRecord, Usage
 from agent.session_files import SESSIONS
 
@@ -89,7 +89,7 @@ class Recorder:
         last = self.store.last_walk
         changes = self.tracker.take() if last is not None else None
         if changes is None or last is None:  # a full walk, which (re)adds every watch first
-            if last is not None and self.tracker.doubt != "inotify is unavailable":
+            if last is not None and self.tracker.doubt != UNAVAILABLE:
                 log.info("checkpoints | a full walk: %s", self.tracker.doubt)
             self.tracker.restart()
             if last is not None:

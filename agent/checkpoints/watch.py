@@ -1,4 +1,4 @@
-"""What changed in the workspace since the last checkpoint, from Linux inotify (ctypes on libc).
+"""What changed in the workspace since the last checkpoint, from Linux inotify (inotify_simple).
 
 A watch on every directory of the project (never `.sessions/`); the walk adds a directory's
 watch before it lists it, so nothing created in it meanwhile is missed. Events are kernel-side,
@@ -10,38 +10,32 @@ started yet) `take()` says None and the caller walks the whole workspace, which 
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import logging
 import os
-import struct
 from contextlib import suppress
 from typing import NamedTuple
 
+from inotify_simple import INotify, flags
+
 log = logging.getLogger(__name__)
 
-IN_MODIFY, IN_ATTRIB, IN_CLOSE_WRITE = 0x2, 0x4, 0x8
-IN_MOVED_FROM, IN_MOVED_TO, IN_CREATE, IN_DELETE = 0x40, 0x80, 0x100, 0x200
-IN_DELETE_SELF, IN_MOVE_SELF, IN_UNMOUNT, IN_Q_OVERFLOW, IN_IGNORED = 0x400, 0x800, 0x2000, 0x4000, 0x8000
-IN_ONLYDIR, IN_DONT_FOLLOW, IN_EXCL_UNLINK, IN_ISDIR = 0x1000000, 0x2000000, 0x4000000, 0x40000000
-MASK = (
-    IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE | IN_MOVED_FROM | IN_MOVED_TO | IN_CREATE | IN_DELETE
-    | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR | IN_DONT_FOLLOW | IN_EXCL_UNLINK
+# Plain ints, read once: each event is tested against several of them.
+IN_MOVED_FROM, IN_MOVED_TO, IN_CREATE = int(flags.MOVED_FROM), int(flags.MOVED_TO), int(flags.CREATE)
+IN_DELETE_SELF, IN_MOVE_SELF, IN_UNMOUNT = int(flags.DELETE_SELF), int(flags.MOVE_SELF), int(flags.UNMOUNT)
+IN_Q_OVERFLOW, IN_IGNORED, IN_ISDIR = int(flags.Q_OVERFLOW), int(flags.IGNORED), int(flags.ISDIR)
+MASK = int(
+    flags.MODIFY | flags.ATTRIB | flags.CLOSE_WRITE | flags.MOVED_FROM | flags.MOVED_TO | flags.CREATE
+    | flags.DELETE | flags.DELETE_SELF | flags.MOVE_SELF | flags.ONLYDIR | flags.DONT_FOLLOW
+    | flags.EXCL_UNLINK
 )  # fmt: skip
-_EVENT = struct.Struct("iIII")  # struct inotify_event: wd, mask, cookie, len; then the name
-_libc: ctypes.CDLL | None = None
+UNAVAILABLE = "inotify is unavailable"
 
 
-def _lib() -> ctypes.CDLL | None:
-    global _libc
-    if _libc is None:
-        with suppress(OSError, AttributeError):
-            lib = ctypes.CDLL(None, use_errno=True)
-            lib.inotify_init1.argtypes, lib.inotify_init1.restype = [ctypes.c_int], ctypes.c_int
-            lib.inotify_add_watch.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32]
-            lib.inotify_add_watch.restype = ctypes.c_int
-            _libc = lib
-    return _libc
+def load_inotify() -> None:
+    """What the first restart() in a process also does: find libc (inotify_simple asks ldconfig, 2-10 ms)."""
+    with suppress(AttributeError, OSError):
+        INotify().close()
 
 
 class Changes(NamedTuple):
@@ -55,7 +49,7 @@ class Tracker:
     def __init__(self, skip: str, what: str = "checkpoints") -> None:
         self.skip = skip  # a top-level name never watched (the service's own `.sessions/`)
         self.what = what  # whose tracker, in the log
-        self.fd = -1
+        self.inotify: INotify | None = None
         self.dirs: dict[int, str] = {}  # watch descriptor -> its directory's relpath + "/" ("" = root)
         self.changed: set[str] = set()
         self.created: set[str] = set()
@@ -67,40 +61,45 @@ class Tracker:
     def restart(self) -> bool:
         """A fresh inotify instance with no watches (a full walk then adds them). False: unavailable."""
         self.close()
-        lib = _lib()
         if self.disabled:
             self.doubt = self.disabled
             return False
-        if lib is None:
-            if not self.warned:
-                log.warning("%s | inotify is unavailable: every turn walks the whole tree", self.what)
-                self.warned = True
-            self.doubt = "inotify is unavailable"
+        try:
+            self.inotify = INotify(nonblocking=True)  # close-on-exec too
+        except (AttributeError, OSError) as error:  # no inotify_init1 in this libc, or no instance left
+            code = getattr(error, "errno", None)
+            if isinstance(error, AttributeError) or code == errno.ENOSYS:
+                if not self.warned:
+                    log.warning("%s | %s: every turn walks the whole tree", self.what, UNAVAILABLE)
+                    self.warned = True
+                self.doubt = UNAVAILABLE
+            else:  # EMFILE (max_user_instances), ENFILE, ENOMEM: the next full walk tries again
+                self.doubt = f"inotify_init1: {os.strerror(code or 0)}"
             return False
-        fd = lib.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
-        if fd < 0:
-            self.doubt = f"inotify_init1: {os.strerror(ctypes.get_errno())}"
-            return False
-        self.fd, self.doubt = fd, None
+        self.doubt = None
         return True
 
     def watch(self, prefix: str, path: str) -> None:
         """Watch one directory (`prefix` = its relpath + "/", or "" for the root) before it is listed."""
-        lib = _lib()
-        if self.fd < 0 or lib is None or self.doubt:
+        if self.inotify is None or self.doubt:
             return
-        wd = lib.inotify_add_watch(self.fd, os.fsencode(path), MASK)
-        if wd >= 0:
-            self.dirs[wd] = prefix
+        try:
+            self.dirs[self.inotify.add_watch(path, MASK)] = prefix
             return
-        code = ctypes.get_errno()
+        except OSError as error:
+            code = error.errno
         if prefix and code in (errno.ENOENT, errno.ENOTDIR):  # gone or replaced: its parent reports it
             return
-        self.doubt = f"inotify_add_watch {prefix or './'}: {os.strerror(code)}"
+        self.doubt = f"inotify_add_watch {prefix or './'}: {os.strerror(code or 0)}"
         if code == errno.ENOSPC:  # more directories than fs.inotify.max_user_watches allows
             self.disabled = self.doubt
             self.close()  # give back the watches it holds
             log.warning("%s | %s (fs.inotify.max_user_watches); every turn walks", self.what, self.disabled)
+
+    @property
+    def watching(self) -> int:
+        """How many directories are watched now (0 when it is closed or never started)."""
+        return len(self.dirs)
 
     def take(self) -> Changes | None:
         """What may have changed since the last take(), or None: walk everything."""
@@ -119,20 +118,16 @@ class Tracker:
         return None if self.doubt else Changes(set(self.changed), set(self.created))
 
     def _drain(self) -> None:
-        while self.fd >= 0 and not self.doubt:
+        while self.inotify is not None and not self.doubt:
             try:
-                data = os.read(self.fd, 1 << 16)
-            except BlockingIOError:
-                return
+                events = self.inotify.read(timeout=0)  # what is queued now, never waiting
             except OSError as error:
                 self.doubt = f"reading inotify: {error.strerror}"
                 return
-            offset = 0
-            while offset < len(data):
-                wd, mask, _cookie, size = _EVENT.unpack_from(data, offset)
-                name = data[offset + _EVENT.size : offset + _EVENT.size + size].rstrip(b"\0")
-                offset += _EVENT.size + size
-                self._event(wd, mask, os.fsdecode(name))
+            if not events:
+                return
+            for wd, mask, _cookie, name in events:
+                self._event(wd, mask, name)
 
     def _event(self, wd: int, mask: int, name: str) -> None:
         if mask & IN_Q_OVERFLOW:
@@ -153,8 +148,8 @@ class Tracker:
         self.close()
 
     def close(self) -> None:
-        if self.fd >= 0:
+        if self.inotify is not None:
             with suppress(OSError):
-                os.close(self.fd)
-        self.fd, self.dirs, self.changed, self.created = -1, {}, set(), set()
+                self.inotify.close()
+        self.inotify, self.dirs, self.changed, self.created = None, {}, set(), set()
         self.doubt = self.disabled or "not started"

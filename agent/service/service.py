@@ -20,6 +20,7 @@ from strands.tools.decorator import DecoratedFunctionTool
 from agent.backup.s3 import S3Backup
 from agent.backup.transfer import rehearse
 from agent.checkpoints.recorder import Recorder
+from agent.checkpoints.watch import load_inotify
 from agent.conversation import history
 from agent.conversation.conversations import Conversations
 from agent.model.providers import build_model, rehearse_model
@@ -73,6 +74,7 @@ class Service:
                 ("tools", self.tools),
                 ("agent", lambda: new_agent(self.model(), self.tools(), None)),
                 ("imports", first_use_imports),
+                ("inotify", load_inotify),  # the first checkpoint's tracker
             ],
         )
         # Nothing here touches the workspace: AgentCore mounts session storage after the import.

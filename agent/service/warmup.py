@@ -3,10 +3,11 @@ on the runtime's environment, so a new session's first answer does not pay for i
 
 What: the S3 client for backups and one rehearsed request through it (answered in-process, never
 sent), the model (a provider's boto3 client), the tools and their JSON schemas, a throwaway
-Strands Agent (its construction path and the modules first touched there), and the modules a
-first connection imports (`first_use_imports`). Nothing of a session
-exists yet (its id, storage and history arrive with its first call), so nothing built here can be
-one session's: each is what the first turn would build the same way for any session.
+Strands Agent (its construction path and the modules first touched there), the modules a
+first connection imports (`first_use_imports`), and libc for the checkpoints' inotify tracker.
+Nothing of a session exists yet (its id, storage and history arrive with its first call), so
+nothing built here can be one session's: each is what the first turn would build the same way
+for any session.
 
 When: in a background thread once the server's first /ping has been answered (so the start to
 Healthy does not wait for it), or a second after start-up on a host that never pings. /ping
@@ -54,6 +55,7 @@ class WarmUp:
         self.steps = list(steps)
         self.done = threading.Event()
         self.seconds: dict[str, float] = {}  # what each step took (the log says it too)
+        self.failed: dict[str, str] = {}  # the steps that raised, and what they said
         self._started = False
         self._guard = threading.Lock()
 
@@ -83,6 +85,7 @@ class WarmUp:
                 try:
                     step()
                 except Exception as error:  # the first turn builds it again and says what is wrong
+                    self.failed[name] = str(error)
                     log.warning("warm-up | %s failed (the first turn will retry it): %s", name, error)
                 self.seconds[name] = time.perf_counter() - started
         finally:

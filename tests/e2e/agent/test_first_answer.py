@@ -28,20 +28,30 @@ from agent.service.settings import Settings
 from agent.service.warmup import Once, StartAfterFirstPing, WarmUp
 from agentcore_local.sessions import pool as pool_module
 from agentcore_local.sessions.pool import WarmPool
-from tests.support.agent_process import AgentProcess
+from tests.unit.agent import test_service_in_process
+
+load_agent = test_service_in_process.load_agent  # the fixture: coding_agent imported afresh
 
 
 def test_once_builds_one_value_for_concurrent_callers_and_retries_after_a_failure() -> None:
     calls: list[int] = []
+    asking: list[int] = []
 
     def build() -> object:
         calls.append(1)
-        time.sleep(0.05)  # long enough for every thread to ask while the first builds
+        deadline = time.monotonic() + 10  # the first to ask builds until every thread has asked
+        while len(asking) < 4:
+            assert time.monotonic() < deadline, "the other threads never asked"
+            time.sleep(0.001)
         return object()
+
+    def ask() -> None:
+        asking.append(1)
+        results.append(once())
 
     once = Once(build)
     results: list[object] = []
-    threads = [threading.Thread(target=lambda: results.append(once())) for _ in range(4)]
+    threads = [threading.Thread(target=ask) for _ in range(4)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -213,20 +223,16 @@ def test_a_take_refills_the_pool_after_the_refill_delay_not_beside_the_first_tur
 
 
 def test_the_agent_warms_up_after_its_first_ping_before_any_call_and_ping_stays_healthy(
-    tmp_path: Path,
+    load_agent, tmp_path: Path
 ) -> None:
-    agent = AgentProcess(tmp_path / "workspace")
-    agent.start()  # returns at the first Healthy /ping
-    try:
-        log = Path(agent.log.name)
+    module = load_agent(tmp_path / "workspace")  # coding_agent.py itself, in this process
+    warm_up = module.service.warm_up
+    with TestClient(module.app) as client:
+        assert client.get("/ping").json()["status"] == "Healthy"
         deadline = time.monotonic() + 30
-        while "warm-up | done" not in log.read_text(errors="replace"):
+        while not warm_up.done.wait(0.02):
             assert time.monotonic() < deadline, "the warm-up did not finish"
-            assert agent.http.get("/ping").json()["status"] == "Healthy"
-            time.sleep(0.02)
-        done = next(line for line in log.read_text().splitlines() if "warm-up | done" in line)
-        assert all(step in done for step in ("model", "tools", "agent")), done
-        assert "failed" not in log.read_text()
-        assert agent.invoke("hello").status_code == 200
-    finally:
-        agent.stop()
+            assert client.get("/ping").json()["status"] == "Healthy"
+        assert {"model", "tools", "agent", "inotify"} <= set(warm_up.seconds)
+        assert warm_up.failed == {}
+        assert client.post("/invocations", json={"prompt": "hello"}).status_code == 200

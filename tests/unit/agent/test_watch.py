@@ -4,19 +4,21 @@ walk of the same workspace finds; when it cannot vouch for its list it must walk
 
 from __future__ import annotations
 
-import ctypes
 import errno
+import json
 import os
+import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from agent.checkpoints import watch
 from agent.checkpoints.recorder import Recorder
 from agent.checkpoints.store import CheckpointStore
 from agent.checkpoints.walk import walk
 from agent.tools.workspace import Workspace
+from tests.support import REPO
 
 FIELDS = ("type", "sha256", "target", "mode", "size", "mtime")
 
@@ -152,39 +154,81 @@ def test_nothing_changed_means_no_walk_and_changes_between_turns_go_to_the_next_
     recorder.end(start, "c", "p", "answered")
 
 
-def test_without_inotify_every_turn_walks_and_records_the_same(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(watch, "_libc", None)
-    monkeypatch.setattr(watch, "_lib", lambda: None)
-    turns = Turns(tmp_path)
+# The kernel's own refusals, for real: each runs in a child process in a user namespace of its own,
+# whose per-user inotify limits (/proc/sys/user/max_inotify_*) it sets without touching the machine's.
+IN_NAMESPACE = """
+import json, sys
+from pathlib import Path
+from tests.unit.agent import test_watch
+print(json.dumps(getattr(test_watch, sys.argv[1])(Path(sys.argv[2]))))
+"""
+
+
+def in_user_namespace(scenario: str, ws: Path) -> dict:
+    if shutil.which("unshare") is None or subprocess.run(["unshare", "-U", "-r", "true"]).returncode:
+        pytest.skip("needs unshare(1) and user namespaces")
+    done = subprocess.run(
+        ["unshare", "--user", "--map-root-user", sys.executable, "-c", IN_NAMESPACE, scenario, str(ws)],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-4000:]
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def limit(name: str, value: int) -> None:
+    Path("/proc/sys/user", name).write_text(f"{value}\n")
+
+
+def no_instance_left(ws: Path) -> dict:
+    """inotify_init1 refused (EMFILE: max_user_instances reached), then allowed again."""
+    limit("max_inotify_instances", 0)
+    turns = Turns(ws)
     walks = turns.full_walks
-    manifest = turns.turn(lambda: sh(tmp_path, "echo x > x; rm README"))
-    assert turns.full_walks == walks + 2  # the start and the end of the turn
-    assert manifest["changed"]["added"] == ["x"] and manifest["changed"]["deleted"] == ["README"]
+    manifest = turns.turn(lambda: sh(ws, "echo x > x; rm README"))
+    refused = {
+        "walks": turns.full_walks - walks,
+        "doubt": turns.recorder.tracker.doubt,
+        **manifest["changed"],
+    }
+    limit("max_inotify_instances", 128)
+    walks = turns.full_walks
+    turns.turn(lambda: sh(ws, "echo y > y"))
+    allowed = turns.full_walks - walks
+    walks = turns.full_walks
+    turns.turn(lambda: sh(ws, "echo z > z"))
+    return {"refused": refused, "walks_once_allowed": allowed, "walks_after": turns.full_walks - walks}
 
 
-def test_watches_refused_for_want_of_room_mean_full_walks_and_no_retry(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    real = watch._lib()
-    assert real is not None
+def test_without_an_inotify_instance_every_turn_walks_and_a_later_one_tracks(tmp_path: Path) -> None:
+    seen = in_user_namespace("no_instance_left", tmp_path)
+    refused = seen["refused"]
+    assert refused["walks"] == 2  # the start and the end of the turn
+    assert refused["added"] == ["x"] and refused["deleted"] == ["README"]
+    assert refused["doubt"] == f"inotify_init1: {os.strerror(errno.EMFILE)}"
+    assert seen["walks_once_allowed"] == 1  # the next turn's start walks once and starts the tracker
+    assert seen["walks_after"] == 0  # and from then on it tracks
 
-    class Full:  # the kernel's answer past fs.inotify.max_user_watches
-        inotify_init1 = real.inotify_init1
-        calls = 0
 
-        def inotify_add_watch(self, fd: int, path: bytes, mask: int) -> int:
-            Full.calls += 1
-            ctypes.set_errno(errno.ENOSPC)
-            return -1
+def no_watch_left(ws: Path) -> dict:
+    """inotify_add_watch refused (ENOSPC: max_user_watches reached), then room again."""
+    limit("max_inotify_watches", 1)  # the root's watch, and no other
+    turns = Turns(ws)
+    walks = turns.full_walks
+    manifest = turns.turn(lambda: sh(ws, "echo x > src/x"))
+    limit("max_inotify_watches", 100_000)  # room again: a tracker refused for want of room stays off
+    later = turns.turn(lambda: sh(ws, "echo y > src/y"))
+    tracker = turns.recorder.tracker
+    return {
+        "added": manifest["changed"]["added"] + later["changed"]["added"],
+        "walks": turns.full_walks - walks,
+        "watching": tracker.watching,
+        "disabled": tracker.disabled,
+    }
 
-    monkeypatch.setattr(watch, "_lib", lambda: Full())
-    turns = Turns(tmp_path)
-    walks, calls = turns.full_walks, Full.calls
-    manifest = turns.turn(lambda: sh(tmp_path, "echo x > src/x"))
-    assert manifest["changed"]["added"] == ["src/x"]
-    assert turns.full_walks == walks + 2 and Full.calls == calls  # walks, and never asks again
-    assert turns.recorder.tracker.fd == -1
-    warned = [r.message for r in caplog.records if "max_user_watches" in r.message]
-    assert sum(m.startswith("checkpoints |") for m in warned) == 1  # once, not on every turn
+
+def test_watches_refused_for_want_of_room_mean_full_walks_and_no_retry(tmp_path: Path) -> None:
+    seen = in_user_namespace("no_watch_left", tmp_path)
+    assert seen["added"] == ["src/x", "src/y"]
+    assert seen["walks"] == 4  # both ends of both turns, even once there is room again
+    assert seen["watching"] == 0  # the watches it held were given back
+    assert seen["disabled"].endswith(os.strerror(errno.ENOSPC))
