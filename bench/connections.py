@@ -11,9 +11,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import boto3
-from botocore.config import Config
-
 from agentcore_local.sandbox.bwrap import RUN_INSIDE
 from agentcore_local.services.listener import IN_SANDBOX_PORT
 from bench.measure import distribution_ms, timed
@@ -68,17 +65,7 @@ def _held(progress: Path) -> int:
 
 
 def under_flood(rt: LocalRuntime, attempts: int = 5000, samples: int = 15) -> dict:
-    client, control = (
-        rt.client(),
-        boto3.client(
-            "bedrock-agentcore-control",
-            endpoint_url=rt.url,
-            region_name="us-west-2",
-            aws_access_key_id="agentcore-local",
-            aws_secret_access_key="agentcore-local",
-            config=Config(retries={"total_max_attempts": 1}, read_timeout=60),
-        ),
-    )
+    client, control = rt.client(), rt.control()
     a, b = new_session("flood-a"), new_session("flood-b")
     for session in (a, b):
         rt.command(client, session, "true")

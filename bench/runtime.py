@@ -74,8 +74,17 @@ class LocalRuntime:
         config = Config(
             read_timeout=300, retries={"total_max_attempts": 1}, max_pool_connections=max(pool, 10)
         )
+        return self._boto3("bedrock-agentcore", config)
+
+    def control(self):
+        """The control plane, no retries: a slow answer is measured, not hidden."""
+        return self._boto3(
+            "bedrock-agentcore-control", Config(retries={"total_max_attempts": 1}, read_timeout=60)
+        )
+
+    def _boto3(self, service: str, config: Config):
         return boto3.client(
-            "bedrock-agentcore",
+            service,
             endpoint_url=self.url,
             region_name="us-west-2",
             aws_access_key_id="agentcore-local",

@@ -26,6 +26,7 @@ from agentcore_local.sandbox.bwrap import bwrap_works, find_tool
 from agentcore_local.sandbox.cgroups import SANDBOX_OOM_SCORE, SERVE_OOM_SCORE
 from agentcore_local.session_limits import MIB, SessionLimits
 from agentcore_local.settings import REPO
+from bench.limits import BOMB  # the same fork bomb the bench runs
 from tests.support.local_runtime import LocalRuntime, invoke, local_runtime, run, shell, wait_for
 
 pytestmark = pytest.mark.skipif(
@@ -37,27 +38,6 @@ pytestmark = pytest.mark.skipif(
 LIMITS = SessionLimits(pids=64, memory_bytes=256 * MIB, cpus=1.0)
 HOG = 1024  # MiB the hogs ask for at most: past the limit, and still harmless where none binds
 
-# Inside A: forks until the kernel refuses (at most 400, harmless where no limit binds), reports,
-# then holds its children until the test drops `release` in the workspace (at most 60 s).
-BOMB = """
-import json, os, sys, time
-kids, refused = [], 0
-while len(kids) < 400 and refused < 20:
-    try:
-        pid = os.fork()
-    except OSError:
-        refused += 1
-        continue
-    if pid == 0:
-        deadline = time.monotonic() + 60
-        while not os.path.exists("release") and time.monotonic() < deadline:
-            time.sleep(0.05)
-        os._exit(0)
-    kids.append(pid)
-print(json.dumps({"forked": len(kids), "refused": refused}), flush=True)
-for pid in kids:
-    os.waitpid(pid, 0)
-"""
 
 
 @pytest.fixture(scope="module")
