@@ -53,16 +53,18 @@ def _whole(backups: S3Backup, session_id: str, point: Point) -> dict:
     return got[point.seq]
 
 
-def _history_for(backups: S3Backup, session_id: str, point: Point, entries: list[dict]) -> dict:
-    """The conversation files to go with `point`: its own `history` map, else the next one on its
-    branch that has one (a push puts it in its newest manifest; messages are cut back after)."""
+def _history_for(backups: S3Backup, session_id: str, point: Point, entries: list[dict]) -> tuple[dict, dict]:
+    """The conversation files to go with `point`, and where their objects are: its own `history`
+    map, else the next one on its branch that has one (a push puts it in its newest manifest, with
+    the locations of its objects; messages are cut back after)."""
     later = sorted(e["seq"] for e in entries if e["branch"] == point.branch and e["seq"] > point.seq)
     transfer = backups.transfer(session_id)
     for seq in later[:HISTORY_LOOKAHEAD]:
         found = backups.get_json(transfer, chain.manifest_key(Point(point.branch, seq)), True) or {}
         if isinstance(found.get("history"), dict):
-            return found["history"]
-    return {}
+            locations = found.get("locations")
+            return found["history"], locations if isinstance(locations, dict) else {}
+    return {}, {}
 
 
 def bring_back(backups: S3Backup, recorder: Recorder, session_id: str, wanted: str) -> dict[str, Any]:
@@ -74,9 +76,9 @@ def bring_back(backups: S3Backup, recorder: Recorder, session_id: str, wanted: s
     store = Store(workspace)
     try:
         manifest = _whole(backups, session_id, point)
-        history = manifest.pop("history", None)
+        history, elsewhere = manifest.pop("history", None), {}
         if not isinstance(history, dict):
-            history = _history_for(backups, session_id, point, entries)
+            history, elsewhere = _history_for(backups, session_id, point, entries)
         conversation = manifest.get("conversation_id")
         if not isinstance(conversation, str) or not CONVERSATION_ID.fullmatch(conversation):
             conversation = None  # a forged one: the files come back, no conversation folder is touched
@@ -84,7 +86,7 @@ def bring_back(backups: S3Backup, recorder: Recorder, session_id: str, wanted: s
             p: e for p, e in history.items() if conversation and p.split("/")[0] == f"session_{conversation}"
         }
         shas = files.check_manifest(manifest["files"], mine)
-        locations = manifest.get("locations", {})
+        locations = {**elsewhere, **manifest.get("locations", {})}  # the history's objects: where it was
         wanted_objects = {s: locations.get(s) for s in shas if not store.object_path(s).exists()}
         store.staging(clear=True)
         backups.transfer(session_id).download(store, wanted_objects, missing_ok=True)

@@ -139,3 +139,25 @@ def test_a_deploy_py_update_of_a_runtime_created_without_a_scope_keeps_its_backu
     again = invoke(data, arn, session, f"sh -c '{COUNT}'")
     assert f"{FILES}" in again["response"], again["response"]
     assert again["history"]["messages_before"] == 4  # the build turn's conversation came back
+
+
+def test_every_answered_turn_stays_restorable_after_undos_and_restores(local: LocalRuntime, data) -> None:
+    """What the model-based test found: turn, undo, restore, turn, undo, then a restore of a
+    checkpoint whose conversation sits in a later manifest of its push needed that manifest's
+    object locations too ("1 of its objects are no longer in the backup")."""
+    created = local.create_runtime(f"again_{uuid.uuid4().hex[:8]}")
+    arn, session = created["agentRuntimeArn"], new_id()
+
+    def answered_turns() -> list[dict]:
+        data.stop_runtime_session(agentRuntimeArn=arn, runtimeSessionId=session)  # its push is in
+        listing = act(data, arn, session, action="checkpoints", backup=True)["checkpoints"]
+        return [c for c in listing if c.get("kind") == "turn" and c.get("prompt") == "hello"][::-1]
+
+    new_version(local, created)
+    for pick in (0, 1):
+        invoke(data, arn, session, "hello")
+        act(data, arn, session, action="undo", turns=1)
+        turns = answered_turns()
+        assert len(turns) == pick + 1, turns
+        restored = act(data, arn, session, action="restore", checkpoint=turns[pick]["id"])
+        assert restored["action"] == "restore", restored
