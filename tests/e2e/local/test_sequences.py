@@ -169,6 +169,11 @@ class Sequences(RuleBasedStateMachine):
         self.committed = dict(self.current)
         self.line = []  # an undo now would go back past the restore; after a new turn it is one turn
 
+    def teardown(self) -> None:
+        """Each sequence's session ends with it: sequences must not pile up past --max-sessions."""
+        with contextlib.suppress(ClientError):  # nothing to stop (never started, or deleted)
+            self.data.stop_runtime_session(agentRuntimeArn=self.arn, runtimeSessionId=self.session)
+
     def _act(self, body: dict) -> dict:
         answer = self.data.invoke_agent_runtime(
             agentRuntimeArn=self.arn, runtimeSessionId=self.session, payload=json.dumps(body)
